@@ -1,0 +1,65 @@
+"""Runtime backends: one module per event loop, chosen automatically or by name.
+
+The core never imports a backend module directly; it asks :func:`get_backend` or
+:func:`current_backend`, which import the backend lazily (MicroPython-safe).
+"""
+
+from .._compat import IS_MICROPYTHON, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
+
+BACKENDS = ("asyncio", "trio", "micropython")
+
+_cache: "dict[str, Any]" = {}
+
+
+def get_backend(name: str) -> "Any":
+    """Return the backend object called ``name`` (``"asyncio"``, ``"trio"``, ``"micropython"``).
+
+    Raises:
+        LookupError: for an unknown name, or when the backend's library is not installed
+            (the message names the extra to install, e.g. ``aimdb[trio]``).
+    """
+    be = _cache.get(name)
+    if be is not None:
+        return be
+    if name == "asyncio":
+        if IS_MICROPYTHON:
+            from . import _micropython as mod
+        else:
+            from . import _asyncio as mod  # type: ignore[no-redef]
+    elif name == "trio":
+        try:
+            from . import _trio as mod  # type: ignore[no-redef]
+        except ImportError as exc:
+            raise LookupError("the trio backend needs trio: pip install 'aimdb[trio]'") from exc
+    elif name == "micropython":
+        from . import _micropython as mod  # type: ignore[no-redef]
+    else:
+        raise LookupError("unknown runtime backend " + repr(name) + "; known: " + ", ".join(BACKENDS))
+    be = mod.backend
+    _cache[name] = be
+    return be
+
+
+def current_backend() -> "Any":
+    """Return the backend of the event loop running in this thread.
+
+    Detection order: MicroPython → its asyncio backend; trio running in this thread →
+    trio; otherwise asyncio (uvloop is an asyncio loop).
+    """
+    if IS_MICROPYTHON:
+        return get_backend("micropython")
+    import sys
+
+    if "trio" in sys.modules:
+        try:
+            import trio
+
+            trio.lowlevel.current_trio_token()
+        except Exception:
+            pass
+        else:
+            return get_backend("trio")
+    return get_backend("asyncio")

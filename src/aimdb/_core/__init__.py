@@ -1,0 +1,1 @@
+"""Backend-neutral engine: records, buffers, builder, database, stages (MicroPython-safe)."""

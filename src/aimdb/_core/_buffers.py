@@ -1,0 +1,694 @@
+"""The three buffer kinds and their readers (MicroPython-safe).
+
+All buffers are loop-affine: ``produce`` and every reader method must be called from
+the database's event loop (threads go through :mod:`aimdb.sync`). ``produce`` is
+synchronous, O(1) in the number of readers when no reader is waiting, and never blocks.
+
+Waking uses per-wait *waiters* from the runtime backend (``new_waiter()``), each with
+``wake()`` and ``wait()``. A buffer keeps the list of waiting readers' waiters and swaps
+it out on every produce, so a value produced between a reader's check and its wait is
+never lost, and a cancelled wait removes its waiter again.
+"""
+
+from .._compat import TYPE_CHECKING, Generic, TypeVar
+from .._errors import BufferClosed, BufferEmpty, BufferLagged
+
+if TYPE_CHECKING:
+    from typing import Any
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+# ---------------------------------------------------------------- configuration
+
+
+class SpmcRing:
+    """Configuration of a single-producer, multi-consumer ring of exactly ``capacity`` values.
+
+    Every reader has its own cursor and sees only values produced after it subscribed.
+    Values stay in the ring while nobody reads. A reader more than ``capacity`` values
+    behind gets exactly one :class:`~aimdb.BufferLagged` carrying the exact number lost,
+    then continues with the oldest value still held. ``peek()`` returns ``None``.
+    Capacity is exact (no rounding) and must be an ``int >= 1``; this is checked by
+    ``build()``, which names the record.
+    """
+
+    __slots__ = ("capacity",)
+    kind = "spmc_ring"
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+
+    def __repr__(self) -> str:
+        return "BufferCfg.SpmcRing(capacity=" + repr(self.capacity) + ")"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SpmcRing) and other.capacity == self.capacity
+
+    def __hash__(self) -> int:
+        return hash(("spmc_ring", self.capacity))
+
+    def _problem(self) -> "str | None":
+        cap = self.capacity
+        if type(cap) is not int:
+            return "ring capacity must be an int, got " + repr(cap)
+        if cap < 1:
+            return "ring capacity must be at least 1, got " + str(cap)
+        return None
+
+    def _create(self, key: str) -> "RingBuffer[Any]":
+        return RingBuffer(key, self.capacity)
+
+
+class SingleLatest:
+    """Configuration of a single slot holding the newest value with a version.
+
+    A new reader first receives the current value once (if there is one); afterwards each
+    receive yields the newest value it has not seen, intermediate values collapse. Never
+    lags. ``peek()`` returns the current value without consuming it.
+    """
+
+    __slots__ = ()
+    kind = "single_latest"
+    capacity = 1
+
+    def __repr__(self) -> str:
+        return "BufferCfg.SingleLatest()"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SingleLatest)
+
+    def __hash__(self) -> int:
+        return hash("single_latest")
+
+    def _problem(self) -> "str | None":
+        return None
+
+    def _create(self, key: str) -> "LatestBuffer[Any]":
+        return LatestBuffer(key)
+
+
+class Mailbox:
+    """Configuration of a single slot shared by all readers (latest command wins).
+
+    ``produce`` overwrites an unread value (counted as a drop); a receive takes the value,
+    so with several readers each value goes to exactly one of them (competing consumers).
+    A value pending when a reader subscribes is seen by that reader. ``peek()`` does not
+    consume.
+    """
+
+    __slots__ = ()
+    kind = "mailbox"
+    capacity = 1
+
+    def __repr__(self) -> str:
+        return "BufferCfg.Mailbox()"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mailbox)
+
+    def __hash__(self) -> int:
+        return hash("mailbox")
+
+    def _problem(self) -> "str | None":
+        return None
+
+    def _create(self, key: str) -> "MailboxBuffer[Any]":
+        return MailboxBuffer(key)
+
+
+class BufferCfg:
+    """Namespace of buffer configurations: ``SpmcRing(capacity=N)``, ``SingleLatest()``, ``Mailbox()``."""
+
+    SpmcRing = SpmcRing
+    SingleLatest = SingleLatest
+    Mailbox = Mailbox
+
+
+# ---------------------------------------------------------------- statistics
+
+
+class BufferStatistics:
+    """A snapshot of one buffer's counters.
+
+    Attributes:
+        kind: ``"spmc_ring"``, ``"single_latest"`` or ``"mailbox"``.
+        capacity: slots the buffer holds (1 for single-slot kinds).
+        produced: values produced since creation (or the last reset).
+        delivered: values handed to readers, summed over readers.
+        dropped: ring: values evicted before a reader saw them, summed per reader;
+            mailbox: values overwritten before anyone took them; single-latest: 0.
+        occupancy: values currently held.
+        readers: readers currently subscribed.
+    """
+
+    __slots__ = ("capacity", "delivered", "dropped", "kind", "occupancy", "produced", "readers")
+
+    def __init__(
+        self,
+        kind: str,
+        capacity: int,
+        produced: int,
+        delivered: int,
+        dropped: int,
+        occupancy: int,
+        readers: int,
+    ) -> None:
+        self.kind = kind
+        self.capacity = capacity
+        self.produced = produced
+        self.delivered = delivered
+        self.dropped = dropped
+        self.occupancy = occupancy
+        self.readers = readers
+
+    def as_dict(self) -> "dict[str, Any]":
+        """Return the counters as a plain dict (for JSON)."""
+        return {
+            "kind": self.kind,
+            "capacity": self.capacity,
+            "produced": self.produced,
+            "delivered": self.delivered,
+            "dropped": self.dropped,
+            "occupancy": self.occupancy,
+            "readers": self.readers,
+        }
+
+    def __repr__(self) -> str:
+        return "BufferStatistics(" + ", ".join(k + "=" + repr(v) for k, v in self.as_dict().items()) + ")"
+
+
+# ---------------------------------------------------------------- buffers
+
+
+class Buffer(Generic[T]):
+    """Common base of the three buffers; see the kind-specific classes for semantics."""
+
+    kind = ""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self._waiters: list[Any] = []
+        self._closed = False
+        self._produced = 0
+        self._delivered = 0
+        self._dropped = 0
+        self._readers = 0
+        self._rt: Any = None
+
+    # The runtime is bound by the database at start; a buffer used before that (or
+    # outside a database) finds the running backend on its first wait.
+    def _new_waiter(self) -> "Any":
+        rt = self._rt
+        if rt is None:
+            from .._backends import current_backend
+
+            rt = self._rt = current_backend()
+        return rt.new_waiter()
+
+    def _wake(self) -> None:
+        ws = self._waiters
+        if ws:
+            self._waiters = []
+            for w in ws:
+                w.wake()
+
+    async def _wait(self) -> None:
+        w = self._new_waiter()
+        self._waiters.append(w)
+        try:
+            await w.wait()
+        except BaseException:
+            try:
+                self._waiters.remove(w)
+            except ValueError:
+                pass
+            raise
+
+    @property
+    def closed(self) -> bool:
+        """Whether the buffer was closed (its database stopped)."""
+        return self._closed
+
+    def close(self) -> None:
+        """Close the buffer: readers drain what is pending, then get ``BufferClosed``."""
+        self._closed = True
+        self._wake()
+
+    def produce(self, value: T) -> None:  # pragma: no cover - overridden
+        """Store ``value`` and wake waiting readers."""
+        raise NotImplementedError
+
+    def subscribe(self) -> "Reader[T]":  # pragma: no cover - overridden
+        """Return a new reader."""
+        raise NotImplementedError
+
+    def peek(self) -> "T | None":
+        """Return the current value without consuming it (``None`` for rings or when empty)."""
+        return None
+
+    def _occupancy(self) -> int:  # pragma: no cover - overridden
+        return 0
+
+    def _capacity(self) -> int:
+        return 1
+
+    def statistics(self) -> BufferStatistics:
+        """Return a snapshot of this buffer's counters."""
+        return BufferStatistics(
+            self.kind,
+            self._capacity(),
+            self._produced,
+            self._delivered,
+            self._dropped,
+            self._occupancy(),
+            self._readers,
+        )
+
+    def reset_statistics(self) -> None:
+        """Zero produced, delivered and dropped counters."""
+        self._produced = 0
+        self._delivered = 0
+        self._dropped = 0
+
+    def __repr__(self) -> str:
+        s = self.statistics()
+        return (
+            "<"
+            + type(self).__name__
+            + " "
+            + repr(self.key)
+            + " "
+            + str(s.occupancy)
+            + "/"
+            + str(s.capacity)
+            + " readers="
+            + str(s.readers)
+            + (" closed" if self._closed else "")
+            + ">"
+        )
+
+
+class RingBuffer(Buffer[T]):
+    """Single-producer, multi-consumer ring; semantics as in :class:`SpmcRing`."""
+
+    kind = "spmc_ring"
+
+    def __init__(self, key: str, capacity: int) -> None:
+        Buffer.__init__(self, key)
+        self._cap = capacity
+        self._ring: list[Any] = [None] * capacity
+        self._head = 0  # sequence number of the next value
+
+    def produce(self, value: T) -> None:
+        """Append ``value``, overwriting the oldest one when full; never blocks."""
+        if self._closed:
+            raise BufferClosed(self.key)
+        h = self._head
+        self._ring[h % self._cap] = value
+        self._head = h + 1
+        self._produced += 1
+        if self._waiters:
+            self._wake()
+
+    def subscribe(self) -> "RingReader[T]":
+        """Return a reader that sees values produced from now on."""
+        self._readers += 1
+        return RingReader(self)
+
+    def _occupancy(self) -> int:
+        return min(self._head, self._cap)
+
+    def _capacity(self) -> int:
+        return self._cap
+
+    def statistics(self) -> BufferStatistics:
+        """Return a snapshot; ``dropped`` also counts evictions readers have not noticed yet."""
+        s = Buffer.statistics(self)
+        return s
+
+
+class LatestBuffer(Buffer[T]):
+    """One slot with a version; semantics as in :class:`SingleLatest`."""
+
+    kind = "single_latest"
+
+    def __init__(self, key: str) -> None:
+        Buffer.__init__(self, key)
+        self._value: Any = None
+        self._version = 0
+
+    def produce(self, value: T) -> None:
+        """Replace the current value; never blocks."""
+        if self._closed:
+            raise BufferClosed(self.key)
+        self._value = value
+        self._version += 1
+        self._produced += 1
+        if self._waiters:
+            self._wake()
+
+    def subscribe(self) -> "LatestReader[T]":
+        """Return a reader that first receives the current value (if any)."""
+        self._readers += 1
+        return LatestReader(self)
+
+    def peek(self) -> "T | None":
+        """Return the current value, or ``None`` before the first produce."""
+        return self._value  # type: ignore[no-any-return]
+
+    def _occupancy(self) -> int:
+        return 1 if self._version else 0
+
+
+class MailboxBuffer(Buffer[T]):
+    """One slot shared by all readers; semantics as in :class:`Mailbox`."""
+
+    kind = "mailbox"
+
+    def __init__(self, key: str) -> None:
+        Buffer.__init__(self, key)
+        self._value: Any = None
+        self._full = False
+
+    def produce(self, value: T) -> None:
+        """Put ``value`` in the slot, overwriting (and counting) an unread one."""
+        if self._closed:
+            raise BufferClosed(self.key)
+        if self._full:
+            self._dropped += 1
+        self._value = value
+        self._full = True
+        self._produced += 1
+        if self._waiters:
+            self._wake()
+
+    def subscribe(self) -> "MailboxReader[T]":
+        """Return a reader competing with the others for each value."""
+        self._readers += 1
+        return MailboxReader(self)
+
+    def peek(self) -> "T | None":
+        """Return the pending value without taking it, or ``None``."""
+        return self._value if self._full else None  # type: ignore[no-any-return]
+
+    def _take(self) -> "Any":
+        v = self._value
+        self._value = None
+        self._full = False
+        self._delivered += 1
+        return v
+
+    def _occupancy(self) -> int:
+        return 1 if self._full else 0
+
+
+# ---------------------------------------------------------------- readers
+
+
+class Reader(Generic[T_co]):
+    """A subscription to one buffer; obtained from ``consumer.subscribe()``.
+
+    ``await recv()`` returns the next value for this reader, ``try_recv()`` returns it or
+    raises :class:`~aimdb.BufferEmpty`, ``recv_batch()``/``try_recv_batch()`` return every
+    pending value at once, and ``async for value in reader`` yields values, skipping over
+    lag (counted in :attr:`lagged`) and ending cleanly when the database stops. After the
+    buffer closed, receives raise :class:`~aimdb.BufferClosed` once nothing is pending.
+    A reader cancelled while waiting loses nothing.
+    """
+
+    __slots__ = ("_buf", "_closed", "_lagged", "_taken")
+
+    def __init__(self, buf: "Buffer[Any]") -> None:
+        self._buf = buf
+        self._lagged = 0
+        self._closed = False
+        self._taken = 0  # single-slot kinds count their own deliveries
+
+    @property
+    def delivered(self) -> int:
+        """Values this reader has received so far."""
+        return self._taken
+
+    @property
+    def key(self) -> str:
+        """The record key this reader belongs to."""
+        return self._buf.key
+
+    @property
+    def lagged(self) -> int:
+        """Values this reader lost to ring overflow (reported or skipped), in total."""
+        return self._lagged
+
+    def pending(self) -> int:  # pragma: no cover - overridden
+        """Number of values a receive would return without waiting (lag excluded)."""
+        raise NotImplementedError
+
+    def try_recv(self) -> T_co:  # pragma: no cover - overridden
+        """Return the next value now; raise ``BufferEmpty``, ``BufferLagged`` or ``BufferClosed``."""
+        raise NotImplementedError
+
+    def try_recv_batch(self, limit: "int | None" = None) -> "list[T_co]":  # pragma: no cover
+        """Return every pending value (at most ``limit``) now, possibly an empty list.
+
+        Raises ``BufferLagged`` (once) like ``try_recv``, and ``BufferClosed`` when the
+        buffer is closed and nothing is pending.
+        """
+        raise NotImplementedError
+
+    def peek(self) -> "T_co | None":
+        """Return the buffer's current value without consuming (``None`` for rings)."""
+        return self._buf.peek()
+
+    async def recv(self) -> T_co:
+        """Wait for and return the next value.
+
+        Raises:
+            BufferLagged: once, when a ring reader fell more than capacity behind.
+            BufferClosed: when the database stopped and nothing is pending.
+        """
+        buf = self._buf
+        while True:
+            try:
+                return self.try_recv()
+            except BufferEmpty:
+                pass
+            await buf._wait()
+
+    async def recv_batch(self, limit: "int | None" = None) -> "list[T_co]":
+        """Wait until at least one value is pending, then return all of them (at most ``limit``).
+
+        Raises:
+            BufferLagged: once, when a ring reader fell more than capacity behind.
+            BufferClosed: when the database stopped and nothing is pending.
+        """
+        buf = self._buf
+        while True:
+            items = self.try_recv_batch(limit)
+            if items:
+                return items
+            await buf._wait()
+
+    def __aiter__(self) -> "Reader[T_co]":
+        return self
+
+    async def __anext__(self) -> T_co:
+        buf = self._buf
+        while True:
+            try:
+                return self.try_recv()
+            except BufferEmpty:
+                pass
+            except BufferLagged as exc:
+                _log_lag(exc)
+                continue
+            except BufferClosed:
+                raise StopAsyncIteration from None
+            await buf._wait()
+
+    def close(self) -> None:
+        """Unsubscribe; the buffer no longer counts this reader. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._buf._readers -= 1
+
+    def __enter__(self) -> "Reader[T_co]":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            "<"
+            + type(self).__name__
+            + " "
+            + repr(self._buf.key)
+            + " pending="
+            + str(self.pending())
+            + " lagged="
+            + str(self._lagged)
+            + ">"
+        )
+
+
+def _log_lag(exc: BufferLagged) -> None:
+    from .._compat import get_logger
+
+    log: Any = get_logger("aimdb")
+    log.debug("reader of %r skipped %d lagged values", exc.key, exc.missed)
+
+
+class RingReader(Reader[T_co]):
+    """Reader of a :class:`RingBuffer`: own cursor, exact lag reporting."""
+
+    __slots__ = ("_cursor", "_start")
+
+    def __init__(self, buf: "RingBuffer[Any]") -> None:
+        Reader.__init__(self, buf)
+        self._cursor = self._start = buf._head
+
+    @property
+    def delivered(self) -> int:
+        """Values this reader has received so far."""
+        return self._cursor - self._start - self._lagged
+
+    def pending(self) -> int:
+        """Number of values held for this reader (at most the capacity)."""
+        b: RingBuffer[Any] = self._buf  # type: ignore[assignment]
+        return min(b._head - self._cursor, b._cap)
+
+    def _lag(self, b: "RingBuffer[Any]", h: int) -> BufferLagged:
+        oldest = h - b._cap
+        missed = oldest - self._cursor
+        self._cursor = oldest
+        self._lagged += missed
+        b._dropped += missed
+        return BufferLagged(missed, b.key)
+
+    def try_recv(self) -> T_co:
+        """Return the next value now; raise ``BufferEmpty``, ``BufferLagged`` or ``BufferClosed``."""
+        b: RingBuffer[Any] = self._buf  # type: ignore[assignment]
+        c = self._cursor
+        h = b._head
+        if c < h:
+            cap = b._cap
+            if h - c <= cap:
+                self._cursor = c + 1
+                b._delivered += 1
+                return b._ring[c % cap]  # type: ignore[no-any-return]
+            raise self._lag(b, h)
+        if b._closed:
+            raise BufferClosed(b.key)
+        raise BufferEmpty(b.key)
+
+    def try_recv_batch(self, limit: "int | None" = None) -> "list[T_co]":
+        """Return every pending value (at most ``limit``) in order; ``[]`` when none."""
+        b: RingBuffer[Any] = self._buf  # type: ignore[assignment]
+        c = self._cursor
+        h = b._head
+        n = h - c
+        if n <= 0:
+            if b._closed:
+                raise BufferClosed(b.key)
+            return []
+        cap = b._cap
+        if n > cap:
+            raise self._lag(b, h)
+        if limit is not None and n > limit:
+            if limit < 1:
+                raise ValueError("limit must be at least 1")
+            n = limit
+        start = c % cap
+        end = start + n
+        ring = b._ring
+        out = ring[start:end] if end <= cap else ring[start:] + ring[: end - cap]
+        self._cursor = c + n
+        b._delivered += n
+        return out
+
+    async def __anext__(self) -> T_co:
+        # Fast path inlined: a pending value is returned without a suspension.
+        b: RingBuffer[Any] = self._buf  # type: ignore[assignment]
+        while True:
+            c = self._cursor
+            h = b._head
+            if c < h:
+                cap = b._cap
+                if h - c <= cap:
+                    self._cursor = c + 1
+                    b._delivered += 1
+                    return b._ring[c % cap]  # type: ignore[no-any-return]
+                _log_lag(self._lag(b, h))
+                continue
+            if b._closed:
+                raise StopAsyncIteration
+            await b._wait()
+
+
+class LatestReader(Reader[T_co]):
+    """Reader of a :class:`LatestBuffer`: newest unseen value, never lags."""
+
+    __slots__ = ("_seen",)
+
+    def __init__(self, buf: "LatestBuffer[Any]") -> None:
+        Reader.__init__(self, buf)
+        self._seen = 0
+
+    def pending(self) -> int:
+        """1 when a value this reader has not seen is held, else 0."""
+        b: LatestBuffer[Any] = self._buf  # type: ignore[assignment]
+        return 1 if b._version != self._seen else 0
+
+    def try_recv(self) -> T_co:
+        """Return the newest unseen value now; raise ``BufferEmpty`` or ``BufferClosed``."""
+        b: LatestBuffer[Any] = self._buf  # type: ignore[assignment]
+        v = b._version
+        if v != self._seen:
+            self._seen = v
+            self._taken += 1
+            b._delivered += 1
+            return b._value  # type: ignore[no-any-return]
+        if b._closed:
+            raise BufferClosed(b.key)
+        raise BufferEmpty(b.key)
+
+    def try_recv_batch(self, limit: "int | None" = None) -> "list[T_co]":
+        """Return ``[newest]`` when an unseen value is held, else ``[]``."""
+        if limit is not None and limit < 1:
+            raise ValueError("limit must be at least 1")
+        try:
+            return [self.try_recv()]
+        except BufferEmpty:
+            return []
+
+
+class MailboxReader(Reader[T_co]):
+    """Reader of a :class:`MailboxBuffer`: takes the shared slot's value."""
+
+    __slots__ = ()
+
+    def pending(self) -> int:
+        """1 when the shared slot holds a value, else 0."""
+        b: MailboxBuffer[Any] = self._buf  # type: ignore[assignment]
+        return 1 if b._full else 0
+
+    def try_recv(self) -> T_co:
+        """Take the pending value now; raise ``BufferEmpty`` or ``BufferClosed``."""
+        b: MailboxBuffer[Any] = self._buf  # type: ignore[assignment]
+        if b._full:
+            self._taken += 1
+            return b._take()  # type: ignore[no-any-return]
+        if b._closed:
+            raise BufferClosed(b.key)
+        raise BufferEmpty(b.key)
+
+    def try_recv_batch(self, limit: "int | None" = None) -> "list[T_co]":
+        """Return ``[value]`` when the slot holds one (taking it), else ``[]``."""
+        if limit is not None and limit < 1:
+            raise ValueError("limit must be at least 1")
+        try:
+            return [self.try_recv()]
+        except BufferEmpty:
+            return []

@@ -1,0 +1,284 @@
+"""``AimDbBuilder``: declare records, connectors and options, then ``build()`` (MicroPython-safe)."""
+
+from .._compat import TYPE_CHECKING
+from .._errors import ConfigProblem, InvalidConfiguration
+from ._codecs import codec_problem
+from ._database import AimDb
+from ._links import LinkUrl
+from ._record import RecordConfig, RecordRegistrar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
+
+
+def _key_problem(key: "Any") -> "str | None":
+    if not isinstance(key, str) or not key:
+        return "record key must be a non-empty string, got " + repr(key)
+    for seg in key.split("."):
+        if not seg:
+            return "record key has an empty segment: " + repr(key)
+        for ch in seg:
+            if ch in " \t\n*#+/":
+                return "record key may not contain " + repr(ch) + ": " + repr(key)
+    return None
+
+
+class AimDbBuilder:
+    """Collects record declarations and connectors; ``build()`` checks them all at once.
+
+    Args:
+        type_checks: check ``isinstance`` on every ``produce`` (default True; turn off for
+            hot paths once the program is trusted).
+        shutdown_timeout: upper bound in seconds for a clean stop (default 2.0).
+        runtime: ``None`` (detect the running loop), ``"asyncio"``, ``"trio"``,
+            ``"micropython"`` or a backend object.
+        restart_backoff: ``(first delay, maximum delay)`` in seconds for
+            ``on_error="restart"``; each delay is doubled and jittered (50-100 %).
+    """
+
+    def __init__(
+        self,
+        *,
+        type_checks: bool = True,
+        shutdown_timeout: float = 2.0,
+        runtime: "Any" = None,
+        restart_backoff: "tuple[float, float]" = (0.05, 5.0),
+    ) -> None:
+        self._configs: dict[str, RecordConfig] = {}
+        self._conflicts: list[ConfigProblem] = []
+        self._connectors: dict[str, Any] = {}
+        self._connector_problems: list[ConfigProblem] = []
+        self._type_checks = type_checks
+        self._shutdown_timeout = shutdown_timeout
+        self._runtime = runtime
+        self._restart_backoff = restart_backoff
+
+    def configure(
+        self,
+        tp: "type[T]",
+        key: str,
+        fn: "Callable[[RecordRegistrar[T]], Any] | None" = None,
+    ) -> "RecordRegistrar[T]":
+        """Declare record ``key`` holding values of ``tp`` and configure it with ``fn(reg)``.
+
+        Calling again with the same key and type adds to the same record; another type
+        for the same key is a configuration error (reported by ``build()``). Returns the
+        registrar, so ``fn`` may also be omitted and calls chained on the result.
+        """
+        cfg = self._configs.get(key) if isinstance(key, str) else None
+        if cfg is None:
+            cfg = RecordConfig(key, tp)
+            if isinstance(key, str):
+                self._configs[key] = cfg
+            else:
+                self._conflicts.append(ConfigProblem(repr(key), "bad_key", str(_key_problem(key))))
+        elif cfg.type is not tp:
+            self._conflicts.append(
+                ConfigProblem(
+                    key,
+                    "type_conflict",
+                    "configured with type "
+                    + getattr(cfg.type, "__name__", "?")
+                    + " and again with "
+                    + getattr(tp, "__name__", repr(tp)),
+                )
+            )
+            cfg = RecordConfig(key, tp)  # collect the rest of the declaration, then drop it
+        reg: RecordRegistrar[T] = RecordRegistrar(cfg)
+        if fn is not None:
+            fn(reg)
+        return reg
+
+    def with_connector(self, connector: "Any") -> "AimDbBuilder":
+        """Register a connector; links whose URL scheme equals ``connector.scheme`` use it."""
+        scheme = getattr(connector, "scheme", None)
+        if not isinstance(scheme, str) or not scheme:
+            self._connector_problems.append(
+                ConfigProblem("", "bad_connector", "connector has no scheme: " + repr(connector))
+            )
+        elif scheme in self._connectors:
+            self._connector_problems.append(
+                ConfigProblem("", "duplicate_connector", "two connectors for scheme " + repr(scheme))
+            )
+        else:
+            self._connectors[scheme] = connector
+        return self
+
+    def problems(self) -> "list[ConfigProblem]":
+        """Return every configuration problem (what ``build()`` would raise), in order."""
+        out: list[ConfigProblem] = list(self._conflicts) + list(self._connector_problems)
+        cfgs = self._configs
+        for key, cfg in cfgs.items():
+            out.extend(self._record_problems(key, cfg))
+        cycle = self._cycle()
+        if cycle:
+            out.append(
+                ConfigProblem(cycle[0], "cycle", "dependency cycle: " + " -> ".join(cycle))
+            )
+        return out
+
+    def _record_problems(self, key: str, cfg: RecordConfig) -> "list[ConfigProblem]":
+        out: list[ConfigProblem] = []
+
+        def add(kind: str, msg: str, url: "str | None" = None) -> None:
+            out.append(ConfigProblem(key, kind, msg, url))
+
+        kp = _key_problem(key)
+        if kp:
+            add("bad_key", kp)
+        if not isinstance(cfg.type, type):
+            add("bad_type", "record type must be a class, got " + repr(cfg.type))
+        for kind, msg, url in cfg.problems:
+            add(kind, msg, url)
+        bc = cfg.buffer_cfg
+        if bc is not None:
+            bp = bc._problem()
+            if bp:
+                add("bad_buffer", bp)
+        writers = []
+        if cfg.sources:
+            writers.append("source" if len(cfg.sources) == 1 else str(len(cfg.sources)) + " sources")
+        if cfg.derivations:
+            kinds = [d.kind for d in cfg.derivations]
+            writers.extend(kinds)
+        has_in = any(ln.direction == "in" for ln in cfg.links)
+        if len(writers) > 1 or (writers and has_in):
+            desc = writers + (["link_from"] if has_in else [])
+            add(
+                "duplicate_writer",
+                "a record has one writer (a source, a transform or a join) or link_from links, got: "
+                + ", ".join(desc),
+            )
+        needs_buffer = []
+        if cfg.taps:
+            needs_buffer.append("tap")
+        if cfg.links:
+            needs_buffer.append("link")
+        if any(key in [k for _, k in d.inputs] for c in self._configs.values() for d in c.derivations):
+            needs_buffer.append("transform/join input")
+        if cfg.sources or cfg.derivations:
+            needs_buffer.append("writer")
+        if bc is None and needs_buffer:
+            add("missing_buffer", "record needs a buffer (it has " + ", ".join(needs_buffer) + ")")
+        for d in cfg.derivations:
+            for in_tp, in_key in d.inputs:
+                other = self._configs.get(in_key)
+                if other is None:
+                    add("missing_input", d.kind + " input " + repr(in_key) + " is not a declared record")
+                elif other.type is not in_tp:
+                    add(
+                        "type_conflict",
+                        d.kind
+                        + " input "
+                        + repr(in_key)
+                        + " holds "
+                        + getattr(other.type, "__name__", "?")
+                        + ", declared as "
+                        + getattr(in_tp, "__name__", repr(in_tp)),
+                    )
+            if d.kind == "join" and not d.inputs:
+                add("bad_argument", "join needs at least one input")
+        for ln in cfg.links:
+            try:
+                LinkUrl(ln.url)
+            except ValueError as exc:
+                add("bad_url", str(exc), str(ln.url))
+                continue
+            conn = self._connectors.get(ln.scheme)
+            if conn is None:
+                add(
+                    "unknown_scheme",
+                    "no connector registered for scheme " + repr(ln.scheme),
+                    ln.url,
+                )
+                continue
+            if not ln.address:
+                add("bad_url", "link URL has no address", ln.url)
+            custom = ln.serializer if ln.direction == "out" else ln.deserializer
+            if custom is None:
+                cp = codec_problem(ln.codec, cfg.type)
+                if cp:
+                    add("missing_codec", cp, ln.url)
+            validate = getattr(conn, "validate_link", None)
+            if validate is not None:
+                for msg in validate(ln):
+                    add("bad_link", msg, ln.url)
+        return out
+
+    def _deps(self) -> "dict[str, list[str]]":
+        return {
+            key: [k for d in cfg.derivations for _, k in d.inputs if k in self._configs]
+            for key, cfg in self._configs.items()
+        }
+
+    def _cycle(self) -> "list[str] | None":
+        deps = self._deps()
+        color: dict[str, int] = {}
+        stack: list[str] = []
+
+        def visit(k: str) -> "list[str] | None":
+            color[k] = 1
+            stack.append(k)
+            for d in deps.get(k, []):
+                c = color.get(d, 0)
+                if c == 1:
+                    return stack[stack.index(d) :] + [d]
+                if c == 0:
+                    found = visit(d)
+                    if found:
+                        return found
+            stack.pop()
+            color[k] = 2
+            return None
+
+        for k in deps:
+            if color.get(k, 0) == 0:
+                found = visit(k)
+                if found:
+                    return found
+        return None
+
+    def _order(self) -> "list[str]":
+        deps = self._deps()
+        order: list[str] = []
+        seen: set[str] = set()
+
+        def visit(k: str) -> None:
+            if k in seen:
+                return
+            seen.add(k)
+            for d in deps.get(k, []):
+                visit(d)
+            order.append(k)
+
+        for k in self._configs:
+            visit(k)
+        return order
+
+    def build(self) -> AimDb:
+        """Check every declaration and return the database (not yet started).
+
+        Raises:
+            InvalidConfiguration: listing every problem found (duplicate writers, unknown
+                connector scheme, bad URL, missing codec, tap or link without buffer,
+                missing transform input, dependency cycle, type conflict, bad capacity ...).
+        """
+        problems = self.problems()
+        if problems:
+            raise InvalidConfiguration(problems)
+        return AimDb(
+            list(self._configs.values()),
+            dict(self._connectors),
+            type_checks=self._type_checks,
+            shutdown_timeout=self._shutdown_timeout,
+            runtime=self._runtime,
+            restart_backoff=self._restart_backoff,
+            order=self._order(),
+        )
+
+    async def run(self) -> None:
+        """``build()`` and run the database until it is stopped or the task is cancelled."""
+        await self.build().run()

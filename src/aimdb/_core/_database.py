@@ -1,0 +1,749 @@
+"""The running database: records, handles, stages and their lifecycle (MicroPython-safe)."""
+
+from .._compat import TYPE_CHECKING, get_logger
+from .._errors import (
+    BufferClosed,
+    BufferEmpty,
+    BufferLagged,
+    InvalidConfiguration,
+    ConfigProblem,
+    RecordNotFound,
+    StageFailed,
+    TypeMismatch,
+)
+from ._connector import ConnectorRoutes, InboundRoute, OutboundRoute
+from ._context import Context, TimeApi
+from ._handles import Consumer, Producer
+
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    from ._buffers import Buffer, Reader
+    from ._record import RecordConfig, StageSpec
+
+    T = TypeVar("T")
+
+try:
+    from random import random as _random
+except ImportError:  # pragma: no cover
+
+    def _random() -> float:
+        return 0.5
+
+
+_log: "Any" = get_logger("aimdb")
+
+
+class RecordInfo:
+    """Permanent metadata of one record, kept after build (what remote access shows).
+
+    Attributes:
+        key: record key.
+        type: the declared Python type.
+        type_name: the type's qualified name.
+        buffer_kind: ``"spmc_ring"``, ``"single_latest"``, ``"mailbox"`` or ``"none"``.
+        capacity: buffer capacity (0 without a buffer).
+        writer_kind: ``"source"``, ``"transform"``, ``"join"``, ``"link"`` or ``"none"``.
+        taps: number of taps.
+        links_out: URLs of ``link_to`` links.
+        links_in: URLs of ``link_from`` links.
+        inputs: keys this record is derived from (transform/join inputs).
+        remote_readable: visible to remote clients.
+        remote_writable: remote ``record.set`` allowed (never with a source/transform/join).
+    """
+
+    __slots__ = (
+        "buffer_kind",
+        "capacity",
+        "inputs",
+        "key",
+        "links_in",
+        "links_out",
+        "remote_readable",
+        "remote_writable",
+        "taps",
+        "type",
+        "type_name",
+        "writer_kind",
+    )
+
+    def __init__(self, cfg: "RecordConfig") -> None:
+        self.key = cfg.key
+        self.type = cfg.type
+        self.type_name = getattr(cfg.type, "__qualname__", None) or getattr(cfg.type, "__name__", "?")
+        bc = cfg.buffer_cfg
+        self.buffer_kind = bc.kind if bc is not None else "none"
+        self.capacity = bc.capacity if bc is not None else 0
+        self.writer_kind = cfg.writer_kind
+        self.taps = len(cfg.taps)
+        self.links_out = tuple(ln.url for ln in cfg.links if ln.direction == "out")
+        self.links_in = tuple(ln.url for ln in cfg.links if ln.direction == "in")
+        inputs: list[str] = []
+        for d in cfg.derivations:
+            for _, k in d.inputs:
+                if k not in inputs:
+                    inputs.append(k)
+        self.inputs = tuple(inputs)
+        self.remote_readable = cfg.remote_readable
+        self.remote_writable = cfg.remote_writable and self.writer_kind in ("none", "link")
+
+    def as_dict(self) -> "dict[str, Any]":
+        """Return the metadata as a plain dict (for JSON)."""
+        return {
+            "key": self.key,
+            "type": self.type_name,
+            "buffer": self.buffer_kind,
+            "capacity": self.capacity,
+            "writer": self.writer_kind,
+            "taps": self.taps,
+            "links_out": list(self.links_out),
+            "links_in": list(self.links_in),
+            "inputs": list(self.inputs),
+            "remote_readable": self.remote_readable,
+            "writable": self.remote_writable,
+        }
+
+    def __repr__(self) -> str:
+        return "RecordInfo(" + repr(self.as_dict()) + ")"
+
+
+class StageStatistics:
+    """Counters of one stage.
+
+    Attributes:
+        key: record key.
+        name: stage name (``"source"``, ``"tap:show"``, ``"transform"``, ``"join"``).
+        kind: ``"source"``, ``"tap"``, ``"transform"`` or ``"join"``.
+        running: whether the stage's task is running.
+        calls: transform/join: function calls; source/tap: times the stage was started.
+        errors: exceptions the stage raised.
+        restarts: restarts under ``on_error="restart"``.
+        last_error: ``repr`` of the most recent exception, or ``None``.
+        values: values produced (source, transform, join) or received (tap).
+        mean_call_ns: transform/join: mean time per function call; otherwise 0.
+        mean_interval_ns: source/tap: mean time between values over the stage's life; else 0.
+    """
+
+    __slots__ = (
+        "calls",
+        "errors",
+        "key",
+        "kind",
+        "last_error",
+        "mean_call_ns",
+        "mean_interval_ns",
+        "name",
+        "restarts",
+        "running",
+        "values",
+    )
+
+    def __init__(self, run: "_StageRun") -> None:
+        self.key = run.key
+        self.name = run.name
+        self.kind = run.kind
+        self.running = run.running
+        self.calls = run.calls
+        self.errors = run.errors
+        self.restarts = run.restarts
+        self.last_error = run.last_error
+        self.values = run.values()
+        self.mean_call_ns = run.call_ns // run.calls if run.kind in ("transform", "join") and run.calls else 0
+        self.mean_interval_ns = 0
+        if run.kind in ("source", "tap") and self.values and run.started_ns:
+            end = run.ended_ns or run.rt.monotonic_ns()
+            self.mean_interval_ns = (end - run.started_ns) // self.values
+
+    def as_dict(self) -> "dict[str, Any]":
+        """Return the counters as a plain dict (for JSON)."""
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __repr__(self) -> str:
+        return "StageStatistics(" + repr(self.as_dict()) + ")"
+
+
+class _StageRun:
+    """Run-time state of one stage."""
+
+    def __init__(self, db: "AimDb", rec: "_Record", spec: "StageSpec") -> None:
+        self.db = db
+        self.rec = rec
+        self.spec = spec
+        self.key = rec.key
+        self.name = spec.name
+        self.kind = spec.kind
+        self.rt: Any = None
+        self.calls = 0
+        self.call_ns = 0
+        self.errors = 0
+        self.restarts = 0
+        self.last_error: str | None = None
+        self.running = False
+        self.started_ns = 0
+        self.ended_ns = 0
+        self.handle: Any = None
+        self.readers: list[Any] = []  # readers subscribed at start (taps, transform/join inputs)
+        self.produced_base = 0
+        self.input_keys = [k for _, k in spec.inputs]
+
+    def values(self) -> int:
+        if self.kind == "tap":
+            return sum(r.delivered for r in self.readers)
+        buf = self.rec.buffer
+        return (buf._produced - self.produced_base) if buf is not None else 0
+
+    @property
+    def task_name(self) -> str:
+        return "aimdb[" + self.key + "]." + self.name
+
+
+class _Record:
+    """Run-time record: configuration, buffer, stages, link routes."""
+
+    def __init__(self, cfg: "RecordConfig") -> None:
+        self.cfg = cfg
+        self.key = cfg.key
+        self.type = cfg.type
+        self.buffer: Buffer[Any] | None = cfg.buffer_cfg._create(cfg.key) if cfg.buffer_cfg else None
+        self.info = RecordInfo(cfg)
+        self.stages: list[_StageRun] = []
+        self.outbound: list[OutboundRoute] = []
+        self.inbound: list[InboundRoute] = []
+
+
+class JoinInputs:
+    """The merged input stream handed to a ``join_stream`` handler.
+
+    ``async for index, value in inputs`` yields ``(position in the join's inputs, value)``
+    from whichever input has a value, taking inputs in turn so none starves; lag on a ring
+    input is skipped (and counted on that reader). Iteration ends when every input closed
+    and nothing is pending. ``readers`` gives the per-input readers.
+    """
+
+    def __init__(self, readers: "list[Reader[Any]]", keys: "list[str]") -> None:
+        self.readers = readers
+        self.keys = keys
+        self._next = 0
+
+    def __aiter__(self) -> "JoinInputs":
+        return self
+
+    async def __anext__(self) -> "tuple[int, Any]":
+        readers = self.readers
+        n = len(readers)
+        while True:
+            closed = 0
+            for step in range(n):
+                i = (self._next + step) % n
+                try:
+                    value = readers[i].try_recv()
+                except BufferEmpty:
+                    continue
+                except BufferLagged:
+                    return await self.__anext__()
+                except BufferClosed:
+                    closed += 1
+                    continue
+                self._next = (i + 1) % n
+                return (i, value)
+            if closed == n:
+                raise StopAsyncIteration
+            await _wait_any([r._buf for r in readers])
+
+
+async def _wait_any(buffers: "list[Buffer[Any]]") -> None:
+    w = buffers[0]._new_waiter()
+    for b in buffers:
+        b._waiters.append(w)
+    try:
+        await w.wait()
+    finally:
+        for b in buffers:
+            try:
+                b._waiters.remove(w)
+            except ValueError:
+                pass
+
+
+def _close_matches(key: str, keys: "list[str]") -> "list[str]":
+    try:
+        import difflib
+    except ImportError:  # pragma: no cover - MicroPython
+        return [k for k in keys if key in k or k in key][:3]
+    return difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
+
+
+class AimDb:
+    """A built database: records with buffers, their stages and links.
+
+    Created by ``AimDbBuilder.build()``. Start and stop it with ``async with db:`` or
+    ``await db.run()``; ``db.stop()`` asks it to stop. ``producer``/``consumer`` resolve a
+    record once and fail fast.
+    """
+
+    def __init__(
+        self,
+        configs: "list[RecordConfig]",
+        connectors: "dict[str, Any]",
+        *,
+        type_checks: bool,
+        shutdown_timeout: float,
+        runtime: "Any",
+        restart_backoff: "tuple[float, float]",
+        order: "list[str]",
+    ) -> None:
+        self._records: dict[str, _Record] = {}
+        for cfg in configs:
+            self._records[cfg.key] = _Record(cfg)
+        self._order = order  # dependency order of record keys (inputs first)
+        self._connectors = connectors
+        self._type_checks = type_checks
+        self._shutdown_timeout = shutdown_timeout
+        self._runtime_choice = runtime
+        self._restart_backoff = restart_backoff
+        self._rt: Any = None
+        self._group: Any = None
+        self._state = "built"
+        self._stop_requested = False
+        self._stop_waiters: list[Any] = []
+        self._failure: StageFailed | None = None
+        self._connector_tasks: list[Any] = []
+        self._services: list[Any] = []
+        for rec in self._records.values():
+            for spec in rec.cfg.sources + rec.cfg.derivations + rec.cfg.taps:
+                rec.stages.append(_StageRun(self, rec, spec))
+
+    # ------------------------------------------------------------ lookup
+
+    def _record(self, key: str) -> _Record:
+        rec = self._records.get(key)
+        if rec is None:
+            raise RecordNotFound(key, _close_matches(key, list(self._records)))
+        return rec
+
+    def _typed(self, tp: "Any", key: str) -> _Record:
+        rec = self._record(key)
+        if tp is not rec.type:
+            raise TypeMismatch(key, rec.type, tp)
+        return rec
+
+    def producer(self, tp: "type[T]", key: str) -> "Producer[T]":
+        """Return a producer for record ``key`` of type ``tp``.
+
+        Raises:
+            RecordNotFound: no such key (the error lists close matches).
+            TypeMismatch: the record holds another type.
+            InvalidConfiguration: the record has no buffer.
+        """
+        rec = self._typed(tp, key)
+        return Producer(key, rec.type, self._buffer_of(rec), self._type_checks)
+
+    def consumer(self, tp: "type[T]", key: str) -> "Consumer[T]":
+        """Return a consumer for record ``key`` of type ``tp``.
+
+        Raises:
+            RecordNotFound: no such key (the error lists close matches).
+            TypeMismatch: the record holds another type.
+            InvalidConfiguration: the record has no buffer.
+        """
+        rec = self._typed(tp, key)
+        return Consumer(key, rec.type, self._buffer_of(rec))
+
+    def _buffer_of(self, rec: _Record) -> "Buffer[Any]":
+        if rec.buffer is None:
+            raise InvalidConfiguration(
+                [ConfigProblem(rec.key, "missing_buffer", "record has no buffer to read or write")]
+            )
+        return rec.buffer
+
+    def record(self, key: str) -> RecordInfo:
+        """Return the permanent metadata of ``key``; raises ``RecordNotFound``."""
+        return self._record(key).info
+
+    def records(self) -> "list[RecordInfo]":
+        """Return the metadata of every record, in declaration order."""
+        return [r.info for r in self._records.values()]
+
+    def buffer(self, key: str) -> "Buffer[Any] | None":
+        """Return the buffer of ``key`` (``None`` when it has none); raises ``RecordNotFound``."""
+        return self._record(key).buffer
+
+    def record_statistics(self, key: str) -> "dict[str, Any]":
+        """Return buffer, stage and link statistics of ``key`` as a dict."""
+        rec = self._record(key)
+        return {
+            "buffer": rec.buffer.statistics().as_dict() if rec.buffer is not None else None,
+            "stages": [StageStatistics(s).as_dict() for s in rec.stages],
+            "links": [r.stats.as_dict() for r in rec.outbound + rec.inbound],
+        }
+
+    def statistics(self) -> "dict[str, dict[str, Any]]":
+        """Return :meth:`record_statistics` for every record, keyed by record key."""
+        return {k: self.record_statistics(k) for k in self._records}
+
+    def stage_statistics(self, key: str) -> "list[StageStatistics]":
+        """Return the statistics of every stage of ``key``."""
+        return [StageStatistics(s) for s in self._record(key).stages]
+
+    def reset_statistics(self) -> None:
+        """Zero buffer, stage and link counters of every record."""
+        for rec in self._records.values():
+            if rec.buffer is not None:
+                rec.buffer.reset_statistics()
+            for s in rec.stages:
+                s.calls = s.call_ns = s.errors = s.restarts = 0
+                s.last_error = None
+                s.produced_base = 0
+            for r in rec.outbound + rec.inbound:
+                r.stats.reset()
+
+    def graph(self) -> "dict[str, Any]":
+        """Return the dependency graph: ``nodes``, ``edges`` and topological ``order``.
+
+        Edges go from an input record to the record derived from it (kind ``transform``
+        or ``join``) and between records and link URLs (kind ``link_out``/``link_in``).
+        """
+        nodes = [r.info.as_dict() for r in self._records.values()]
+        edges: list[dict[str, str]] = []
+        for rec in self._records.values():
+            for d in rec.cfg.derivations:
+                for _, k in d.inputs:
+                    edges.append({"from": k, "to": rec.key, "kind": d.kind})
+            for ln in rec.cfg.links:
+                if ln.direction == "out":
+                    edges.append({"from": rec.key, "to": ln.url, "kind": "link_out"})
+                else:
+                    edges.append({"from": ln.url, "to": rec.key, "kind": "link_in"})
+        return {"nodes": nodes, "edges": edges, "order": list(self._order)}
+
+    @property
+    def state(self) -> str:
+        """``"built"``, ``"running"``, ``"stopping"`` or ``"stopped"``."""
+        return self._state
+
+    @property
+    def runtime(self) -> "Any":
+        """The runtime backend the database runs on (``None`` before start)."""
+        return self._rt
+
+    def connectors(self) -> "list[Any]":
+        """Return the registered connectors."""
+        return list(self._connectors.values())
+
+    def link_statistics(self) -> "list[Any]":
+        """Return the :class:`LinkStatistics` of every link of every record."""
+        out: list[Any] = []
+        for rec in self._records.values():
+            out.extend(r.stats for r in rec.outbound + rec.inbound)
+        return out
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> "AimDb":
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: "Any", exc: "Any", tb: "Any") -> None:
+        await self.aclose()
+        if exc is None and self._failure is not None:
+            raise self._failure
+
+    async def run(self) -> None:
+        """Start, run until ``stop()`` is called (or the task is cancelled), then shut down.
+
+        Raises:
+            StageFailed: a stage with ``on_error="stop"`` raised (after clean shutdown).
+        """
+        await self.start()
+        try:
+            await self.wait_stop_requested()
+        finally:
+            await self.aclose()
+        if self._failure is not None:
+            raise self._failure
+
+    def stop(self) -> None:
+        """Ask the database to stop; ``run()`` returns and ``async with`` bodies can see it.
+
+        Safe to call from any stage or callback on the database's loop; idempotent.
+        """
+        self._stop_requested = True
+        ws = self._stop_waiters
+        self._stop_waiters = []
+        for w in ws:
+            w.wake()
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether :meth:`stop` was called (or a stage failed under ``on_error="stop"``)."""
+        return self._stop_requested
+
+    async def wait_stop_requested(self) -> None:
+        """Wait until :meth:`stop` is called."""
+        while not self._stop_requested:
+            w = self._rt.new_waiter()
+            self._stop_waiters.append(w)
+            try:
+                await w.wait()
+            except BaseException:
+                if w in self._stop_waiters:
+                    self._stop_waiters.remove(w)
+                raise
+
+    def _resolve_runtime(self) -> "Any":
+        choice = self._runtime_choice
+        from .._backends import current_backend, get_backend
+
+        if choice is None:
+            return current_backend()
+        if isinstance(choice, str):
+            return get_backend(choice)
+        return choice
+
+    async def start(self) -> None:
+        """Start the database: subscribe every reader, then start stages in dependency order.
+
+        Taps, transforms, joins and outbound links are subscribed before any source task
+        exists, so no early value is missed whatever order the runtime starts tasks in.
+
+        Raises:
+            RuntimeError: the database was already started.
+        """
+        if self._state != "built":
+            raise RuntimeError("database already started (state " + self._state + ")")
+        rt = self._rt = self._resolve_runtime()
+        self._state = "running"
+        for rec in self._records.values():
+            if rec.buffer is not None:
+                rec.buffer._rt = rt
+        # 1. every reader first
+        for key in self._order:
+            rec = self._records[key]
+            for s in rec.stages:
+                s.rt = rt
+                if s.kind == "tap":
+                    s.readers = [self._buffer_of(rec).subscribe()]
+                elif s.kind in ("transform", "join"):
+                    s.readers = [self._buffer_of(self._records[k]).subscribe() for k in s.input_keys]
+            self._make_routes(rec)
+        group = self._group = rt.open_task_group()
+        await group.start()
+        # 2. consumers and derivations in dependency order, then connectors, then sources
+        for key in self._order:
+            for s in self._records[key].stages:
+                if s.kind != "source":
+                    s.handle = group.spawn(s.task_name, self._run_stage, s)
+        for scheme, conn in self._connectors.items():
+            routes = self._routes_for(scheme, rt)
+            if routes.outbound or routes.inbound or getattr(conn, "always_run", False):
+                self._connector_tasks.append(
+                    group.spawn("aimdb.connector[" + scheme + "]", self._run_connector, conn, routes)
+                )
+        for key in self._order:
+            for s in self._records[key].stages:
+                if s.kind == "source":
+                    s.handle = group.spawn(s.task_name, self._run_stage, s)
+
+    def _make_routes(self, rec: _Record) -> None:
+        from ._codecs import decoder_for, encoder_for
+
+        for spec in rec.cfg.links:
+            if spec.scheme not in self._connectors:
+                continue
+            if spec.direction == "out":
+                enc = spec.serializer or encoder_for(spec.codec, rec.type, rec.key)
+                rec.outbound.append(
+                    OutboundRoute(rec.key, rec.type, spec, self._buffer_of(rec).subscribe(), enc)
+                )
+            else:
+                dec = spec.deserializer or decoder_for(spec.codec, rec.type, rec.key)
+                rec.inbound.append(
+                    InboundRoute(rec.key, rec.type, spec, self._buffer_of(rec), dec, self._type_checks)
+                )
+
+    def _routes_for(self, scheme: str, rt: "Any") -> ConnectorRoutes:
+        out: list[OutboundRoute] = []
+        inn: list[InboundRoute] = []
+        for rec in self._records.values():
+            out.extend(r for r in rec.outbound if r.spec.scheme == scheme)
+            inn.extend(r for r in rec.inbound if r.spec.scheme == scheme)
+        return ConnectorRoutes(out, inn, rt, self)
+
+    def add_service(self, name: str, fn: "Any", *args: "Any") -> "Any":
+        """Run ``await fn(*args)`` as a task of this running database (e.g. a remote-access server).
+
+        The task is cancelled at shutdown after stages and connectors. Returns its handle.
+        """
+        if self._group is None or self._state != "running":
+            raise RuntimeError("database is not running")
+        h = self._group.spawn(name, fn, *args)
+        self._services.append(h)
+        return h
+
+    async def _run_connector(self, conn: "Any", routes: ConnectorRoutes) -> None:
+        try:
+            await conn.run(routes)
+        except BaseException as exc:
+            if not isinstance(exc, Exception) or isinstance(exc, self._rt.cancelled_exc):
+                raise
+            _log.error("connector %r failed: %r", getattr(conn, "scheme", conn), exc, exc_info=True)
+
+    async def _run_stage(self, s: _StageRun) -> None:
+        rt = self._rt
+        ctx = Context(self, s.key, s.name, TimeApi(rt))
+        attempt = 0
+        s.running = True
+        if not s.started_ns:
+            s.started_ns = rt.monotonic_ns()
+        try:
+            while True:
+                try:
+                    if s.kind in ("source", "tap"):
+                        s.calls += 1
+                    await self._stage_body(s, ctx)
+                    return
+                except BaseException as exc:
+                    if not isinstance(exc, Exception) or isinstance(exc, rt.cancelled_exc):
+                        raise
+                    if isinstance(exc, BufferClosed) and self._state != "running":
+                        return
+                    s.errors += 1
+                    s.last_error = repr(exc)
+                    ctx.log.exception("stage raised %r (policy %s)", exc, s.spec.on_error)
+                    policy = s.spec.on_error
+                    if policy == "stop":
+                        if self._failure is None:
+                            failure = StageFailed(s.key, s.name, exc)
+                            failure.__cause__ = exc
+                            self._failure = failure
+                        self.stop()
+                        return
+                    if policy != "restart" or self._state != "running":
+                        return
+                    base, cap = self._restart_backoff
+                    delay = min(cap, base * (2**attempt)) * (0.5 + 0.5 * _random())
+                    attempt += 1
+                    s.restarts += 1
+                    await rt.sleep(delay)
+        finally:
+            s.running = False
+            s.ended_ns = rt.monotonic_ns()
+
+    async def _stage_body(self, s: _StageRun, ctx: Context) -> None:
+        rec = s.rec
+        spec = s.spec
+        if s.kind == "source":
+            await spec.fn(ctx, Producer(rec.key, rec.type, self._buffer_of(rec), self._type_checks))
+        elif s.kind == "tap":
+            reader = s.readers[0]
+            await spec.fn(ctx, Consumer(rec.key, rec.type, reader._buf, reader))
+        elif s.kind == "transform":
+            await self._transform_loop(s)
+        elif spec.state == "stream":
+            producer = Producer(rec.key, rec.type, self._buffer_of(rec), self._type_checks)
+            await spec.fn(ctx, JoinInputs(s.readers, s.input_keys), producer)
+        else:
+            await self._join_loop(s)
+
+    async def _transform_loop(self, s: _StageRun) -> None:
+        fn = s.spec.fn
+        state = s.spec.state
+        stateful = state is not None
+        out = self._buffer_of(s.rec)
+        tp = s.rec.type
+        check = self._type_checks
+        now = s.rt.monotonic_ns
+        async for value in s.readers[0]:
+            t0 = now()
+            result = fn(state, value) if stateful else fn(value)
+            s.call_ns += now() - t0
+            s.calls += 1
+            if result is not None:
+                if check and not isinstance(result, tp):
+                    raise TypeMismatch(s.key, tp, type(result))
+                out.produce(result)
+
+    async def _join_loop(self, s: _StageRun) -> None:
+        fn = s.spec.fn
+        n = len(s.readers)
+        latest: list[Any] = [None] * n
+        have = [False] * n
+        missing = n
+        out = self._buffer_of(s.rec)
+        tp = s.rec.type
+        check = self._type_checks
+        now = s.rt.monotonic_ns
+        async for i, value in JoinInputs(s.readers, s.input_keys):
+            if not have[i]:
+                have[i] = True
+                missing -= 1
+            latest[i] = value
+            if missing:
+                continue
+            t0 = now()
+            result = fn(*latest)
+            s.call_ns += now() - t0
+            s.calls += 1
+            if result is not None:
+                if check and not isinstance(result, tp):
+                    raise TypeMismatch(s.key, tp, type(result))
+                out.produce(result)
+
+    async def aclose(self) -> None:
+        """Shut down: cancel sources, close buffers in dependency order letting consumers
+        drain, flush connectors, cancel whatever is left. Bounded by ``shutdown_timeout``.
+
+        Idempotent; after it returns no task the database started is alive.
+        """
+        if self._state in ("built", "stopped", "stopping"):
+            if self._state == "built":
+                self._state = "stopped"
+            return
+        self._state = "stopping"
+        self._stop_requested = True
+        rt = self._rt
+        deadline = rt.monotonic_ns() + int(self._shutdown_timeout * 1_000_000_000)
+
+        def remaining() -> float:
+            return max(0.0, (deadline - rt.monotonic_ns()) / 1_000_000_000)
+
+        try:
+            sources = [s for rec in self._records.values() for s in rec.stages if s.kind == "source"]
+            for s in sources:
+                if s.handle is not None:
+                    s.handle.cancel()
+            for s in sources:
+                if s.handle is not None:
+                    await rt.wait_for(s.handle.join, remaining())
+            closed: set[str] = set()
+            for key in self._order:
+                rec = self._records[key]
+                if rec.buffer is not None:
+                    rec.buffer.close()
+                closed.add(key)
+                for other in self._records.values():
+                    for s in other.stages:
+                        if s.handle is None or s.kind == "source":
+                            continue
+                        if s.kind == "tap" and other is not rec:
+                            continue
+                        if s.kind in ("transform", "join") and not all(k in closed for k in s.input_keys):
+                            continue
+                        if s.kind in ("transform", "join") and key not in s.input_keys:
+                            continue
+                        await rt.wait_for(s.handle.join, remaining())
+            for conn in self._connectors.values():
+                shutdown = getattr(conn, "shutdown", None)
+                if shutdown is not None and self._connector_tasks:
+                    budget = remaining()
+                    try:
+                        await rt.wait_for(lambda: shutdown(budget), budget)
+                    except Exception as exc:
+                        _log.warning("connector %r shutdown failed: %r", getattr(conn, "scheme", conn), exc)
+        finally:
+            await self._group.aclose()
+            self._state = "stopped"
+            self.stop()
+
+    def __repr__(self) -> str:
+        return "<AimDb records=" + str(len(self._records)) + " state=" + self._state + ">"

@@ -1,0 +1,98 @@
+"""Handles users receive but never construct: ``Producer[T]`` and ``Consumer[T]`` (MicroPython-safe)."""
+
+from .._compat import TYPE_CHECKING, Generic, TypeVar
+from .._errors import TypeMismatch
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ._buffers import Buffer, Reader
+
+T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
+
+
+class Producer(Generic[T_contra]):
+    """Writes values into one record's buffer; obtained from ``db.producer(T, key)`` or a source.
+
+    ``produce(value)`` is synchronous, O(1), never blocks and never fails on a full buffer
+    (every buffer overwrites). It must be called on the database's event loop; from other
+    threads use :mod:`aimdb.sync`.
+    """
+
+    __slots__ = ("_buf", "_check", "_key", "_type")
+
+    def __init__(self, key: str, tp: "type[Any]", buf: "Buffer[Any]", check: bool) -> None:
+        self._key = key
+        self._type = tp
+        self._buf = buf
+        self._check = check
+
+    @property
+    def key(self) -> str:
+        """The record key."""
+        return self._key
+
+    @property
+    def type(self) -> "type[Any]":
+        """The record's declared type."""
+        return self._type
+
+    def produce(self, value: T_contra) -> None:
+        """Store ``value`` in the record's buffer and wake its readers.
+
+        Raises:
+            TypeMismatch: ``value`` is not an instance of the record type (unless type
+                checks are off for the database); the buffer is untouched.
+            BufferClosed: the database has stopped.
+        """
+        if self._check and not isinstance(value, self._type):
+            raise TypeMismatch(self._key, self._type, type(value))
+        self._buf.produce(value)
+
+    def __repr__(self) -> str:
+        return "<Producer " + repr(self._key) + " " + getattr(self._type, "__name__", "?") + ">"
+
+
+class Consumer(Generic[T]):
+    """Reads one record; obtained from ``db.consumer(T, key)`` or handed to a tap.
+
+    ``subscribe()`` returns a new :class:`~aimdb.Reader`. The consumer handed to a tap
+    already holds a reader subscribed before any source started; its first ``subscribe()``
+    returns that reader.
+    """
+
+    __slots__ = ("_buf", "_key", "_preset", "_type")
+
+    def __init__(
+        self, key: str, tp: "type[Any]", buf: "Buffer[Any]", preset: "Reader[Any] | None" = None
+    ) -> None:
+        self._key = key
+        self._type = tp
+        self._buf = buf
+        self._preset = preset
+
+    @property
+    def key(self) -> str:
+        """The record key."""
+        return self._key
+
+    @property
+    def type(self) -> "type[Any]":
+        """The record's declared type."""
+        return self._type
+
+    def subscribe(self) -> "Reader[T]":
+        """Return a reader of the record's buffer (see the buffer kind for what it sees)."""
+        r = self._preset
+        if r is not None:
+            self._preset = None
+            return r
+        return self._buf.subscribe()
+
+    def peek(self) -> "T | None":
+        """Return the buffer's current value without consuming (``None`` for rings)."""
+        return self._buf.peek()
+
+    def __repr__(self) -> str:
+        return "<Consumer " + repr(self._key) + " " + getattr(self._type, "__name__", "?") + ">"
