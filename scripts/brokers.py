@@ -25,7 +25,6 @@ import atexit
 import contextlib
 import importlib.util
 import os
-import pwd
 import shutil
 import signal
 import socket
@@ -81,7 +80,9 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def wait_port(host: str, port: int, timeout: float = 10.0, proc: subprocess.Popen[Any] | None = None) -> None:
+def wait_port(
+    host: str, port: int, timeout: float = 10.0, proc: subprocess.Popen[Any] | None = None
+) -> None:
     """Wait until ``host:port`` accepts connections; raise BrokerError after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -117,7 +118,7 @@ class _Process:
         self._log: IO[bytes] | None = None
 
     def start(self) -> subprocess.Popen[bytes]:
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in _reap
+        self._log = open(self.log_path, "ab")
         self.popen = subprocess.Popen(
             self.argv,
             stdin=subprocess.DEVNULL,
@@ -208,7 +209,8 @@ class _Broker:
         return None
 
     def _ready(self, deadline: float) -> None:
-        assert self._proc is not None and self._proc.popen is not None
+        assert self._proc is not None
+        assert self._proc.popen is not None
         wait_port(self.host, self.port, max(0.1, deadline - time.monotonic()), self._proc.popen)
 
     # public
@@ -257,7 +259,9 @@ class _Broker:
         except BaseException as exc:
             self._proc.kill()
             if isinstance(exc, BrokerError):
-                raise BrokerError(f"{exc}\n--- {type(self).__name__} log ---\n{self.log()}") from None
+                raise BrokerError(
+                    f"{exc}\n--- {type(self).__name__} log ---\n{self.log()}"
+                ) from None
             raise
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -425,7 +429,9 @@ def ensure_system_mosquitto(timeout: float = 10.0) -> str:
     try:
         wait_port(host, port, timeout)
     except BrokerError as exc:
-        raise BrokerError(f"{exc}; {' '.join(argv)} said: {res.stderr.decode(errors='replace')}") from None
+        raise BrokerError(
+            f"{exc}; {' '.join(argv)} said: {res.stderr.decode(errors='replace')}"
+        ) from None
     return url
 
 
@@ -486,7 +492,13 @@ class Tansu(_Broker):
     scheme = "kafka"
     start_timeout = 20.0
 
-    def __init__(self, port: int | None = None, *, cluster_id: str = "aimdb-test", extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        cluster_id: str = "aimdb-test",
+        extra_args: list[str] | None = None,
+    ) -> None:
         super().__init__(port)
         self.cluster_id = cluster_id
         self.extra_args = list(extra_args or [])
@@ -509,7 +521,19 @@ class Tansu(_Broker):
         ]
 
     def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in {"CLUSTER_ID", "LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE", "SCHEMA_REGISTRY", "OTEL_EXPORTER_OTLP_ENDPOINT"}}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k
+            not in {
+                "CLUSTER_ID",
+                "LISTENER_URL",
+                "ADVERTISED_LISTENER_URL",
+                "STORAGE_ENGINE",
+                "SCHEMA_REGISTRY",
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            }
+        }
         env.setdefault("RUST_LOG", "warn")
         return env
 
@@ -637,7 +661,9 @@ class KafkaTagStripProxy:
             with self._lock:
                 self._socks.discard(s)
 
-    def _pump_requests(self, src: socket.socket, dst: socket.socket, pending: dict[int, tuple[int, int]]) -> None:
+    def _pump_requests(
+        self, src: socket.socket, dst: socket.socket, pending: dict[int, tuple[int, int]]
+    ) -> None:
         try:
             while True:
                 head = _recv_exact(src, 4)
@@ -652,7 +678,9 @@ class KafkaTagStripProxy:
         finally:
             self._close_pair(src, dst)
 
-    def _pump_responses(self, src: socket.socket, dst: socket.socket, pending: dict[int, tuple[int, int]]) -> None:
+    def _pump_responses(
+        self, src: socket.socket, dst: socket.socket, pending: dict[int, tuple[int, int]]
+    ) -> None:
         try:
             while True:
                 head = _recv_exact(src, 4)

@@ -1,0 +1,151 @@
+"""Pytest fixtures for real brokers (a plugin module).
+
+Load it once for the whole suite from ``tests/conftest.py``::
+
+    pytest_plugins = ["tests.brokers.fixtures"]
+
+Fixtures:
+
+* ``mosquitto_url`` (session): ``"mqtt://127.0.0.1:1883"``, the machine's Mosquitto,
+  started if it is down.  Stock config: at most 20 in-flight and 1000 queued QoS 1/2
+  messages per client, beyond that it drops; use ``private_mosquitto`` for no-loss tests.
+* ``private_mosquitto`` (function): a started ``PrivateMosquitto`` on a free port, configured
+  for no loss; ``.url``, ``.port``, ``.restart()``, ``.stop()``, ``.kill()``, ``.start()``.
+* ``private_mosquitto_factory`` (function): ``factory(**kwargs) -> PrivateMosquitto`` (started),
+  e.g. ``factory(users={"u": "pw"})``; all are stopped at teardown.
+* ``tansu`` (session): a started ``Tansu`` (Kafka protocol); ``.url`` is
+  ``"kafka://127.0.0.1:PORT"``, ``.address`` is ``"127.0.0.1:PORT"`` for aiokafka,
+  ``.kcat_bootstrap`` is the address for ``kcat -b``.  Shared: do not restart it.
+* ``private_tansu`` (function): a Tansu of the test's own, safe to restart.
+* ``unique_topic`` (function): a fresh name valid as an MQTT topic and a Kafka topic.
+
+Tests using any of these get the ``broker`` marker automatically, so ``-m "not broker"``
+skips them.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+if str(_SCRIPTS) not in sys.path:
+    sys.path.insert(0, str(_SCRIPTS))
+
+import brokers  # noqa: E402
+from brokers import BrokerError, PrivateMosquitto, Tansu, ensure_system_mosquitto  # noqa: E402
+
+BROKER_FIXTURES = frozenset(
+    {
+        "mosquitto_url",
+        "private_mosquitto",
+        "private_mosquitto_factory",
+        "tansu",
+        "private_tansu",
+    }
+)
+
+_SETUP_HINT = "run scripts/setup-test-env to install and start the test brokers"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if BROKER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.broker)
+
+
+@pytest.fixture(scope="session")
+def mosquitto_url() -> str:
+    """URL of the machine's Mosquitto on 127.0.0.1:1883 (started when down)."""
+    try:
+        return ensure_system_mosquitto()
+    except (BrokerError, OSError) as exc:
+        pytest.fail(f"system Mosquitto unavailable: {exc} ({_SETUP_HINT})", pytrace=False)
+
+
+def _start(broker: Any) -> Any:
+    try:
+        broker.__enter__()
+    except (BrokerError, OSError) as exc:
+        pytest.fail(f"{type(broker).__name__} did not start: {exc} ({_SETUP_HINT})", pytrace=False)
+    return broker
+
+
+@pytest.fixture
+def private_mosquitto() -> Iterator[PrivateMosquitto]:
+    """A started no-loss Mosquitto on a free port, stopped at teardown."""
+    broker = _start(PrivateMosquitto())
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+@pytest.fixture
+def private_mosquitto_factory() -> Iterator[Callable[..., PrivateMosquitto]]:
+    """Factory for private Mosquittos with options (users=..., max_queued_messages=...)."""
+    started: list[PrivateMosquitto] = []
+
+    def factory(**kwargs: Any) -> PrivateMosquitto:
+        broker = _start(PrivateMosquitto(**kwargs))
+        started.append(broker)
+        return broker
+
+    try:
+        yield factory
+    finally:
+        for broker in started:
+            broker.close()
+
+
+@pytest.fixture(scope="session")
+def tansu() -> Iterator[Tansu]:
+    """A Kafka-protocol broker (Tansu, in-memory) shared by the session."""
+    broker = _start(Tansu())
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+@pytest.fixture
+def private_tansu() -> Iterator[Tansu]:
+    """A Tansu of the test's own (restart it freely), stopped at teardown."""
+    broker = _start(Tansu())
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
+
+
+@pytest.fixture
+def unique_topic(request: pytest.FixtureRequest) -> str:
+    """A topic name unique to this test run: ``aimdb-<test name>-<hex>``.
+
+    Only ``[A-Za-z0-9-]``: valid for MQTT (no wildcards, no ``/``) and Kafka alike.
+    Build MQTT hierarchies on top of it, e.g. ``f"{unique_topic}/sensors/temp"``.
+    """
+    name = _UNSAFE.sub("-", request.node.name).strip("-")[:60]
+    return f"aimdb-{name}-{uuid.uuid4().hex[:10]}"
+
+
+__all__ = [
+    "BROKER_FIXTURES",
+    "brokers",
+    "mosquitto_url",
+    "private_mosquitto",
+    "private_mosquitto_factory",
+    "private_tansu",
+    "tansu",
+    "unique_topic",
+]
