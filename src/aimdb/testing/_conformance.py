@@ -1,0 +1,371 @@
+"""Buffer and runtime conformance suites (MicroPython-safe; no pytest needed).
+
+Each ``check_*`` coroutine runs a list of named checks against a buffer factory or a
+runtime backend and raises ``AssertionError`` naming the first check that failed. The
+same functions run on asyncio, uvloop, trio and MicroPython, and third-party buffers or
+backends can run them too.
+"""
+
+from .._compat import TYPE_CHECKING
+from .._errors import BufferClosed, BufferEmpty, BufferLagged
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from typing import Any
+
+
+class _V:
+    """A small value with identity, so checks can tell values apart."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __repr__(self) -> str:
+        return "V(" + str(self.n) + ")"
+
+
+def _eq(actual: "Any", expected: "Any", what: str) -> None:
+    if actual != expected:
+        raise AssertionError(what + ": expected " + repr(expected) + ", got " + repr(actual))
+
+
+def _raises(exc_type: "Any", fn: "Callable[[], Any]", what: str) -> "Any":
+    try:
+        result = fn()
+    except exc_type as exc:
+        return exc
+    raise AssertionError(what + ": expected " + exc_type.__name__ + ", got value " + repr(result))
+
+
+async def _settle(rt: "Any", rounds: int = 5) -> None:
+    for _ in range(rounds):
+        await rt.sleep(0)
+
+
+async def _spawn_recv(rt: "Any", reader: "Any", out: "list[Any]") -> "tuple[Any, Any]":
+    group = rt.open_task_group()
+    await group.start()
+
+    async def recv_one() -> None:
+        try:
+            out.append(await reader.recv())
+        except Exception as exc:  # cancellation (a BaseException) propagates
+            out.append(exc)
+
+    h = group.spawn("conformance.recv", recv_one)
+    await _settle(rt)
+    return group, h
+
+
+async def _common_wait_checks(rt: "Any", make: "Callable[[], Any]") -> None:
+    # a waiting receive wakes on produce
+    buf = make()
+    buf._rt = rt
+    r = buf.subscribe()
+    got: list[Any] = []
+    group, h = await _spawn_recv(rt, r, got)
+    _eq(got, [], "wait: receive must block while nothing is pending")
+    v = _V(1)
+    buf.produce(v)
+    await rt.wait_for(h.join, 2.0)
+    await group.aclose()
+    _eq(got, [v], "wait: waiting receive returns the produced value")
+
+    # a receive cancelled while waiting loses nothing
+    buf = make()
+    buf._rt = rt
+    r = buf.subscribe()
+    got = []
+    group, h = await _spawn_recv(rt, r, got)
+    h.cancel()
+    await rt.wait_for(h.join, 2.0)
+    await group.aclose()
+    v = _V(2)
+    buf.produce(v)
+    _eq(r.try_recv(), v, "cancel: value produced after a cancelled wait is still delivered")
+    _eq(len(buf._waiters), 0, "cancel: a cancelled wait leaves no waiter behind")
+
+    # close: pending values first, then BufferClosed; async for ends
+    buf = make()
+    buf._rt = rt
+    r = buf.subscribe()
+    v = _V(3)
+    buf.produce(v)
+    buf.close()
+    _eq(await r.recv(), v, "close: pending value is delivered after close")
+    _raises(BufferClosed, r.try_recv, "close: try_recv after drain")
+    try:
+        await r.recv()
+    except BufferClosed:
+        pass
+    else:
+        raise AssertionError("close: recv after drain must raise BufferClosed")
+    items = []
+    r2 = buf.subscribe()
+    async for x in r2:
+        items.append(x)
+    _raises(BufferClosed, lambda: buf.produce(_V(4)), "close: produce into a closed buffer")
+
+    # close wakes a waiting receive with BufferClosed
+    buf = make()
+    buf._rt = rt
+    r = buf.subscribe()
+    got = []
+    group, h = await _spawn_recv(rt, r, got)
+    buf.close()
+    await rt.wait_for(h.join, 2.0)
+    await group.aclose()
+    if not (len(got) == 1 and isinstance(got[0], BufferClosed)):
+        raise AssertionError("close: a waiting receive must end with BufferClosed, got " + repr(got))
+
+
+async def check_ring_buffer(factory: "Callable[[int], Any]", runtime: "Any" = None) -> int:
+    """Run the SpmcRing conformance checks; ``factory(capacity)`` returns a fresh ring buffer.
+
+    Returns the number of checks run. Raises ``AssertionError`` on the first violation.
+    """
+    rt = runtime or _current()
+    checks = 0
+
+    # sees only values produced after subscribing; values kept while nobody reads
+    buf = factory(4)
+    before = [_V(i) for i in range(3)]
+    for v in before:
+        buf.produce(v)
+    _eq(buf.statistics().occupancy, 3, "ring: values are kept while nobody reads")
+    r = buf.subscribe()
+    _raises(BufferEmpty, r.try_recv, "ring: new reader sees no earlier values")
+    after = [_V(i) for i in range(3, 6)]
+    for v in after:
+        buf.produce(v)
+    _eq([r.try_recv() for _ in range(3)], after, "ring: values in order")
+    _raises(BufferEmpty, r.try_recv, "ring: empty after draining")
+    _eq(buf.peek(), None, "ring: peek is None")
+    checks += 1
+
+    # exact capacity and exact lag, reported once
+    for cap in (1, 3, 5, 7):
+        buf = factory(cap)
+        r = buf.subscribe()
+        vals = [_V(i) for i in range(cap + 4)]
+        for v in vals:
+            buf.produce(v)
+        exc = _raises(BufferLagged, r.try_recv, "ring: lag reported")
+        _eq(exc.missed, 4, "ring(cap=" + str(cap) + "): exact missed count")
+        _eq([r.try_recv() for _ in range(cap)], vals[4:], "ring: continues from oldest held")
+        _raises(BufferEmpty, r.try_recv, "ring: lag reported only once")
+        _eq(r.lagged, 4, "ring: reader counts lag")
+        s = buf.statistics()
+        _eq((s.capacity, s.produced, s.delivered, s.dropped), (cap, cap + 4, cap, 4), "ring: statistics")
+    checks += 1
+
+    # readers are independent; a slow reader does not affect a fast one
+    buf = factory(3)
+    fast = buf.subscribe()
+    slow = buf.subscribe()
+    vals = [_V(i) for i in range(5)]
+    for v in vals:
+        buf.produce(v)
+        _eq(fast.try_recv(), v, "ring: fast reader keeps up")
+    exc = _raises(BufferLagged, slow.try_recv, "ring: slow reader lags")
+    _eq(exc.missed, 2, "ring: slow reader missed count")
+    _eq(buf.statistics().readers, 2, "ring: reader count")
+    slow.close()
+    _eq(buf.statistics().readers, 1, "ring: close unsubscribes")
+    checks += 1
+
+    # batch reads: everything pending, in order, across the wrap-around, with limit
+    buf = factory(5)
+    r = buf.subscribe()
+    vals = [_V(i) for i in range(8)]
+    for v in vals[:3]:
+        buf.produce(v)
+    _eq(r.try_recv_batch(), vals[:3], "ring: batch returns all pending")
+    for v in vals[3:8]:
+        buf.produce(v)
+    _eq(r.try_recv_batch(2), vals[3:5], "ring: batch honours limit")
+    _eq(r.try_recv_batch(), vals[5:8], "ring: batch across wrap-around")
+    _eq(r.try_recv_batch(), [], "ring: empty batch")
+    for v in vals:
+        buf.produce(v)
+    _raises(BufferLagged, r.try_recv_batch, "ring: batch reports lag")
+    _eq(r.try_recv_batch(), vals[3:], "ring: batch after lag")
+    checks += 1
+
+    # async iteration skips lag and counts it
+    buf = factory(2)
+    buf._rt = rt
+    r = buf.subscribe()
+    vals = [_V(i) for i in range(5)]
+    for v in vals:
+        buf.produce(v)
+    buf.close()
+    seen = []
+    async for x in r:
+        seen.append(x)
+    _eq(seen, vals[3:], "ring: async for skips lag and ends on close")
+    _eq(r.lagged, 3, "ring: async for counts skipped lag")
+    checks += 1
+
+    await _common_wait_checks(rt, lambda: factory(4))
+    checks += 1
+    return checks
+
+
+async def check_latest_buffer(factory: "Callable[[], Any]", runtime: "Any" = None) -> int:
+    """Run the SingleLatest conformance checks; ``factory()`` returns a fresh buffer.
+
+    Returns the number of checks run. Raises ``AssertionError`` on the first violation.
+    """
+    rt = runtime or _current()
+    checks = 0
+    buf = factory()
+    r0 = buf.subscribe()
+    _raises(BufferEmpty, r0.try_recv, "latest: nothing before the first produce")
+    _eq(buf.peek(), None, "latest: peek before produce")
+    a, b, c = _V(1), _V(2), _V(3)
+    buf.produce(a)
+    _eq(buf.peek(), a, "latest: peek returns current")
+    _eq(buf.peek(), a, "latest: peek does not consume")
+    late = buf.subscribe()
+    _eq(late.try_recv(), a, "latest: new subscriber gets the current value once")
+    _raises(BufferEmpty, late.try_recv, "latest: only once")
+    buf.produce(b)
+    buf.produce(c)
+    _eq(late.try_recv(), c, "latest: intermediate values collapse")
+    _eq(r0.try_recv(), c, "latest: every reader sees the newest")
+    _raises(BufferEmpty, r0.try_recv, "latest: nothing new")
+    for i in range(100):
+        buf.produce(_V(i))
+    last = late.try_recv()
+    _eq(last.n, 99, "latest: never lags")
+    _eq(late.try_recv_batch(), [], "latest: empty batch")
+    s = buf.statistics()
+    _eq((s.capacity, s.occupancy, s.dropped, s.readers), (1, 1, 0, 2), "latest: statistics")
+    checks += 1
+    await _common_wait_checks(rt, factory)
+    checks += 1
+    return checks
+
+
+async def check_mailbox(factory: "Callable[[], Any]", runtime: "Any" = None) -> int:
+    """Run the Mailbox conformance checks; ``factory()`` returns a fresh buffer.
+
+    Returns the number of checks run. Raises ``AssertionError`` on the first violation.
+    """
+    rt = runtime or _current()
+    checks = 0
+    buf = factory()
+    a, b, c = _V(1), _V(2), _V(3)
+    buf.produce(a)
+    r1 = buf.subscribe()
+    r2 = buf.subscribe()
+    _eq(buf.peek(), a, "mailbox: peek")
+    _eq(buf.peek(), a, "mailbox: peek does not consume")
+    _eq(r1.try_recv(), a, "mailbox: pending value is seen by a later subscriber")
+    _raises(BufferEmpty, r2.try_recv, "mailbox: each value goes to exactly one reader")
+    _eq(buf.peek(), None, "mailbox: slot empty after take")
+    buf.produce(b)
+    buf.produce(c)
+    _eq(buf.statistics().dropped, 1, "mailbox: overwrite counted as drop")
+    _eq(r2.try_recv(), c, "mailbox: newest wins")
+    _raises(BufferEmpty, r1.try_recv, "mailbox: taken")
+    s = buf.statistics()
+    _eq((s.produced, s.delivered, s.dropped, s.occupancy, s.readers), (3, 2, 1, 0, 2), "mailbox: statistics")
+    checks += 1
+
+    # two waiting readers, one value: exactly one gets it
+    buf = factory()
+    buf._rt = rt
+    ra, rb = buf.subscribe(), buf.subscribe()
+    got_a: list[Any] = []
+    got_b: list[Any] = []
+    ga, ha = await _spawn_recv(rt, ra, got_a)
+    gb, hb = await _spawn_recv(rt, rb, got_b)
+    v = _V(9)
+    buf.produce(v)
+    await _settle(rt, 10)
+    _eq(len(got_a) + len(got_b), 1, "mailbox: one value, one receiver")
+    _eq((got_a + got_b)[0], v, "mailbox: the value")
+    w = _V(10)
+    buf.produce(w)
+    await rt.wait_for(ha.join, 2.0)
+    await rt.wait_for(hb.join, 2.0)
+    await ga.aclose()
+    await gb.aclose()
+    _eq(sorted(x.n for x in got_a + got_b), [9, 10], "mailbox: second value to the other reader")
+    checks += 1
+    await _common_wait_checks(rt, factory)
+    checks += 1
+    return checks
+
+
+async def check_runtime_backend(backend: "Any") -> int:
+    """Check a runtime backend against the runtime contract; returns the number of checks."""
+    checks = 0
+    for attr in ("name", "cancelled_exc", "monotonic_ns", "wall_ns", "sleep", "new_waiter",
+                 "open_task_group", "wait_for", "logger"):
+        if not hasattr(backend, attr):
+            raise AssertionError("runtime: missing " + attr)
+    a = backend.monotonic_ns()
+    await backend.sleep(0)
+    await backend.sleep(0.001)
+    b = backend.monotonic_ns()
+    if not b > a:
+        raise AssertionError("runtime: monotonic clock must advance across a sleep")
+    if b - a < 500_000:
+        raise AssertionError("runtime: sleep(0.001) returned after " + str(b - a) + " ns")
+    checks += 1
+    wall = backend.wall_ns()
+    if wall is not None and not wall > 1_600_000_000 * 1_000_000_000:
+        raise AssertionError("runtime: wall clock is not sane: " + repr(wall))
+    checks += 1
+    w = backend.new_waiter()
+    w.wake()
+    w.wake()
+    await backend.wait_for(w.wait, 1.0)  # woken before waiting: returns at once
+    checks += 1
+    group = backend.open_task_group()
+    await group.start()
+    flag: list[int] = []
+
+    async def job(n: int) -> None:
+        flag.append(n)
+
+    async def forever() -> None:
+        while True:
+            await backend.sleep(10)
+
+    h1 = group.spawn("conformance.job", job, 7)
+    h2 = group.spawn("conformance.forever", forever)
+    await backend.wait_for(h1.join, 2.0)
+    _eq(flag, [7], "runtime: spawned task ran")
+    h2.cancel()
+    ok = await backend.wait_for(h2.join, 2.0)
+    _eq(ok, True, "runtime: cancelled task ends")
+    timed_out = await backend.wait_for(lambda: backend.sleep(5), 0.01)
+    _eq(timed_out, False, "runtime: wait_for times out")
+    await group.aclose()
+    checks += 1
+    log = backend.logger()
+    log.debug("aimdb runtime conformance: logging works")
+    checks += 1
+    return checks
+
+
+def _current() -> "Any":
+    from .._backends import current_backend
+
+    return current_backend()
+
+
+async def run_buffer_conformance(runtime: "Any" = None) -> int:
+    """Run all three buffer suites against aimdb's own buffers; returns the number of checks."""
+    from .._core._buffers import LatestBuffer, MailboxBuffer, RingBuffer
+
+    n = await check_ring_buffer(lambda cap: RingBuffer("conformance.ring", cap), runtime)
+    n += await check_latest_buffer(lambda: LatestBuffer("conformance.latest"), runtime)
+    n += await check_mailbox(lambda: MailboxBuffer("conformance.mailbox"), runtime)
+    return n
