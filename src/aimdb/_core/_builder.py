@@ -138,12 +138,7 @@ class AimDbBuilder:
             bp = bc._problem()
             if bp:
                 add("bad_buffer", bp)
-        writers = []
-        if cfg.sources:
-            writers.append("source" if len(cfg.sources) == 1 else str(len(cfg.sources)) + " sources")
-        if cfg.derivations:
-            kinds = [d.kind for d in cfg.derivations]
-            writers.extend(kinds)
+        writers = [s.kind for s in cfg.sources] + [d.kind for d in cfg.derivations]
         has_in = any(ln.direction == "in" for ln in cfg.links)
         if len(writers) > 1 or (writers and has_in):
             desc = writers + (["link_from"] if has_in else [])
