@@ -19,9 +19,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-pytest_plugins = ["tests.brokers.fixtures"] if os.path.exists(
-    os.path.join(ROOT, "tests", "brokers", "fixtures.py")
-) else []
+pytest_plugins = (
+    ["tests.brokers.fixtures"]
+    if os.path.exists(os.path.join(ROOT, "tests", "brokers", "fixtures.py"))
+    else []
+)
 
 
 def _available() -> list[Any]:

@@ -7,67 +7,162 @@ Declare typed records on an :class:`AimDbBuilder`, give each a buffer
 
 from ._core._buffers import (
     Buffer as Buffer,
+)
+from ._core._buffers import (
     BufferCfg as BufferCfg,
+)
+from ._core._buffers import (
     BufferStatistics as BufferStatistics,
+)
+from ._core._buffers import (
     LatestBuffer as LatestBuffer,
+)
+from ._core._buffers import (
     LatestReader as LatestReader,
+)
+from ._core._buffers import (
     Mailbox as Mailbox,
+)
+from ._core._buffers import (
     MailboxBuffer as MailboxBuffer,
+)
+from ._core._buffers import (
     MailboxReader as MailboxReader,
+)
+from ._core._buffers import (
     Reader as Reader,
+)
+from ._core._buffers import (
     RingBuffer as RingBuffer,
+)
+from ._core._buffers import (
     RingReader as RingReader,
+)
+from ._core._buffers import (
     SingleLatest as SingleLatest,
+)
+from ._core._buffers import (
     SpmcRing as SpmcRing,
 )
 from ._core._builder import AimDbBuilder as AimDbBuilder
-from ._core._codec import JsonCodec as JsonCodec, json_codec as json_codec
+from ._core._codec import JsonCodec as JsonCodec
+from ._core._codec import json_codec as json_codec
 from ._core._connector import (
     Connector as Connector,
+)
+from ._core._connector import (
     ConnectorRoutes as ConnectorRoutes,
+)
+from ._core._connector import (
     InboundRoute as InboundRoute,
+)
+from ._core._connector import (
     LinkStatistics as LinkStatistics,
+)
+from ._core._connector import (
     OutboundRoute as OutboundRoute,
 )
-from ._core._context import Context as Context, StageLog as StageLog, Ticker as Ticker, TimeApi as TimeApi
+from ._core._context import Context as Context
+from ._core._context import StageLog as StageLog
+from ._core._context import Ticker as Ticker
+from ._core._context import TimeApi as TimeApi
 from ._core._database import (
     AimDb as AimDb,
+)
+from ._core._database import (
     JoinInputs as JoinInputs,
+)
+from ._core._database import (
     RecordInfo as RecordInfo,
+)
+from ._core._database import (
     StageStatistics as StageStatistics,
 )
-from ._core._handles import Consumer as Consumer, Producer as Producer
+from ._core._handles import Consumer as Consumer
+from ._core._handles import Producer as Producer
 from ._core._links import (
     InboundLinkBuilder as InboundLinkBuilder,
+)
+from ._core._links import (
     LinkSpec as LinkSpec,
+)
+from ._core._links import (
     LinkUrl as LinkUrl,
+)
+from ._core._links import (
     OutboundLinkBuilder as OutboundLinkBuilder,
 )
 from ._core._record import RecordRegistrar as RecordRegistrar
 from ._errors import (
     AimDbError as AimDbError,
+)
+from ._errors import (
     AttachFailed as AttachFailed,
+)
+from ._errors import (
     BufferClosed as BufferClosed,
+)
+from ._errors import (
     BufferEmpty as BufferEmpty,
+)
+from ._errors import (
     BufferError_ as BufferError_,
+)
+from ._errors import (
     BufferLagged as BufferLagged,
+)
+from ._errors import (
     ConfigProblem as ConfigProblem,
+)
+from ._errors import (
     ConnectionFailed as ConnectionFailed,
+)
+from ._errors import (
     ConnectorError as ConnectorError,
+)
+from ._errors import (
     ConnectorTimeout as ConnectorTimeout,
+)
+from ._errors import (
     DeserializeError as DeserializeError,
+)
+from ._errors import (
     DetachFailed as DetachFailed,
+)
+from ._errors import (
     GetTimeout as GetTimeout,
+)
+from ._errors import (
     InvalidConfiguration as InvalidConfiguration,
+)
+from ._errors import (
     PermissionDenied as PermissionDenied,
+)
+from ._errors import (
     ProtocolError as ProtocolError,
+)
+from ._errors import (
     PublishError as PublishError,
+)
+from ._errors import (
     RecordNotFound as RecordNotFound,
+)
+from ._errors import (
     RuntimeShutdown as RuntimeShutdown,
+)
+from ._errors import (
     SerializeError as SerializeError,
+)
+from ._errors import (
     SetTimeout as SetTimeout,
+)
+from ._errors import (
     StageFailed as StageFailed,
+)
+from ._errors import (
     SyncError as SyncError,
+)
+from ._errors import (
     TypeMismatch as TypeMismatch,
 )
 

@@ -12,7 +12,8 @@ TYPE_CHECKING = False
 IS_MICROPYTHON = sys.implementation.name == "micropython"
 
 if TYPE_CHECKING:
-    from typing import Generic, TypeVar
+    from typing import Generic as Generic
+    from typing import TypeVar as TypeVar
 else:
     try:
         from typing import Generic, TypeVar
@@ -24,7 +25,7 @@ else:
 
         Generic = _GenericFactory()
 
-        def TypeVar(name, *constraints, **kwargs):  # noqa: N802
+        def TypeVar(name, *constraints, **kwargs):
             return name
 
 
@@ -45,7 +46,7 @@ def monotonic_ns() -> int:
         return _monotonic_ns()
     import time  # pragma: no cover - MicroPython
 
-    return time.ticks_us() * 1000  # type: ignore[attr-defined, no-any-return]  # pragma: no cover
+    return int(time.ticks_us()) * 1000  # pragma: no cover
 
 
 def wall_ns() -> "int | None":
@@ -72,10 +73,10 @@ class _PrintLogger:
         self.name = name
         self.level = self.WARNING
 
-    def setLevel(self, level: int) -> None:  # noqa: N802 - mirrors logging API
+    def setLevel(self, level: int) -> None:
         self.level = level
 
-    def isEnabledFor(self, level: int) -> bool:  # noqa: N802
+    def isEnabledFor(self, level: int) -> bool:
         return level >= self.level
 
     def _log(self, level: int, name: str, msg: str, args: "tuple[object, ...]", **kw: object) -> None:
@@ -94,7 +95,7 @@ class _PrintLogger:
         if kw.get("exc_info"):
             exc = sys.exc_info()[1] if hasattr(sys, "exc_info") else None
             if exc is not None and hasattr(sys, "print_exception"):
-                sys.print_exception(exc)  # type: ignore[attr-defined]
+                getattr(sys, "print_exception")(exc)  # noqa: B009
 
     def debug(self, msg: str, *args: object, **kw: object) -> None:
         self._log(10, "DEBUG", msg, args, **kw)

@@ -82,19 +82,14 @@ class TypeMismatch(AimDbError, _TypeError):
         self.expected = expected
         self.actual = actual
         super().__init__(
-            "record "
-            + repr(key)
-            + " holds "
-            + _type_name(expected)
-            + ", got "
-            + _type_name(actual)
+            "record " + repr(key) + " holds " + _type_name(expected) + ", got " + _type_name(actual)
         )
 
 
 # ---------------------------------------------------------------- buffers
 
 
-class BufferError_(AimDbError):  # noqa: N801 - avoid shadowing the builtin BufferError
+class BufferError_(AimDbError):
     """Family of errors raised by buffers and readers."""
 
 
@@ -246,9 +241,7 @@ class DeserializeError(AimDbError, _ValueError):
         self.key = key
         self.reason = reason
         self.payload_size = payload_size
-        super().__init__(
-            "cannot deserialize" + (" " + repr(key) if key else "") + ": " + reason
-        )
+        super().__init__("cannot deserialize" + (" " + repr(key) if key else "") + ": " + reason)
 
 
 # ---------------------------------------------------------------- connectors

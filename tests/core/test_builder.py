@@ -93,14 +93,18 @@ def test_unknown_scheme_and_bad_url() -> None:
 def test_missing_codec() -> None:
     def cfg(b: AimDbBuilder) -> None:
         b.with_connector(MemoryConnector())
-        b.configure(Opaque, "o.a", lambda r: r.buffer(BufferCfg.SingleLatest()).link_to("memory://o").finish())
+        b.configure(
+            Opaque, "o.a", lambda r: r.buffer(BufferCfg.SingleLatest()).link_to("memory://o").finish()
+        )
         b.configure(
             Opaque,
             "o.b",
-            lambda r: r.buffer(BufferCfg.SingleLatest())
-            .link_to("memory://o")
-            .with_serializer(lambda v: b"x")
-            .finish(),
+            lambda r: (
+                r.buffer(BufferCfg.SingleLatest())
+                .link_to("memory://o")
+                .with_serializer(lambda v: b"x")
+                .finish()
+            ),
         )
 
     assert build_problems(cfg) == [("o.a", "missing_codec")]
@@ -118,8 +122,12 @@ def test_tap_and_link_without_buffer() -> None:
 def test_transform_input_missing_and_type_conflict() -> None:
     def cfg(b: AimDbBuilder) -> None:
         b.configure(Temp, "t.a", lambda r: r.buffer(BufferCfg.SingleLatest()))
-        b.configure(Hum, "h.a", lambda r: r.buffer(BufferCfg.SingleLatest()).transform(Temp, "nope", lambda v: None))
-        b.configure(Hum, "h.b", lambda r: r.buffer(BufferCfg.SingleLatest()).transform(Hum, "t.a", lambda v: None))
+        b.configure(
+            Hum, "h.a", lambda r: r.buffer(BufferCfg.SingleLatest()).transform(Temp, "nope", lambda v: None)
+        )
+        b.configure(
+            Hum, "h.b", lambda r: r.buffer(BufferCfg.SingleLatest()).transform(Hum, "t.a", lambda v: None)
+        )
 
     assert build_problems(cfg) == [("h.a", "missing_input"), ("h.b", "type_conflict")]
 
@@ -172,7 +180,9 @@ def test_many_problems_at_once() -> None:
     b.configure(Temp, "x.two", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=0)))  # bad capacity
     b.configure(Hum, "x.two", lambda r: None)  # type conflict
     b.configure(Temp, "x.three", lambda r: r.buffer(BufferCfg.Mailbox()).link_from("kafka://t").finish())
-    b.configure(Temp, "x.four", lambda r: r.buffer(BufferCfg.Mailbox()).transform(Temp, "x.none", lambda v: v))
+    b.configure(
+        Temp, "x.four", lambda r: r.buffer(BufferCfg.Mailbox()).transform(Temp, "x.none", lambda v: v)
+    )
     with pytest.raises(InvalidConfiguration) as info:
         b.build()
     assert sorted(kinds(info.value)) == sorted(
@@ -225,10 +235,21 @@ def test_produce_wrong_type_leaves_buffer_untouched() -> None:
 def test_metadata_survives_build() -> None:
     b = AimDbBuilder()
     b.with_connector(MemoryConnector())
-    b.configure(Temp, "t.src", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=8)).source(_src).tap(_tap).remote(writable=True))
+    b.configure(
+        Temp,
+        "t.src",
+        lambda r: r.buffer(BufferCfg.SpmcRing(capacity=8)).source(_src).tap(_tap).remote(writable=True),
+    )
     b.configure(Temp, "t.cfg", lambda r: r.buffer(BufferCfg.SingleLatest()).remote(writable=True))
     b.configure(
-        Temp, "t.der", lambda r: r.buffer(BufferCfg.SingleLatest()).transform(Temp, "t.src", lambda v: v).link_to("memory://d").finish()
+        Temp,
+        "t.der",
+        lambda r: (
+            r.buffer(BufferCfg.SingleLatest())
+            .transform(Temp, "t.src", lambda v: v)
+            .link_to("memory://d")
+            .finish()
+        ),
     )
     db = b.build()
     src, cfgr, der = db.record("t.src"), db.record("t.cfg"), db.record("t.der")

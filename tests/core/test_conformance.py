@@ -31,8 +31,6 @@ async def test_runtime_conformance(rt: Any) -> None:
     assert await check_runtime_backend(rt) == 5
 
 
-
-
 @pytest.mark.runtimes("asyncio")
 async def test_suite_detects_a_broken_buffer(rt: Any) -> None:
     # RingReader has __slots__, so patching fails: use a subclass without slots

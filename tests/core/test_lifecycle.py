@@ -54,7 +54,12 @@ async def test_taps_subscribed_before_source_no_value_missed(rt: Any) -> None:
     b.configure(
         Temp,
         "t",
-        lambda r: r.buffer(BufferCfg.SpmcRing(capacity=16)).source(source).tap(tap("a"), name="a").tap(tap("b"), name="b"),
+        lambda r: (
+            r.buffer(BufferCfg.SpmcRing(capacity=16))
+            .source(source)
+            .tap(tap("a"), name="a")
+            .tap(tap("b"), name="b")
+        ),
     )
     async with b.build() as db:
         for _ in range(20):
@@ -87,9 +92,15 @@ async def test_transform_join_and_stats(rt: Any) -> None:
     b.configure(
         Temp,
         "s.f",
-        lambda r: r.buffer(BufferCfg.SpmcRing(capacity=8)).transform(Temp, "s.t", lambda t: Temp(t.celsius * 9 / 5 + 32) if t.celsius > 20 else None),
+        lambda r: r.buffer(BufferCfg.SpmcRing(capacity=8)).transform(
+            Temp, "s.t", lambda t: Temp(t.celsius * 9 / 5 + 32) if t.celsius > 20 else None
+        ),
     )
-    b.configure(Dew, "s.dew", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=8)).join([(Temp, "s.t"), (Hum, "s.h")], dew).tap(show))
+    b.configure(
+        Dew,
+        "s.dew",
+        lambda r: r.buffer(BufferCfg.SpmcRing(capacity=8)).join([(Temp, "s.t"), (Hum, "s.h")], dew).tap(show),
+    )
     async with b.build() as db:
         for _ in range(50):
             await rt.sleep(0.005)
@@ -125,8 +136,20 @@ async def test_stateful_transform_and_join_stream(rt: Any) -> None:
 
     b = AimDbBuilder()
     b.configure(int, "n", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=16)).source(src))
-    b.configure(int, "sum", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=16)).stateful_transform(int, "n", {"sum": 0}, running_sum))
-    b.configure(int, "m", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=16)).join_stream([(int, "n"), (int, "sum")], merged).tap(tap))
+    b.configure(
+        int,
+        "sum",
+        lambda r: r.buffer(BufferCfg.SpmcRing(capacity=16)).stateful_transform(
+            int, "n", {"sum": 0}, running_sum
+        ),
+    )
+    b.configure(
+        int,
+        "m",
+        lambda r: (
+            r.buffer(BufferCfg.SpmcRing(capacity=16)).join_stream([(int, "n"), (int, "sum")], merged).tap(tap)
+        ),
+    )
     async with b.build():
         for _ in range(40):
             await rt.sleep(0.002)
@@ -178,7 +201,13 @@ async def test_on_error_log_other_stages_keep_running(rt: Any, caplog: pytest.Lo
             good.append(t.celsius)
 
     b = AimDbBuilder()
-    b.configure(Temp, "t", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=8)).source(src).tap(bad, name="bad").tap(ok, name="ok"))
+    b.configure(
+        Temp,
+        "t",
+        lambda r: (
+            r.buffer(BufferCfg.SpmcRing(capacity=8)).source(src).tap(bad, name="bad").tap(ok, name="ok")
+        ),
+    )
     with caplog.at_level(logging.ERROR, logger="aimdb"):
         async with b.build() as db:
             for _ in range(40):
@@ -211,7 +240,11 @@ async def test_on_error_restart_keeps_reader(rt: Any) -> None:
                 raise ValueError("flaky " + str(v))
 
     b = AimDbBuilder(restart_backoff=(0.001, 0.01))
-    b.configure(int, "n", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=16)).source(src).tap(flaky, on_error="restart"))
+    b.configure(
+        int,
+        "n",
+        lambda r: r.buffer(BufferCfg.SpmcRing(capacity=16)).source(src).tap(flaky, on_error="restart"),
+    )
     async with b.build() as db:
         for _ in range(100):
             await rt.sleep(0.005)
@@ -288,8 +321,16 @@ async def test_memory_connector_links(rt: Any) -> None:
             received.append(t.celsius)
 
     b = AimDbBuilder().with_connector(conn)
-    b.configure(Temp, "out", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=4)).source(src).link_to("memory://sensors/t").finish())
-    b.configure(Temp, "in", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=4)).link_from("memory://cmd/t").finish().tap(tap))
+    b.configure(
+        Temp,
+        "out",
+        lambda r: r.buffer(BufferCfg.SpmcRing(capacity=4)).source(src).link_to("memory://sensors/t").finish(),
+    )
+    b.configure(
+        Temp,
+        "in",
+        lambda r: r.buffer(BufferCfg.SpmcRing(capacity=4)).link_from("memory://cmd/t").finish().tap(tap),
+    )
     async with b.build() as db:
         for _ in range(20):
             await rt.sleep(0.002)

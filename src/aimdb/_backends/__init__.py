@@ -24,20 +24,16 @@ def get_backend(name: str) -> "Any":
     be = _cache.get(name)
     if be is not None:
         return be
-    if name == "asyncio":
-        if IS_MICROPYTHON:
-            from . import _micropython as mod
-        else:
-            from . import _asyncio as mod  # type: ignore[no-redef]
-    elif name == "trio":
-        try:
-            from . import _trio as mod  # type: ignore[no-redef]
-        except ImportError as exc:
-            raise LookupError("the trio backend needs trio: pip install 'aimdb[trio]'") from exc
-    elif name == "micropython":
-        from . import _micropython as mod  # type: ignore[no-redef]
-    else:
+    if name not in BACKENDS:
         raise LookupError("unknown runtime backend " + repr(name) + "; known: " + ", ".join(BACKENDS))
+    if name == "asyncio" and IS_MICROPYTHON:
+        name = "micropython"
+    try:
+        mod = __import__("aimdb._backends._" + name, None, None, ["backend"])
+    except ImportError as exc:
+        raise LookupError(
+            "the " + name + " backend is not available (pip install 'aimdb[" + name + "]'): " + str(exc)
+        ) from exc
     be = mod.backend
     _cache[name] = be
     return be

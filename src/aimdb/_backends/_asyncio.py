@@ -57,7 +57,7 @@ class _TaskGroup:
         return None
 
     def spawn(self, name: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> _TaskHandle:
-        task = asyncio.get_running_loop().create_task(fn(*args), name=name)  # type: ignore[arg-type]
+        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(fn(*args), name=name)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return _TaskHandle(task)

@@ -391,7 +391,7 @@ class MailboxBuffer(Buffer[T]):
 
     def peek(self) -> "T | None":
         """Return the pending value without taking it, or ``None``."""
-        return self._value if self._full else None  # type: ignore[no-any-return]
+        return self._value if self._full else None
 
     def _take(self) -> "Any":
         v = self._value

@@ -115,9 +115,7 @@ class AimDbBuilder:
             out.extend(self._record_problems(key, cfg))
         cycle = self._cycle()
         if cycle:
-            out.append(
-                ConfigProblem(cycle[0], "cycle", "dependency cycle: " + " -> ".join(cycle))
-            )
+            out.append(ConfigProblem(cycle[0], "cycle", "dependency cycle: " + " -> ".join(cycle)))
         return out
 
     def _record_problems(self, key: str, cfg: RecordConfig) -> "list[ConfigProblem]":
@@ -220,7 +218,7 @@ class AimDbBuilder:
             for d in deps.get(k, []):
                 c = color.get(d, 0)
                 if c == 1:
-                    return stack[stack.index(d) :] + [d]
+                    return [*stack[stack.index(d) :], d]
                 if c == 0:
                     found = visit(d)
                     if found:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+_msgspec: "Any"
 try:
     import msgspec as _msgspec
 except ImportError:  # MicroPython, or CPython without msgspec
@@ -68,7 +69,7 @@ class JsonCodec:
 
             def enc_msgspec(value: "Any") -> bytes:
                 try:
-                    return raw(value)
+                    return bytes(raw(value))
                 except Exception as exc:
                     raise SerializeError(str(exc), key) from exc
 
@@ -129,7 +130,9 @@ class JsonCodec:
             try:
                 return tp(**obj)
             except Exception as exc:
-                raise DeserializeError("does not fit " + tp.__name__ + ": " + str(exc), key, len(payload)) from exc
+                raise DeserializeError(
+                    "does not fit " + tp.__name__ + ": " + str(exc), key, len(payload)
+                ) from exc
 
         return dec_plain
 

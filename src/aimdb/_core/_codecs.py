@@ -46,13 +46,16 @@ def encoder_for(name: str, tp: "Any", key: str = "") -> "Callable[[Any], bytes]"
         return json_codec.encoder(tp, key)
     import msgspec
 
+    raw: Callable[[Any], bytes]
     if name == "msgpack":
         raw = msgspec.msgpack.Encoder().encode
     else:
         import cbor2
 
-        def raw(value: "Any") -> bytes:
-            return cbor2.dumps(msgspec.to_builtins(value))  # type: ignore[no-any-return]
+        def raw_cbor(value: "Any") -> bytes:
+            return cbor2.dumps(msgspec.to_builtins(value))
+
+        raw = raw_cbor
 
     def enc(value: "Any") -> bytes:
         try:
@@ -69,13 +72,16 @@ def decoder_for(name: str, tp: "Any", key: str = "") -> "Callable[[bytes], Any]"
         return json_codec.decoder(tp, key)
     import msgspec
 
+    raw: Callable[[bytes], Any]
     if name == "msgpack":
         raw = msgspec.msgpack.Decoder(tp).decode
     else:
         import cbor2
 
-        def raw(payload: bytes) -> "Any":
+        def raw_cbor(payload: bytes) -> "Any":
             return msgspec.convert(cbor2.loads(payload), tp)
+
+        raw = raw_cbor
 
     def dec(payload: bytes) -> "Any":
         try:

@@ -5,8 +5,8 @@ from .._errors import (
     BufferClosed,
     BufferEmpty,
     BufferLagged,
-    InvalidConfiguration,
     ConfigProblem,
+    InvalidConfiguration,
     RecordNotFound,
     StageFailed,
     TypeMismatch,
@@ -22,6 +22,16 @@ if TYPE_CHECKING:
     from ._record import RecordConfig, StageSpec
 
     T = TypeVar("T")
+
+
+def partial(fn: "Any", *args: "Any") -> "Any":
+    """Bind ``args`` to ``fn`` (functools is not on every MicroPython port)."""
+
+    def call() -> "Any":
+        return fn(*args)
+
+    return call
+
 
 try:
     from random import random as _random
@@ -640,7 +650,7 @@ class AimDb:
         elif s.kind == "transform":
             await self._transform_loop(s)
         elif spec.state == "stream":
-            producer = Producer(rec.key, rec.type, self._buffer_of(rec), self._type_checks)
+            producer: Producer[Any] = Producer(rec.key, rec.type, self._buffer_of(rec), self._type_checks)
             await spec.fn(ctx, JoinInputs(s.readers, s.input_keys), producer)
         else:
             await self._join_loop(s)
@@ -690,8 +700,10 @@ class AimDb:
                 out.produce(result)
 
     async def aclose(self) -> None:
-        """Shut down: cancel sources, close buffers in dependency order letting consumers
-        drain, flush connectors, cancel whatever is left. Bounded by ``shutdown_timeout``.
+        """Shut down cleanly within ``shutdown_timeout``.
+
+        Cancels sources, closes buffers in dependency order letting consumers drain,
+        flushes connectors, then cancels whatever is left.
 
         Idempotent; after it returns no task the database started is alive.
         """
@@ -702,10 +714,10 @@ class AimDb:
         self._state = "stopping"
         self._stop_requested = True
         rt = self._rt
-        deadline = rt.monotonic_ns() + int(self._shutdown_timeout * 1_000_000_000)
+        deadline: int = rt.monotonic_ns() + int(self._shutdown_timeout * 1_000_000_000)
 
         def remaining() -> float:
-            return max(0.0, (deadline - rt.monotonic_ns()) / 1_000_000_000)
+            return max(0.0, (deadline - int(rt.monotonic_ns())) / 1_000_000_000)
 
         try:
             sources = [s for rec in self._records.values() for s in rec.stages if s.kind == "source"]
@@ -737,7 +749,7 @@ class AimDb:
                 if shutdown is not None and self._connector_tasks:
                     budget = remaining()
                     try:
-                        await rt.wait_for(lambda: shutdown(budget), budget)
+                        await rt.wait_for(partial(shutdown, budget), budget)
                     except Exception as exc:
                         _log.warning("connector %r shutdown failed: %r", getattr(conn, "scheme", conn), exc)
         finally:

@@ -96,7 +96,7 @@ class RecordRegistrar(Generic[T]):
         return on_error
 
     def buffer(self, cfg: "SpmcRing | SingleLatest | Mailbox") -> "RecordRegistrar[T]":
-        """Give the record its buffer (``BufferCfg.SpmcRing(capacity=N)``, ``SingleLatest()``, ``Mailbox()``)."""
+        """Give the record its buffer: ``SpmcRing(capacity=N)``, ``SingleLatest()`` or ``Mailbox()``."""
         if not hasattr(cfg, "_create"):
             self._problem("bad_buffer", "not a buffer configuration: " + repr(cfg))
             return self
@@ -174,9 +174,7 @@ class RecordRegistrar(Generic[T]):
         The same ``state`` object is passed on every call (and kept across restarts).
         """
         self._cfg.derivations.append(
-            StageSpec(
-                "transform", name, fn, self._policy(on_error), [(input_type, input_key)], state
-            )
+            StageSpec("transform", name, fn, self._policy(on_error), [(input_type, input_key)], state)
         )
         return self
 
@@ -188,12 +186,12 @@ class RecordRegistrar(Generic[T]):
         name: str = "join",
         on_error: str = "log",
     ) -> "RecordRegistrar[T]":
-        """Derive from several records: keep the latest value of each input and, once all are
-        present, call ``fn(v1, v2, ...)`` (in ``inputs`` order) on every update; ``None`` skips.
+        """Derive from several records, latest value of each.
+
+        Once every input has a value, ``fn(v1, v2, ...)`` (in ``inputs`` order) is called on
+        every update of any input; a ``None`` result skips.
         """
-        self._cfg.derivations.append(
-            StageSpec("join", name, fn, self._policy(on_error), list(inputs))
-        )
+        self._cfg.derivations.append(StageSpec("join", name, fn, self._policy(on_error), list(inputs)))
         return self
 
     def join_stream(

@@ -6,9 +6,17 @@ included: ``await check_ring_buffer(lambda cap: MyRing(cap))``.
 
 from ._conformance import (
     check_latest_buffer as check_latest_buffer,
+)
+from ._conformance import (
     check_mailbox as check_mailbox,
+)
+from ._conformance import (
     check_ring_buffer as check_ring_buffer,
+)
+from ._conformance import (
     check_runtime_backend as check_runtime_backend,
+)
+from ._conformance import (
     run_buffer_conformance as run_buffer_conformance,
 )
 from ._memory import MemoryConnector as MemoryConnector

@@ -10,7 +10,7 @@ from .._compat import TYPE_CHECKING
 from .._errors import BufferClosed, BufferEmpty, BufferLagged
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -305,8 +305,17 @@ async def check_mailbox(factory: "Callable[[], Any]", runtime: "Any" = None) -> 
 async def check_runtime_backend(backend: "Any") -> int:
     """Check a runtime backend against the runtime contract; returns the number of checks."""
     checks = 0
-    for attr in ("name", "cancelled_exc", "monotonic_ns", "wall_ns", "sleep", "new_waiter",
-                 "open_task_group", "wait_for", "logger"):
+    for attr in (
+        "name",
+        "cancelled_exc",
+        "monotonic_ns",
+        "wall_ns",
+        "sleep",
+        "new_waiter",
+        "open_task_group",
+        "wait_for",
+        "logger",
+    ):
         if not hasattr(backend, attr):
             raise AssertionError("runtime: missing " + attr)
     a = backend.monotonic_ns()
