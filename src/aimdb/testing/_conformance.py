@@ -293,8 +293,8 @@ async def check_mailbox(factory: "Callable[[], Any]", runtime: "Any" = None) -> 
     buf.produce(w)
     await rt.wait_for(ha.join, 2.0)
     await rt.wait_for(hb.join, 2.0)
+    await gb.aclose()  # groups close in reverse order of opening (trio nurseries nest)
     await ga.aclose()
-    await gb.aclose()
     _eq(sorted(x.n for x in got_a + got_b), [9, 10], "mailbox: second value to the other reader")
     checks += 1
     await _common_wait_checks(rt, factory)
