@@ -54,7 +54,7 @@ def current_backend() -> "Any":
             import trio
 
             trio.lowlevel.current_trio_token()
-        except Exception:
+        except (ImportError, RuntimeError):
             pass
         else:
             return get_backend("trio")
