@@ -29,7 +29,6 @@ import logging
 import platform
 import signal
 import socket
-import statistics
 import sys
 import threading
 import time
@@ -39,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from brokers import PrivateMosquitto  # noqa: E402
+from brokers import PrivateMosquitto
 
 HOST = "127.0.0.1"
 RUN_DEADLINE = 20.0  # seconds per run (publish + receive)
@@ -183,10 +182,7 @@ async def run_aiomqtt(
         else:
             for start in range(0, n, window):
                 await asyncio.gather(
-                    *(
-                        pub.publish(topic, payload(i), qos=qos)
-                        for i in range(start, min(n, start + window))
-                    )
+                    *(pub.publish(topic, payload(i), qos=qos) for i in range(start, min(n, start + window)))
                 )
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(rtask, max(0.1, deadline - time.perf_counter()))
@@ -208,9 +204,7 @@ def _paho_client(client_id: str):
     return c
 
 
-def run_paho_thread(
-    port: int, topic: str, qos: int, n: int, rate: float | None
-) -> tuple[Sink, int]:
+def run_paho_thread(port: int, topic: str, qos: int, n: int, rate: float | None) -> tuple[Sink, int]:
     sink = Sink(n)
     subscribed = threading.Event()
     sub = _paho_client(f"sub-{topic}")
@@ -275,9 +269,7 @@ class _PahoAsyncio:
             await asyncio.sleep(1)
 
 
-async def run_paho_asyncio(
-    port: int, topic: str, qos: int, n: int, rate: float | None
-) -> tuple[Sink, int]:
+async def run_paho_asyncio(port: int, topic: str, qos: int, n: int, rate: float | None) -> tuple[Sink, int]:
     loop = asyncio.get_running_loop()
     sink = Sink(n)
     done = asyncio.Event()
@@ -307,9 +299,7 @@ async def run_paho_asyncio(
             if rate is None and i % 64 == 63:
                 await asyncio.sleep(0)  # let the loop write and read
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(
-                done.wait(), max(0.1, t_start + RUN_DEADLINE - time.perf_counter())
-            )
+            await asyncio.wait_for(done.wait(), max(0.1, t_start + RUN_DEADLINE - time.perf_counter()))
     finally:
         for c in (pub, sub):
             c.disconnect()
@@ -320,9 +310,7 @@ async def run_paho_asyncio(
     return sink, t0
 
 
-async def run_paho_trio(
-    port: int, topic: str, qos: int, n: int, rate: float | None
-) -> tuple[Sink, int]:
+async def run_paho_trio(port: int, topic: str, qos: int, n: int, rate: float | None) -> tuple[Sink, int]:
     """paho driven from trio: wait_readable/wait_writable on its socket, no thread."""
     import paho.mqtt.client as mqtt
     import trio
@@ -395,9 +383,7 @@ async def run_paho_trio(
 # ----------------------------------------------------------------------------- gmqtt
 
 
-async def run_gmqtt(
-    port: int, topic: str, qos: int, n: int, rate: float | None
-) -> tuple[Sink, int]:
+async def run_gmqtt(port: int, topic: str, qos: int, n: int, rate: float | None) -> tuple[Sink, int]:
     from gmqtt import Client
     from gmqtt.mqtt.constants import MQTTv311
 
@@ -408,7 +394,7 @@ async def run_gmqtt(
     sub = Client(f"sub-{topic}")
     pub = Client(f"pub-{topic}")
 
-    def on_message(client, t, data, q, properties):  # noqa: ANN001
+    def on_message(client, t, data, q, properties):
         sink(data)
         return 0
 
@@ -428,13 +414,9 @@ async def run_gmqtt(
             if rate is None and i % 64 == 63:
                 await asyncio.sleep(0)
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(
-                done.wait(), max(0.1, t_start + RUN_DEADLINE - time.perf_counter())
-            )
+            await asyncio.wait_for(done.wait(), max(0.1, t_start + RUN_DEADLINE - time.perf_counter()))
     finally:
-        await asyncio.wait_for(
-            asyncio.gather(pub.disconnect(), sub.disconnect(), return_exceptions=True), 5
-        )
+        await asyncio.wait_for(asyncio.gather(pub.disconnect(), sub.disconnect(), return_exceptions=True), 5)
     return sink, t0
 
 
@@ -457,9 +439,7 @@ def clients(
 
     out: dict[str, Callable[..., tuple[Sink, int]]] = {
         "aiomqtt await-each": lambda p, t, q, n, r: arun(lambda: run_aiomqtt(p, t, q, n, r, 1)),
-        f"aiomqtt gather-{window}": lambda p, t, q, n, r: arun(
-            lambda: run_aiomqtt(p, t, q, n, r, window)
-        ),
+        f"aiomqtt gather-{window}": lambda p, t, q, n, r: arun(lambda: run_aiomqtt(p, t, q, n, r, window)),
         "paho thread": run_paho_thread,
         "paho on asyncio": lambda p, t, q, n, r: arun(lambda: run_paho_asyncio(p, t, q, n, r)),
     }
@@ -491,22 +471,16 @@ def _versions() -> dict[str, str]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--messages", type=int, default=20_000)
     ap.add_argument("--latency-messages", type=int, default=2_000)
     ap.add_argument("--rate", type=float, default=1_000.0, help="msgs/s in the latency runs")
-    ap.add_argument(
-        "--window", type=int, default=500, help="concurrent publishes for aiomqtt gather"
-    )
+    ap.add_argument("--window", type=int, default=500, help="concurrent publishes for aiomqtt gather")
     ap.add_argument("--qos", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--only", nargs="*", help="substrings of client names to run")
     ap.add_argument("--max-seconds", type=int, default=170)
     ap.add_argument("--json", type=Path)
-    ap.add_argument(
-        "--stock-sockets", action="store_true", help="leave Nagle on for paho/aiomqtt sockets"
-    )
+    ap.add_argument("--stock-sockets", action="store_true", help="leave Nagle on for paho/aiomqtt sockets")
     ap.add_argument("--inflight", type=int, default=1000, help="paho/aiomqtt QoS 1 in-flight window")
     args = ap.parse_args()
     global INFLIGHT, NODELAY
@@ -519,8 +493,8 @@ def main() -> None:
     with PrivateMosquitto() as broker:
         print(f"# broker {broker.url} (private, max_queued_messages 0, max_inflight_messages 0)")
         print(f"# {_versions()} TCP_NODELAY={NODELAY} inflight={INFLIGHT}")
-        header = f"{'client':22} {'qos':>3} {'mode':10} {'recv/sent':>13} {'msgs/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
-        print(header)
+        cols = ("recv/sent", "msgs/s", "p50 ms", "p99 ms")
+        print(f"{'client':22} {'qos':>3} {'mode':10} {cols[0]:>13} {cols[1]:>9} {cols[2]:>8} {cols[3]:>8}")
         for name, fn in clients(args.window).items():
             if args.only and not any(s in name for s in args.only):
                 continue

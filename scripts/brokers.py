@@ -80,9 +80,7 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def wait_port(
-    host: str, port: int, timeout: float = 10.0, proc: subprocess.Popen[Any] | None = None
-) -> None:
+def wait_port(host: str, port: int, timeout: float = 10.0, proc: subprocess.Popen[Any] | None = None) -> None:
     """Wait until ``host:port`` accepts connections; raise BrokerError after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -259,9 +257,7 @@ class _Broker:
         except BaseException as exc:
             self._proc.kill()
             if isinstance(exc, BrokerError):
-                raise BrokerError(
-                    f"{exc}\n--- {type(self).__name__} log ---\n{self.log()}"
-                ) from None
+                raise BrokerError(f"{exc}\n--- {type(self).__name__} log ---\n{self.log()}") from None
             raise
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -429,9 +425,7 @@ def ensure_system_mosquitto(timeout: float = 10.0) -> str:
     try:
         wait_port(host, port, timeout)
     except BrokerError as exc:
-        raise BrokerError(
-            f"{exc}; {' '.join(argv)} said: {res.stderr.decode(errors='replace')}"
-        ) from None
+        raise BrokerError(f"{exc}; {' '.join(argv)} said: {res.stderr.decode(errors='replace')}") from None
     return url
 
 

@@ -155,9 +155,7 @@ def test_private_mosquitto_process_ends_with_context() -> None:
 def test_private_mosquitto_with_password(private_mosquitto_factory, unique_topic: str) -> None:
     _require("mosquitto_pub", "mosquitto_sub", "mosquitto_passwd")
     m = private_mosquitto_factory(users={"alice": "s3cret"})
-    anon = _run(
-        ["mosquitto_pub", "-h", HOST, "-p", str(m.port), "-t", unique_topic, "-m", "x"], timeout=10
-    )
+    anon = _run(["mosquitto_pub", "-h", HOST, "-p", str(m.port), "-t", unique_topic, "-m", "x"], timeout=10)
     assert anon.returncode != 0
     assert b"not authori" in anon.stderr.lower() or b"refused" in anon.stderr.lower(), anon.stderr
     bad = _run(
@@ -191,9 +189,7 @@ def _slow_subscriber_count(port: int, topic: str, n: int) -> int:
     done = threading.Event()
     subscribed = threading.Event()
 
-    sub = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id=f"{topic}-sub", clean_session=True
-    )
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{topic}-sub", clean_session=True)
     sub.on_message = lambda c, u, msg: (
         received.append(msg.payload),
         len(received) >= n and done.set(),
@@ -235,16 +231,12 @@ def _slow_subscriber_count(port: int, topic: str, n: int) -> int:
     return len(received)
 
 
-def test_private_mosquitto_does_not_drop_for_slow_subscriber(
-    private_mosquitto, unique_topic: str
-) -> None:
+def test_private_mosquitto_does_not_drop_for_slow_subscriber(private_mosquitto, unique_topic: str) -> None:
     n = 5000
     assert _slow_subscriber_count(private_mosquitto.port, unique_topic, n) == n
 
 
-def test_stock_limits_drop_for_slow_subscriber(
-    private_mosquitto_factory, unique_topic: str
-) -> None:
+def test_stock_limits_drop_for_slow_subscriber(private_mosquitto_factory, unique_topic: str) -> None:
     """Mosquitto's defaults (20 in flight + 1000 queued) lose QoS 1 messages: the SPEC's gotcha."""
     m = private_mosquitto_factory(max_queued_messages=1000, max_inflight_messages=20)
     got = _slow_subscriber_count(m.port, unique_topic, 5000)
@@ -270,9 +262,7 @@ async def _aiokafka_produce(address: str, topic: str, values: list[bytes]) -> No
 async def _aiokafka_consume(address: str, topic: str, n: int, timeout: float = 20) -> list[bytes]:
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=address, auto_offset_reset="earliest", group_id=None
-    )
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=address, auto_offset_reset="earliest", group_id=None)
     await consumer.start()
     got: list[bytes] = []
     try:
