@@ -1,4 +1,4 @@
-"""Wire format of the aimdb remote-access protocol (newline-delimited JSON).
+r"""Wire format of the aimdb remote-access protocol (newline-delimited JSON).
 
 Every frame is one JSON object encoded as UTF-8 and terminated by ``\\n``. The
 :class:`FrameDecoder` splits a byte stream into frames, enforces the frame-size limit and
@@ -104,7 +104,7 @@ class FrameError:
 
 
 class FrameDecoder:
-    """Split a byte stream into newline-terminated frames.
+    r"""Split a byte stream into newline-terminated frames.
 
     ``feed(data)`` returns, in stream order, each complete frame (``bytes`` without the
     newline, trailing ``\\r`` removed, never empty) and a :class:`FrameError` for every
@@ -191,7 +191,7 @@ def parse_frame(frame: bytes) -> dict[str, Any] | FrameError:
 
 
 def encode(obj: Any) -> bytes:
-    """Encode ``obj`` as one frame (JSON plus ``\\n``); ``msgspec.Raw`` values are embedded."""
+    r"""Encode ``obj`` as one frame (JSON plus ``\\n``); ``msgspec.Raw`` values are embedded."""
     return _encoder.encode(obj) + b"\n"
 
 

@@ -1,0 +1,548 @@
+"""Async client of the remote-access protocol (used by the CLI, the sync client and links)."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import os
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+
+from .._errors import AimDbError
+from . import _protocol as P
+from ._discovery import socket_files
+
+CLIENT_MAX_FRAME = 64 * 1024 * 1024
+_CLIENT_QUEUE = 65536
+
+
+class RemoteError(AimDbError):
+    """An error reply from a server, or a connection problem, as seen by a client.
+
+    Attributes:
+        code: the protocol error code (``"permission_denied"``, ``"not_found"`` ...) or
+            ``"connection_failed"`` / ``"connection_closed"`` / ``"timeout"`` locally.
+        details: extra data the server sent, or ``None``.
+    """
+
+    def __init__(self, code: str, message: str, details: Any = None) -> None:
+        self.code = code
+        self.details = details
+        super().__init__(message)
+
+
+class _Incoming(msgspec.Struct):
+    id: Any = None
+    result: Any = msgspec.UNSET
+    error: Any = None
+    event: Any = None
+    sub: Any = None
+    seq: int = 0
+    key: str = ""
+    value: msgspec.Raw = msgspec.Raw(b"null")
+    ts: int = 0
+
+
+_in_decoder = msgspec.json.Decoder(_Incoming)
+
+
+class Event:
+    """One value pushed by a subscription.
+
+    Attributes:
+        key: record key.
+        raw: the value as JSON bytes.
+        seq: per-subscription sequence number (1, 2, ...).
+        gap: events lost right before this one (slow client or ring lag); 0 normally.
+        snapshot: True for the late-joiner snapshot sent right after subscribing.
+        ts: server wall-clock time in ns when the value was picked up.
+    """
+
+    __slots__ = ("_value", "gap", "key", "raw", "seq", "snapshot", "ts")
+
+    def __init__(self, key: str, raw: bytes, seq: int, gap: int, snapshot: bool, ts: int) -> None:
+        self.key = key
+        self.raw = raw
+        self.seq = seq
+        self.gap = gap
+        self.snapshot = snapshot
+        self.ts = ts
+        self._value: Any = msgspec.UNSET
+
+    @property
+    def value(self) -> Any:
+        """The value decoded as plain JSON data (dicts, lists, numbers ...)."""
+        if self._value is msgspec.UNSET:
+            self._value = msgspec.json.decode(self.raw)
+        return self._value
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the event as a plain dict."""
+        return {
+            "key": self.key,
+            "value": self.value,
+            "seq": self.seq,
+            "gap": self.gap,
+            "snapshot": self.snapshot,
+            "ts": self.ts,
+        }
+
+    def __repr__(self) -> str:
+        return f"Event({self.as_dict()!r})"
+
+
+class Subscription:
+    """Client side of a subscription: ``async for event in sub`` yields :class:`Event`.
+
+    Attributes:
+        id: the server's subscription id.
+        keys: record keys matched at subscribe time.
+        snapshot: number of snapshot events that come first.
+        missed: events lost so far (sum of the gaps).
+    """
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+        self.id = ""
+        self.keys: list[str] = []
+        self.snapshot = 0
+        self.queue_size = 0
+        self.missed = 0
+        self._last_seq = 0
+        self._events: deque[Event] = deque()
+        self._wake = asyncio.Event()
+        self._closed = False
+
+    def _push(self, inc: _Incoming) -> None:
+        gap = inc.seq - self._last_seq - 1 if inc.seq > self._last_seq else 0
+        self._last_seq = max(self._last_seq, inc.seq)
+        if len(self._events) >= _CLIENT_QUEUE:  # the application does not read: drop oldest
+            self._events.popleft()
+        if gap > 0:
+            self.missed += gap
+        self._events.append(
+            Event(inc.key, bytes(inc.value), inc.seq, max(gap, 0), inc.event == "snapshot", inc.ts)
+        )
+        self._wake.set()
+
+    def _end(self) -> None:
+        self._closed = True
+        self._wake.set()
+
+    async def next(self, timeout: float | None = None) -> Event:
+        """Return the next event.
+
+        Raises:
+            TimeoutError: nothing arrived within ``timeout`` seconds.
+            RemoteError: the subscription ended (``connection_closed``).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            if self._events:
+                return self._events.popleft()
+            if self._closed:
+                raise RemoteError("connection_closed", "the subscription ended (connection closed)")
+            self._wake.clear()
+            if deadline is None:
+                await self._wake.wait()
+            else:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise TimeoutError("no event within the timeout")
+                try:
+                    await asyncio.wait_for(self._wake.wait(), left)
+                except asyncio.TimeoutError:
+                    raise TimeoutError("no event within the timeout") from None
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iter()
+
+    async def _iter(self) -> AsyncIterator[Event]:
+        while True:
+            try:
+                yield await self.next()
+            except RemoteError:
+                return
+
+    async def close(self) -> dict[str, Any]:
+        """Unsubscribe; returns the server's counters (``delivered``, ``dropped``)."""
+        if self._closed:
+            return {"sub": self.id}
+        self._client._subs.pop(self.id, None)
+        self._end()
+        result: dict[str, Any] = await self._client.call("record.unsubscribe", {"sub": self.id})
+        return result
+
+
+class AsyncClient:
+    """An asyncio client of one aimdb server.
+
+    Create with :meth:`connect` (or :meth:`from_streams` for any byte stream), use as an
+    async context manager or call :meth:`aclose`. Methods raise :class:`RemoteError` for
+    error replies and connection problems. Requests may be issued concurrently.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: Any, *, endpoint: str = "stream") -> None:
+        self._reader = reader
+        self._writer = writer
+        self.endpoint = endpoint
+        self._next_id = 0
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._pending_subs: dict[int, Subscription] = {}
+        self._subs: dict[str, Subscription] = {}
+        self._closed = False
+        self._close_error: RemoteError | None = None
+        self._task = asyncio.get_running_loop().create_task(self._read_loop(), name="aimdb.remote.client")
+        self.server_info: dict[str, Any] = {}
+        self.timeout = 10.0
+
+    # -------------------------------------------------------------- connect
+
+    @classmethod
+    async def connect(
+        cls,
+        endpoint: str | None = None,
+        *,
+        token: str | None = None,
+        client_name: str = "aimdb-python",
+        timeout: float = 5.0,
+    ) -> AsyncClient:
+        """Connect to ``endpoint`` and perform the ``hello`` handshake.
+
+        ``endpoint`` is ``unix://PATH``, ``tcp://HOST:PORT`` (or a bare path / HOST:PORT);
+        ``None`` uses ``$AIMDB_CONNECT`` or else the only local instance found.
+
+        Raises:
+            RemoteError: cannot connect (``connection_failed``), the server refused the
+                connection or the handshake (``too_many_connections``, ``auth_failed``,
+                ``version_mismatch``), or ``timeout``.
+        """
+        ep = await resolve_endpoint(endpoint)
+        try:
+            if ep.kind == "unix":
+                opened = asyncio.open_unix_connection(ep.path, limit=_READ_LIMIT)
+            else:
+                opened = asyncio.open_connection(ep.host, ep.port, limit=_READ_LIMIT)
+            reader, writer = await asyncio.wait_for(opened, timeout)
+        except asyncio.TimeoutError:
+            raise RemoteError("timeout", f"connecting to {ep} timed out") from None
+        except OSError as exc:
+            raise RemoteError("connection_failed", f"cannot connect to {ep}: {exc.strerror or exc}") from None
+        client = cls(reader, writer, endpoint=str(ep))
+        client.timeout = timeout
+        try:
+            await client.hello(token=token, client_name=client_name)
+        except BaseException:
+            await client.aclose()
+            raise
+        return client
+
+    @classmethod
+    async def from_streams(
+        cls,
+        reader: asyncio.StreamReader,
+        writer: Any,
+        *,
+        token: str | None = None,
+        client_name: str = "aimdb-python",
+        timeout: float = 5.0,
+    ) -> AsyncClient:
+        """Speak the protocol over an already open byte stream and perform ``hello``."""
+        client = cls(reader, writer)
+        client.timeout = timeout
+        try:
+            await client.hello(token=token, client_name=client_name)
+        except BaseException:
+            await client.aclose()
+            raise
+        return client
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection has ended."""
+        return self._closed
+
+    async def aclose(self) -> None:
+        """Close the connection; pending calls fail with ``connection_closed``."""
+        if not self._closed:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+        self._finish(RemoteError("connection_closed", "connection closed"))
+
+    async def wait_closed(self) -> None:
+        """Wait until the server ends the connection."""
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.shield(self._task)
+
+    # -------------------------------------------------------------- plumbing
+
+    def _finish(self, err: RemoteError) -> None:
+        self._closed = True
+        if self._close_error is None:
+            self._close_error = err
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(self._close_error)
+        self._pending.clear()
+        for sub in self._subs.values():
+            sub._end()
+        self._subs.clear()
+
+    async def _read_loop(self) -> None:
+        decoder = P.FrameDecoder(CLIENT_MAX_FRAME)
+        err = RemoteError("connection_closed", f"connection to {self.endpoint} closed by the server")
+        try:
+            while True:
+                data = await self._reader.read(1 << 16)
+                if not data:
+                    break
+                for item in decoder.feed(data):
+                    if isinstance(item, P.FrameError):
+                        continue
+                    try:
+                        inc = _in_decoder.decode(item)
+                    except msgspec.DecodeError:
+                        continue
+                    self._dispatch(inc)
+        except (ConnectionError, OSError) as exc:
+            err = RemoteError("connection_closed", f"connection to {self.endpoint} lost: {exc}")
+        finally:
+            self._finish(err)
+
+    def _dispatch(self, inc: _Incoming) -> None:
+        if inc.event is not None:
+            sub = self._subs.get(inc.sub) if isinstance(inc.sub, str) else None
+            if sub is not None:
+                sub._push(inc)
+            return
+        if inc.id is None:
+            if isinstance(inc.error, dict):  # connection-level error (limit, bad frame ...)
+                e = inc.error
+                self._close_error = RemoteError(str(e.get("code")), str(e.get("message")), e.get("details"))
+                if not self._pending:
+                    return
+                # Fail the oldest pending request: the server answered it with id null.
+                fut = self._pending.pop(min(self._pending))
+                if not fut.done():
+                    fut.set_exception(self._close_error)
+            return
+        fut2 = self._pending.pop(inc.id, None) if isinstance(inc.id, int) else None
+        if fut2 is None or fut2.done():
+            return
+        if isinstance(inc.error, dict):
+            e = inc.error
+            self._pending_subs.pop(inc.id, None)
+            fut2.set_exception(RemoteError(str(e.get("code")), str(e.get("message")), e.get("details")))
+            return
+        result = None if inc.result is msgspec.UNSET else inc.result
+        psub = self._pending_subs.pop(inc.id, None)
+        if psub is not None and isinstance(result, dict):
+            # Register before any later frame is dispatched: events may follow at once.
+            psub.id = str(result.get("sub"))
+            psub.keys = list(result.get("keys") or [])
+            psub.snapshot = int(result.get("snapshot") or 0)
+            psub.queue_size = int(result.get("queue") or 0)
+            self._subs[psub.id] = psub
+        fut2.set_result(result)
+
+    async def call(
+        self, method: str, params: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> Any:
+        """Send one request and return its ``result``.
+
+        Raises:
+            RemoteError: an error reply (its ``code``), a closed connection or a timeout.
+        """
+        return await self._call(method, params, timeout=timeout)
+
+    async def _call(
+        self,
+        method: str,
+        params: dict[str, Any] | None,
+        *,
+        timeout: float | None = None,
+        sub: Subscription | None = None,
+    ) -> Any:
+        if self._closed:
+            raise self._close_error or RemoteError("connection_closed", "connection closed")
+        self._next_id += 1
+        rid = self._next_id
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        if sub is not None:
+            self._pending_subs[rid] = sub
+        frame: dict[str, Any] = {"id": rid, "method": method}
+        if params:
+            frame["params"] = params
+        try:
+            self._writer.write(P.encode(frame))
+            await self._writer.drain()
+        except (ConnectionError, OSError) as exc:
+            self._pending.pop(rid, None)
+            self._pending_subs.pop(rid, None)
+            raise RemoteError("connection_closed", f"connection to {self.endpoint} lost: {exc}") from None
+        t = self.timeout if timeout is None else timeout
+        try:
+            return await asyncio.wait_for(fut, t)
+        except asyncio.TimeoutError:
+            self._pending.pop(rid, None)
+            self._pending_subs.pop(rid, None)
+            raise RemoteError("timeout", f"no reply to {method} within {t:g} s") from None
+
+    # -------------------------------------------------------------- methods
+
+    async def hello(self, *, token: str | None = None, client_name: str = "aimdb-python") -> dict[str, Any]:
+        """Perform the handshake; stores and returns the server's description."""
+        params: dict[str, Any] = {"version": P.PROTOCOL_VERSION, "client": client_name}
+        if token is not None:
+            params["token"] = token
+        info: dict[str, Any] = await self._call("hello", params)
+        self.server_info = info
+        return info
+
+    async def ping(self) -> float:
+        """Round-trip a ``ping``; returns the time taken in seconds."""
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await self._call("ping", None)
+        return loop.time() - t0
+
+    async def list(self, pattern: str | None = None) -> builtins.list[dict[str, Any]]:
+        """Return the metadata and statistics of every (matching) record."""
+        res = await self._call("record.list", {"pattern": pattern} if pattern else None)
+        records: builtins.list[dict[str, Any]] = res["records"]
+        return records
+
+    async def get(self, key: str) -> Any:
+        """Return the current value of ``key`` as JSON data.
+
+        Raises:
+            RemoteError: ``not_found`` or ``no_value``.
+        """
+        res = await self._call("record.get", {"key": key})
+        return res["value"]
+
+    async def set(self, key: str, value: Any) -> Any:
+        """Write ``value`` (JSON data, or a ``msgspec.Raw``) to ``key``; returns the stored value.
+
+        Raises:
+            RemoteError: ``permission_denied``, ``not_found`` or ``invalid_value``.
+        """
+        res = await self._call("record.set", {"key": key, "value": value})
+        return res["value"]
+
+    async def subscribe(
+        self, pattern: str, *, snapshot: bool = True, queue: int | None = None
+    ) -> Subscription:
+        """Subscribe to a key or ``*``/``#`` pattern; returns a :class:`Subscription`.
+
+        With ``snapshot`` (default) the current value of every matching record that has
+        one comes first (``event.snapshot`` True).
+        """
+        params: dict[str, Any] = {"pattern": pattern, "snapshot": snapshot}
+        if queue is not None:
+            params["queue"] = queue
+        sub = Subscription(self)
+        await self._call("record.subscribe", params, sub=sub)
+        return sub
+
+    async def drain(self, key: str, limit: int | None = None) -> builtins.list[Any]:
+        """Return the values produced since this connection's previous drain of ``key``."""
+        params: dict[str, Any] = {"key": key}
+        if limit is not None:
+            params["limit"] = limit
+        res = await self._call("record.drain", params)
+        values: builtins.list[Any] = res["values"]
+        return values
+
+    async def graph(self) -> dict[str, Any]:
+        """Return the dependency graph (``nodes``, ``edges``, ``order``)."""
+        res: dict[str, Any] = await self._call("graph", None)
+        return res
+
+    async def stats(self, key: str | None = None) -> dict[str, Any]:
+        """Return statistics of one record, or of every record plus the server's."""
+        res: dict[str, Any] = await self._call("stats", {"key": key} if key else None)
+        return res
+
+    async def reset_stats(self) -> None:
+        """Zero the server's statistics (needs ``allow_reset`` on the server)."""
+        await self._call("stats.reset", None)
+
+
+_READ_LIMIT = 1 << 16
+
+
+async def connect(
+    endpoint: str | None = None,
+    *,
+    token: str | None = None,
+    client_name: str = "aimdb-python",
+    timeout: float = 5.0,
+) -> AsyncClient:
+    """Shorthand for :meth:`AsyncClient.connect`."""
+    return await AsyncClient.connect(endpoint, token=token, client_name=client_name, timeout=timeout)
+
+
+# ------------------------------------------------------------------ discovery
+
+
+async def probe(path: str, *, timeout: float = 0.5, token: str | None = None) -> dict[str, Any]:
+    """Probe the Unix socket ``path``; returns ``{"endpoint", "alive", ...hello fields}``.
+
+    A socket nobody listens on is reported with ``alive: False`` and an ``error``.
+    """
+    ep = "unix://" + path
+    try:
+        client = await AsyncClient.connect(ep, token=token, timeout=timeout, client_name="aimdb-probe")
+    except RemoteError as exc:
+        alive = exc.code not in ("connection_failed", "timeout")
+        return {"endpoint": ep, "alive": alive, "error": str(exc), "code": exc.code}
+    try:
+        return {"endpoint": ep, "alive": True, **client.server_info}
+    finally:
+        await client.aclose()
+
+
+async def list_instances(*, timeout: float = 0.5, token: str | None = None) -> list[dict[str, Any]]:
+    """Probe every socket in the runtime directory (concurrently) and describe each."""
+    files = socket_files()
+    return list(await asyncio.gather(*(probe(str(p), timeout=timeout, token=token) for p in files)))
+
+
+async def resolve_endpoint(endpoint: str | None) -> P.Endpoint:
+    """Turn ``endpoint`` / ``$AIMDB_CONNECT`` / local discovery into an :class:`Endpoint`.
+
+    Raises:
+        RemoteError: ``invalid_endpoint``, or ``no_instance`` / ``ambiguous`` when
+            discovery finds no or several live local instances.
+    """
+    text = endpoint or os.environ.get("AIMDB_CONNECT") or None
+    if text:
+        try:
+            return P.parse_endpoint(text)
+        except ValueError as exc:
+            raise RemoteError("invalid_endpoint", str(exc)) from None
+    alive = [i for i in await list_instances() if i.get("alive")]
+    if not alive:
+        raise RemoteError(
+            "no_instance", "no running aimdb instance found locally; use --connect or AIMDB_CONNECT"
+        )
+    if len(alive) > 1:
+        names = ", ".join(f"{i.get('name', '?')} ({i['endpoint']})" for i in alive)
+        raise RemoteError("ambiguous", f"several instances are running: {names}; choose one with --connect")
+    return P.parse_endpoint(str(alive[0]["endpoint"]))

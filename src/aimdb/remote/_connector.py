@@ -1,0 +1,255 @@
+"""``aimdb://`` links: mirror records between aimdb instances over the remote protocol.
+
+``link_from("aimdb://station.1.temperature")`` subscribes to that record (or pattern)
+on the peer and produces every value into the local record; ``link_to("aimdb://hub.cmd")``
+writes every local value to the peer with ``record.set`` (the peer must allow it). The
+peer is the connector's endpoint: ``AimdbConnector("tcp://127.0.0.1:7433")``,
+``AimdbConnector("unix:///run/peer.sock")`` or any byte stream via ``opener``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+from .._errors import BufferClosed
+from . import _protocol as P
+from ._client import AsyncClient, RemoteError
+
+_log = logging.getLogger("aimdb.remote.link")
+
+Opener = Callable[[], Awaitable[tuple[asyncio.StreamReader, Any]]]
+
+
+class AimdbConnector:
+    """Connector for the ``aimdb`` scheme (instance-to-instance links).
+
+    Connects to the peer, subscribes every inbound route's address (a key or ``*``/``#``
+    pattern, with the late-joiner snapshot) and pushes every outbound route's values with
+    ``record.set``. On any connection problem it reconnects with exponential backoff and
+    jitter and re-subscribes. While disconnected outbound values wait in the record's
+    reader, so a ring resends its backlog (up to capacity) and SingleLatest only its
+    newest value.
+
+    Args:
+        endpoint: ``unix://PATH`` or ``tcp://HOST:PORT`` of the peer (ignored with ``opener``).
+        token: the peer's token, if it has one.
+        opener: ``async () -> (reader, writer)`` opening any byte stream (pipe, serial
+            port ...) instead of a socket.
+        backoff: ``(first delay, maximum delay)`` in seconds between reconnects.
+        timeout: seconds for connecting and for each request.
+        name: client name sent in ``hello``.
+    """
+
+    scheme = "aimdb"
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        *,
+        token: str | None = None,
+        opener: Opener | None = None,
+        backoff: tuple[float, float] = (0.1, 5.0),
+        timeout: float = 5.0,
+        name: str = "aimdb-link",
+    ) -> None:
+        if endpoint is None and opener is None:
+            raise ValueError("AimdbConnector needs an endpoint or an opener")
+        if endpoint is not None and opener is None:
+            P.parse_endpoint(endpoint)  # raises ValueError early on a bad endpoint
+        self.endpoint = endpoint
+        self.token = token
+        self.opener = opener
+        self.backoff = backoff
+        self.timeout = timeout
+        self.name = name
+        self.connects = 0
+        self.disconnects = 0
+        self.last_error: str | None = None
+        self._connected = asyncio.Event()
+        self._client: AsyncClient | None = None
+        self._routes: Any = None
+        self._pending: dict[int, bytes] = {}
+
+    # -------------------------------------------------------------- build-time
+
+    def validate_link(self, spec: Any) -> list[str]:
+        """An outbound address must be an exact key; inbound may be a pattern."""
+        addr = spec.address
+        if not addr or any(not seg for seg in addr.split(".")):
+            return [f"aimdb link address must be a dot-separated record key, got {addr!r}"]
+        if spec.direction == "out" and P.is_pattern(addr):
+            return ["an aimdb link_to address must be one record key, not a pattern"]
+        return []
+
+    # -------------------------------------------------------------- state
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connector currently has a working session with the peer."""
+        return self._connected.is_set()
+
+    async def wait_connected(self, timeout: float | None = None) -> bool:
+        """Wait until connected; returns False on timeout."""
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def statistics(self) -> dict[str, Any]:
+        """Connection counters: ``connected``, ``connects``, ``disconnects``, ``last_error``."""
+        return {
+            "endpoint": self.endpoint or "stream",
+            "connected": self.connected,
+            "connects": self.connects,
+            "disconnects": self.disconnects,
+            "last_error": self.last_error,
+        }
+
+    # -------------------------------------------------------------- run
+
+    async def _open(self) -> AsyncClient:
+        if self.opener is not None:
+            reader, writer = await asyncio.wait_for(self.opener(), self.timeout)
+            return await AsyncClient.from_streams(
+                reader, writer, token=self.token, client_name=self.name, timeout=self.timeout
+            )
+        return await AsyncClient.connect(
+            self.endpoint, token=self.token, client_name=self.name, timeout=self.timeout
+        )
+
+    async def run(self, routes: Any) -> None:
+        """Serve ``routes`` until cancelled, reconnecting as needed."""
+        pending: dict[int, bytes] = {}  # outbound value taken from a reader but not yet sent
+        self._routes = routes
+        self._pending = pending
+        attempt = 0
+        first, cap = self.backoff
+        while True:
+            try:
+                client = await self._open()
+            except (RemoteError, OSError, asyncio.TimeoutError) as exc:
+                self.last_error = str(exc) or type(exc).__name__
+                if attempt == 0:
+                    _log.warning(
+                        "aimdb link to %s: %s (retrying)", self.endpoint or "stream", self.last_error
+                    )
+                delay = min(cap, first * (2 ** min(attempt, 30))) * (0.5 + 0.5 * random.random())
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            attempt = 0
+            self._client = client
+            self.connects += 1
+            try:
+                await self._session(client, routes, pending)
+            except (RemoteError, OSError) as exc:
+                self.last_error = str(exc)
+                _log.warning("aimdb link to %s lost: %s", self.endpoint or "stream", exc)
+            finally:
+                self._connected.clear()
+                self._client = None
+                self.disconnects += 1
+                await client.aclose()
+            delay = first * (0.5 + 0.5 * random.random())
+            await asyncio.sleep(delay)
+
+    async def _session(self, client: AsyncClient, routes: Any, pending: dict[int, bytes]) -> None:
+        tasks: list[asyncio.Task[None]] = []
+        loop = asyncio.get_running_loop()
+        try:
+            by_addr: dict[str, list[Any]] = {}
+            for r in routes.inbound:
+                by_addr.setdefault(r.address, []).append(r)
+            for addr, rs in by_addr.items():
+                sub = await client.subscribe(addr, snapshot=True)
+                tasks.append(loop.create_task(self._inbound(sub, rs), name=f"aimdb.link.in[{addr}]"))
+            for i, r in enumerate(routes.outbound):
+                tasks.append(
+                    loop.create_task(self._outbound(client, r, i, pending), name=f"aimdb.link.out[{r.key}]")
+                )
+            self._connected.set()
+            closed = loop.create_task(client.wait_closed())
+            try:
+                done, _ = await asyncio.wait([closed, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                closed.cancel()
+            for t in done:
+                if t is not closed and not t.cancelled() and t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+            if client.closed:
+                raise RemoteError("connection_closed", "peer closed the connection")
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(BaseException):
+                    await t
+
+    async def _inbound(self, sub: Any, routes: list[Any]) -> None:
+        async for ev in sub:
+            for r in routes:
+                if r.address == ev.key or P.pattern_matches(r.address, ev.key):
+                    r.deliver(ev.raw, "aimdb://" + ev.key)
+        raise RemoteError("connection_closed", "subscription ended")
+
+    async def _outbound(self, client: AsyncClient, route: Any, idx: int, pending: dict[int, bytes]) -> None:
+        reader = route.reader
+        warned = False
+        while True:
+            payload = pending.get(idx)
+            if payload is None:
+                try:
+                    value = await reader.recv()
+                except BufferClosed:
+                    await asyncio.Event().wait()  # record closed: park until cancelled
+                    return
+                except Exception as exc:  # BufferLagged: count and go on
+                    missed = getattr(exc, "missed", 0)
+                    if missed:
+                        route.stats.dropped_lag += missed
+                        continue
+                    raise
+                try:
+                    payload = route.encode(value)
+                except Exception as exc:
+                    route.stats.failed += 1
+                    route.stats.last_error = str(exc)
+                    continue
+                pending[idx] = payload
+            try:
+                await client.set(route.address, msgspec.Raw(payload))
+            except RemoteError as exc:
+                if exc.code in ("connection_closed", "timeout"):
+                    raise
+                pending.pop(idx, None)
+                route.stats.failed += 1
+                route.stats.last_error = str(exc)
+                if not warned:
+                    warned = True
+                    _log.warning("aimdb link %s refused by the peer: %s", route.spec.url, exc)
+                continue
+            pending.pop(idx, None)
+            route.stats.sent += 1
+            route.stats.bytes += len(payload)
+
+    async def shutdown(self, timeout: float) -> None:
+        """Let outbound values still pending go out (within ``timeout``), then disconnect."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout * 0.8
+        routes = self._routes
+        while routes is not None and self.connected and loop.time() < deadline:
+            if not self._pending and not any(r.reader.pending() for r in routes.outbound):
+                break
+            await asyncio.sleep(0.01)
+        client = self._client
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.aclose(), timeout)
