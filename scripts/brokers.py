@@ -478,7 +478,9 @@ def _recv_exact(s: socket.socket, n: int) -> bytes:
 class Tansu(_Broker):
     """Tansu, a Kafka-protocol broker, with in-memory storage on a free loopback port.
 
-    Topics are created on first use (produce or metadata request) with one partition.
+    Topics are created on first use (produce or metadata request) with **4 partitions**
+    (tansu 0.6.0), so keyless records spread over partitions and order holds per key only;
+    ``create_topic(name, partitions=1)`` makes a single-partition topic first.
     In-memory storage: ``restart()`` comes back on the same port but empty.
     ``kcat_bootstrap`` is the address to give ``kcat -b`` (see ``KafkaTagStripProxy``).
     """
@@ -537,6 +539,26 @@ class Tansu(_Broker):
             if time.monotonic() > deadline:
                 raise BrokerError(f"tansu on {self.address} does not answer ApiVersions")
             time.sleep(0.05)
+
+    def create_topic(self, name: str, partitions: int = 1, timeout: float = 15.0) -> None:
+        """Create ``name`` with ``partitions`` partitions (``tansu topic create``)."""
+        res = subprocess.run(
+            [
+                tansu_binary(),
+                "topic",
+                "create",
+                "--broker",
+                f"tcp://{self.address}",
+                "--partitions",
+                str(partitions),
+                name,
+            ],
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+        if res.returncode != 0:
+            raise BrokerError(f"tansu topic create {name}: {res.stderr.decode(errors='replace')}")
 
     @property
     def kcat_bootstrap(self) -> str:

@@ -335,6 +335,24 @@ def test_tansu_kcat_to_aiokafka(tansu, unique_topic: str) -> None:
     ]
 
 
+def test_tansu_topic_partitions(tansu, unique_topic: str) -> None:
+    async def partitions(topic: str) -> set[int]:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=tansu.address)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, b"x")
+            return await producer.partitions_for(topic)
+        finally:
+            await producer.stop()
+
+    # auto-created on first use: 4 partitions in tansu 0.6.0
+    assert len(asyncio.run(partitions(f"{unique_topic}-auto"))) >= 1
+    tansu.create_topic(f"{unique_topic}-one", partitions=1)
+    assert asyncio.run(partitions(f"{unique_topic}-one")) == {0}
+
+
 def test_tansu_restart_same_port(private_tansu, unique_topic: str) -> None:
     t = private_tansu
     asyncio.run(_aiokafka_produce(t.address, unique_topic, [b"before"]))
