@@ -19,7 +19,9 @@ def test_all_is_a_sorted_tuple_of_defined_names(name: str) -> None:
     for attr in mod.__all__:
         assert hasattr(mod, attr), attr
     public_defined = {
-        k for k, v in vars(mod).items() if not k.startswith("_") and (inspect.isclass(v) or inspect.isfunction(v))
+        k
+        for k, v in vars(mod).items()
+        if not k.startswith("_") and (inspect.isclass(v) or inspect.isfunction(v))
     }
     assert public_defined <= set(mod.__all__)
 
@@ -42,4 +44,9 @@ def test_error_hierarchy() -> None:
     assert issubclass(aimdb.SetTimeout, TimeoutError) and issubclass(aimdb.SetTimeout, aimdb.SyncError)
     assert issubclass(aimdb.ConnectionFailed, aimdb.ConnectorError)
     for e in errors:
-        assert "raised" in (e.__doc__ or "").lower() or e in (aimdb.AimDbError, aimdb.BufferError_, aimdb.SyncError, aimdb.ConnectorError), e
+        assert "raised" in (e.__doc__ or "").lower() or e in (
+            aimdb.AimDbError,
+            aimdb.BufferError_,
+            aimdb.SyncError,
+            aimdb.ConnectorError,
+        ), e

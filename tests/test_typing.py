@@ -13,8 +13,17 @@ CASE = HERE / "typing" / "check_handles.py"
 
 def test_misuse_is_rejected_and_correct_use_is_not() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--show-error-codes", "--hide-error-context",
-         "--no-error-summary", str(CASE)],
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            "--show-error-codes",
+            "--hide-error-context",
+            "--no-error-summary",
+            str(CASE),
+        ],
         capture_output=True,
         text=True,
         timeout=300,

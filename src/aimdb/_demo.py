@@ -105,7 +105,8 @@ def snapshot(db: AimDb, stations: tuple[str, ...]) -> list[dict[str, Any]]:
         t = db.buffer(f"station.{name}.temperature")
         h = db.buffer(f"station.{name}.humidity")
         d = db.consumer(DewPoint, f"hub.{name}.dewpoint").peek()
-        assert t is not None and h is not None
+        assert t is not None
+        assert h is not None
         ts = t.statistics()
         rows.append(
             {

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from aimdb import AimDbBuilder, BufferCfg, Consumer, Producer, Reader
+from aimdb import AimDbBuilder, Consumer, Producer, Reader
 
 
 @dataclass
@@ -35,4 +35,5 @@ producer.produce("x")  # E: arg-type
 bad_reader: Reader[str] = reader  # E: assignment
 print(reader.try_recv().fahrenheit)  # E: attr-defined
 db.configure = None  # E: attr-defined
-AimDbBuilder().configure(Temperature, "k", lambda reg: reg.buffer(BufferCfg.SpmcRing(capacity=1)).transform(int, "n", lambda v: v))  # E: arg-type
+reg = AimDbBuilder().configure(Temperature, "k")
+reg.transform(int, "n", lambda v: v)  # E: arg-type
