@@ -1,0 +1,7 @@
+"""``python -m aimdb._cli``: same as the ``aimdb`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
