@@ -29,6 +29,27 @@ else:
             return name
 
 
+class _Subscriptable:
+    """MicroPython stand-in for ``SomeGeneric[T]`` used as a base class: returns the class."""
+
+    def __init__(self, cls: type) -> None:
+        self._cls = cls
+
+    def __getitem__(self, item: object) -> type:
+        return self._cls
+
+
+def subscriptable(cls: "_C") -> "_C":
+    """Return ``cls`` so that ``subscriptable(Base)[T]`` works as a base class everywhere.
+
+    On CPython this is ``cls`` itself (a real ``Generic``); on MicroPython, where classes
+    cannot be subscripted, an object whose ``[T]`` returns ``cls``.
+    """
+    if IS_MICROPYTHON:
+        return _Subscriptable(cls)  # type: ignore[return-value]
+    return cls
+
+
 try:
     from time import monotonic_ns as _monotonic_ns
 except ImportError:  # pragma: no cover - MicroPython without monotonic_ns

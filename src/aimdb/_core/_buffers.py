@@ -10,7 +10,7 @@ it out on every produce, so a value produced between a reader's check and its wa
 never lost, and a cancelled wait removes its waiter again.
 """
 
-from .._compat import TYPE_CHECKING, Generic, TypeVar
+from .._compat import TYPE_CHECKING, Generic, TypeVar, subscriptable
 from .._errors import BufferClosed, BufferEmpty, BufferLagged
 
 if TYPE_CHECKING:
@@ -290,7 +290,10 @@ class Buffer(Generic[T]):
         )
 
 
-class RingBuffer(Buffer[T]):
+_Buffer = subscriptable(Buffer)
+
+
+class RingBuffer(_Buffer[T]):
     """Single-producer, multi-consumer ring; semantics as in :class:`SpmcRing`."""
 
     kind = "spmc_ring"
@@ -329,7 +332,7 @@ class RingBuffer(Buffer[T]):
         return s
 
 
-class LatestBuffer(Buffer[T]):
+class LatestBuffer(_Buffer[T]):
     """One slot with a version; semantics as in :class:`SingleLatest`."""
 
     kind = "single_latest"
@@ -362,7 +365,7 @@ class LatestBuffer(Buffer[T]):
         return 1 if self._version else 0
 
 
-class MailboxBuffer(Buffer[T]):
+class MailboxBuffer(_Buffer[T]):
     """One slot shared by all readers; semantics as in :class:`Mailbox`."""
 
     kind = "mailbox"
@@ -533,6 +536,9 @@ class Reader(Generic[T_co]):
         )
 
 
+_Reader = subscriptable(Reader)
+
+
 def _log_lag(exc: BufferLagged) -> None:
     from .._compat import get_logger
 
@@ -540,7 +546,7 @@ def _log_lag(exc: BufferLagged) -> None:
     log.debug("reader of %r skipped %d lagged values", exc.key, exc.missed)
 
 
-class RingReader(Reader[T_co]):
+class RingReader(_Reader[T_co]):
     """Reader of a :class:`RingBuffer`: own cursor, exact lag reporting."""
 
     __slots__ = ("_cursor", "_start")
@@ -627,7 +633,7 @@ class RingReader(Reader[T_co]):
             await b._wait()
 
 
-class LatestReader(Reader[T_co]):
+class LatestReader(_Reader[T_co]):
     """Reader of a :class:`LatestBuffer`: newest unseen value, never lags."""
 
     __slots__ = ("_seen",)
@@ -664,7 +670,7 @@ class LatestReader(Reader[T_co]):
             return []
 
 
-class MailboxReader(Reader[T_co]):
+class MailboxReader(_Reader[T_co]):
     """Reader of a :class:`MailboxBuffer`: takes the shared slot's value."""
 
     __slots__ = ()

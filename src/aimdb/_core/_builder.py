@@ -218,7 +218,7 @@ class AimDbBuilder:
             for d in deps.get(k, []):
                 c = color.get(d, 0)
                 if c == 1:
-                    return [*stack[stack.index(d) :], d]
+                    return stack[stack.index(d) :] + [d]  # noqa: RUF005 - MicroPython lacks [*x, y]
                 if c == 0:
                     found = visit(d)
                     if found:
