@@ -14,6 +14,7 @@ IS_MICROPYTHON = sys.implementation.name == "micropython"
 if TYPE_CHECKING:
     from typing import Generic as Generic
     from typing import TypeVar as TypeVar
+    from typing import Any
 else:
     try:
         from typing import Generic, TypeVar
@@ -39,14 +40,14 @@ class _Subscriptable:
         return self._cls
 
 
-def subscriptable(cls: "_C") -> "_C":
+def subscriptable(cls: "type") -> "object":
     """Return ``cls`` so that ``subscriptable(Base)[T]`` works as a base class everywhere.
 
     On CPython this is ``cls`` itself (a real ``Generic``); on MicroPython, where classes
     cannot be subscripted, an object whose ``[T]`` returns ``cls``.
     """
     if IS_MICROPYTHON:
-        return _Subscriptable(cls)  # type: ignore[return-value]
+        return _Subscriptable(cls)
     return cls
 
 
@@ -135,7 +136,7 @@ class _PrintLogger:
         self._log(40, "ERROR", msg, args, **kw)
 
 
-def get_logger(name: str = "aimdb") -> "object":
+def get_logger(name: str = "aimdb") -> "Any":
     """Return the stdlib logger ``name`` on CPython, a print-based one elsewhere."""
     try:
         import logging

@@ -290,7 +290,10 @@ class Buffer(Generic[T]):
         )
 
 
-_Buffer = subscriptable(Buffer)
+if TYPE_CHECKING:
+    _Buffer = Buffer
+else:
+    _Buffer = subscriptable(Buffer)  # MicroPython cannot subscript classes
 
 
 class RingBuffer(_Buffer[T]):
@@ -536,7 +539,10 @@ class Reader(Generic[T_co]):
         )
 
 
-_Reader = subscriptable(Reader)
+if TYPE_CHECKING:
+    _Reader = Reader
+else:
+    _Reader = subscriptable(Reader)
 
 
 def _log_lag(exc: BufferLagged) -> None:
