@@ -10,7 +10,8 @@
 //
 // Exit codes: 0 success; 1 the Python code raised; N from SystemExit(N);
 // 2 usage error; 3 runner/interpreter failure (e.g. package not installed);
-// 124 timeout.  See tools/micropython/README.md.
+// 4 deadlock (the main code still awaits but nothing is left that could wake
+// it: Node's event loop ran empty); 124 timeout.  See tools/micropython/README.md.
 
 import { spawn } from "node:child_process";
 import fs from "node:fs";
@@ -21,6 +22,7 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PACKAGE = "@micropython/micropython-webassembly-pyscript";
 const EXIT_USAGE = 2;
 const EXIT_INTERNAL = 3;
+const EXIT_DEADLOCK = 4;
 const EXIT_TIMEOUT = 124;
 const VFS_ROOT = "/aimdb_run";
 const SKIP_DIRS = new Set([
@@ -41,8 +43,10 @@ const USAGE = `usage: node run.mjs [--path DIR]... [--heap SIZE] [--timeout SECO
   --exec CODE        run CODE instead of a script file
   -h, --help         show this help
 
-The script runs as __main__ with top-level await allowed (asyncio.run does
-not exist in this port: write "await main()" at module level).`;
+The script runs as __main__ with top-level await allowed.  This port has no
+asyncio.run(); the runner adds one that schedules the coroutine and awaits it
+after the script body has finished (so "asyncio.run(main())" as the last
+statement works as on CPython).  Prefer "await asyncio.create_task(main())".`;
 
 function usageError(msg) {
   process.stderr.write(`run.mjs: ${msg}\n${USAGE}\n`);
@@ -220,6 +224,31 @@ function mount(FS, opts) {
   return { sysPath, hostOf };
 }
 
+// This port has no asyncio.run() (its loop is driven by the JS event loop).
+// The shim lets CPython-style scripts ending in `asyncio.run(main())` run:
+// the call schedules the coroutine, and once the main code has finished the
+// runner awaits the scheduled coroutines in order, each inside a real Task
+// (so wait_for/cancel work; the top-level coroutine cannot be cancelled).
+const ASYNCIO_RUN_SHIM = `
+import asyncio
+if not hasattr(asyncio, "run"):
+    asyncio._runner_pending = []
+    def _asyncio_run(main, debug=None):
+        asyncio._runner_pending.append(main)
+    asyncio.run = _asyncio_run
+    del _asyncio_run
+del asyncio
+`;
+const ASYNCIO_RUN_DRAIN = `
+import asyncio as __runner_asyncio
+async def __runner_drain(q):
+    while q:
+        await q.pop(0)
+if getattr(__runner_asyncio, "_runner_pending", None):
+    await __runner_asyncio.create_task(__runner_drain(__runner_asyncio._runner_pending))
+del __runner_asyncio, __runner_drain
+`;
+
 function pyStr(s) {
   return JSON.stringify(s); // a JSON string literal is a valid Python str literal
 }
@@ -267,7 +296,8 @@ async function runChild(opts) {
     "import sys\n" +
     `sys.path[:0] = [${sysPath.map(pyStr).join(", ")}]\n` +
     `sys.argv[:] = [${argv.map(pyStr).join(", ")}]\n` +
-    "del sys\n",
+    "del sys\n" +
+    ASYNCIO_RUN_SHIM,
   );
   if (opts.exec === null) mp.globals.set("__file__", mainFile);
 
@@ -277,9 +307,21 @@ async function runChild(opts) {
     return t;
   };
 
+  // The asyncio loop of this port is driven by JS timers and promises.  If
+  // the main code awaits something that nothing will ever wake, Node's event
+  // loop runs empty and Node would exit 0 with the Python code unfinished.
+  process.on("beforeExit", () => {
+    flushAll();
+    process.stderr.write(
+      "run.mjs: deadlock: the Python main code is still awaiting, but no task, timer or callback is left to wake it\n",
+    );
+    process.exit(EXIT_DEADLOCK);
+  });
+
   let exitCode = 0;
   try {
     await mp.runPythonAsync(code);
+    await mp.runPythonAsync(ASYNCIO_RUN_DRAIN);
   } catch (e) {
     flushAll();
     if (e && e.name === "PythonError") {
