@@ -157,16 +157,16 @@ def main() -> None:
 
     print(
         f"Sync API vs queue.Queue — Python {platform.python_version()}, {sys.platform}, "
-        f"loop={args.loop}, {args.rounds} rounds × {n_ping} ping-pongs / {args.n} streamed values\n"
+        f"loop={args.loop}, {args.rounds} rounds x {n_ping} ping-pongs / {args.n} streamed values\n"
     )
     print("| measurement | aimdb.sync | queue.Queue | ratio |")
     print("|---|---:|---:|---:|")
     ma, mq = pct(ping_a, 50), pct(ping_q, 50)
-    print(f"| ping-pong median (µs per value) | {ma:.1f} | {mq:.1f} | {ma / mq:.2f}× |")
+    print(f"| ping-pong median (µs per value) | {ma:.1f} | {mq:.1f} | {ma / mq:.2f}x |")
     pa, pq = pct(ping_a, 99), pct(ping_q, 99)
-    print(f"| ping-pong p99 (µs per value) | {pa:.1f} | {pq:.1f} | {pa / pq:.2f}× |")
+    print(f"| ping-pong p99 (µs per value) | {pa:.1f} | {pq:.1f} | {pa / pq:.2f}x |")
     sa, sq = pct(stream_a, 50), pct(stream_q, 50)
-    print(f"| stream, median of rounds (µs per value) | {sa:.2f} | {sq:.2f} | {sa / sq:.2f}× |")
+    print(f"| stream, median of rounds (µs per value) | {sa:.2f} | {sq:.2f} | {sa / sq:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -114,6 +114,7 @@ class _Bridge:
 
     def call(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
         """Run ``fn()`` on the loop and return its result (or raise its exception) here."""
+        _not_on_loop(self)
         c = _Call(fn)
         with self.lock:
             if self.closed:
@@ -141,6 +142,16 @@ class _Bridge:
             c.done.set()
         for e in endpoints:
             e._shutdown(detached)
+
+
+def _not_on_loop(bridge: _Bridge) -> None:
+    """Raise instead of deadlocking when a blocking call runs on the database's own loop."""
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    if running is bridge.loop:
+        raise RuntimeError("blocking aimdb.sync call on the database's own event loop would deadlock")
 
 
 class _Call:
@@ -267,6 +278,7 @@ class SyncProducer(Generic[T]):
 
     def _wait_for_room(self, t: float | None) -> None:
         # Called with the lock held.
+        _not_on_loop(self._bridge)
         deadline = None if t is None else time.monotonic() + t
         self._waiters += 1
         try:
@@ -300,6 +312,7 @@ class SyncProducer(Generic[T]):
             ValueError: ``timeout`` is negative or not a number.
         """
         t = _timeout(timeout)
+        _not_on_loop(self._bridge)
         deadline = None if t is None else time.monotonic() + t
         with self._lock:
             target = self._submitted
@@ -532,6 +545,7 @@ class SyncConsumer(Generic[T]):
 
     def _wait(self, t: float | None, latest: bool) -> Any:
         # With the lock held and nothing pending: wait for a value until the deadline.
+        _not_on_loop(self._bridge)
         deadline = None if t is None else time.monotonic() + t
         mailbox = self._kind == "mailbox"
         self._waiting += 1
