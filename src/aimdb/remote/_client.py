@@ -388,14 +388,22 @@ class AsyncClient:
         frame: dict[str, Any] = {"id": rid, "method": method}
         if params:
             frame["params"] = params
+        t = self.timeout if timeout is None else timeout
         try:
             self._writer.write(P.encode(frame))
             await self._writer.drain()
         except (ConnectionError, OSError) as exc:
+            # The server may have said why (e.g. too_many_connections) before closing:
+            # let the read loop deliver that, briefly.
+            with contextlib.suppress(asyncio.TimeoutError, RemoteError):
+                await asyncio.wait_for(asyncio.shield(fut), min(t, 1.0))
             self._pending.pop(rid, None)
             self._pending_subs.pop(rid, None)
-            raise RemoteError("connection_closed", f"connection to {self.endpoint} lost: {exc}") from None
-        t = self.timeout if timeout is None else timeout
+            if fut.done() and not fut.cancelled() and fut.exception() is not None:
+                raise fut.exception() from None  # type: ignore[misc]
+            raise self._close_error or RemoteError(
+                "connection_closed", f"connection to {self.endpoint} lost: {exc}"
+            ) from None
         try:
             return await asyncio.wait_for(fut, t)
         except asyncio.TimeoutError:

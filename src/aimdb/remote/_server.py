@@ -705,6 +705,12 @@ _METHODS: dict[str, Callable[[_Session, dict[str, Any]], Any]] = {
 }
 
 
+async def _discard_until_eof(reader: asyncio.StreamReader) -> None:
+    for _ in range(64):
+        if not await reader.read(_READ_CHUNK):
+            return
+
+
 def _aimdb_version() -> str:
     try:
         from .. import __version__
@@ -845,7 +851,7 @@ class RemoteServer:
             os.chmod(path, self.config.socket_mode)
             sock.listen(512)
             sock.setblocking(False)
-            srv = await asyncio.start_unix_server(self._on_connect, sock=sock, limit=_READ_CHUNK)
+            srv = await asyncio.start_unix_server(self._on_connect, sock=sock, backlog=512, limit=_READ_CHUNK)
         except BaseException:
             sock.close()
             raise
@@ -925,6 +931,11 @@ class RemoteServer:
             with contextlib.suppress(Exception):
                 writer.write(P.error_frame(None, code, msg))
                 await asyncio.wait_for(writer.drain(), 1.0)
+                if writer.can_write_eof():
+                    writer.write_eof()
+                # Read what the client already sent until it hangs up (bounded), so
+                # closing does not reset the connection before it read the reply.
+                await asyncio.wait_for(_discard_until_eof(reader), 1.0)
             with contextlib.suppress(Exception):
                 writer.close()
             return
