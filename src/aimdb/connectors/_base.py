@@ -1,0 +1,487 @@
+"""Shared machinery of the broker connectors (CPython, asyncio).
+
+* :class:`Endpoint` / :func:`parse_endpoint`: the connector URL
+  (``scheme://[user[:password]@]host[:port]``).
+* :class:`ReconnectPolicy`: exponential backoff with jitter, optional attempt limit.
+* :class:`ConnectorStatistics`: connection state, connects, reconnects, last error.
+* :class:`BaseConnector`: the connect / serve / reconnect loop, connection state and
+  :meth:`BaseConnector.wait_connected`; a transport implements ``_connect``, ``_serve``,
+  ``_start_routes`` and ``_close``.
+* :func:`translate_error`: the one place where library and OS errors become aimdb's
+  :class:`~aimdb.ConnectionFailed`, :class:`~aimdb.PublishError` or
+  :class:`~aimdb.ConnectorTimeout` (the original stays the ``__cause__``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from typing import Any
+
+from .._core._connector import Connector, ConnectorRoutes
+from .._core._links import LinkUrl
+from .._errors import AimDbError, ConnectionFailed, ConnectorError, ConnectorTimeout, PublishError
+
+__all__ = [
+    "BaseConnector",
+    "ConnectorStatistics",
+    "Endpoint",
+    "ReconnectPolicy",
+    "parse_endpoint",
+    "translate_error",
+]
+
+_log = logging.getLogger("aimdb.connectors")
+
+#: Connection states, in the order a healthy connector goes through them.
+STATES = ("idle", "connecting", "connected", "disconnected", "failed", "closed")
+
+
+class Endpoint:
+    """A parsed connector URL.
+
+    Attributes:
+        scheme: ``"mqtt"``, ``"mqtts"``, ``"kafka"`` ...
+        host: host name or address (IPv6 without brackets).
+        port: port number (the scheme's default when the URL has none).
+        username: user name from the URL, or ``None``.
+        password: password from the URL, or ``None``.
+        tls: True for TLS schemes (``mqtts``, ``kafka+ssl``).
+        params: query parameters.
+        url: the URL without credentials (safe to log).
+    """
+
+    __slots__ = ("host", "params", "password", "port", "scheme", "tls", "url", "username")
+
+    def __init__(
+        self,
+        scheme: str,
+        host: str,
+        port: int,
+        username: str | None = None,
+        password: str | None = None,
+        tls: bool = False,
+        params: dict[str, str] | None = None,
+    ) -> None:
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+        self.tls = tls
+        self.params = dict(params or {})
+        shown = "[" + host + "]" if ":" in host else host
+        self.url = scheme + "://" + shown + ":" + str(port)
+
+    def __repr__(self) -> str:
+        return "Endpoint(" + repr(self.url) + ")"
+
+
+def parse_endpoint(url: str, default_ports: dict[str, int], tls_schemes: tuple[str, ...] = ()) -> Endpoint:
+    """Parse ``url`` into an :class:`Endpoint`.
+
+    Args:
+        url: ``scheme://[user[:password]@]host[:port]`` (a trailing ``/`` is allowed).
+        default_ports: accepted schemes and their default ports.
+        tls_schemes: schemes that imply TLS.
+
+    Raises:
+        ValueError: the URL is malformed, has an unknown scheme, no host, or a path.
+    """
+    u = LinkUrl.parse_endpoint(url)
+    if u.scheme not in default_ports:
+        raise ValueError(
+            "unsupported scheme " + repr(u.scheme) + " in " + repr(url) + " (expected "
+            + " or ".join(sorted(default_ports)) + ")"
+        )
+    if not u.host:
+        raise ValueError("no host in connector URL " + repr(url))
+    if u.address.strip("/"):
+        raise ValueError(
+            "a connector URL names the broker only (scheme://host:port), not a topic: " + repr(url)
+        )
+    port = u.port if u.port is not None else default_ports[u.scheme]
+    return Endpoint(u.scheme, u.host, port, u.username, u.password, u.scheme in tls_schemes, u.params)
+
+
+class ReconnectPolicy:
+    """When to try again after a failed or lost connection.
+
+    The n-th consecutive failed attempt waits ``min(max_delay, initial_delay *
+    multiplier ** (n - 1))`` seconds, spread by ``±jitter`` (a fraction) so a fleet of
+    clients does not reconnect in lock-step. A successful connection resets the count.
+
+    Args:
+        initial_delay: seconds before the first retry.
+        max_delay: upper bound of the delay.
+        multiplier: growth factor per failed attempt.
+        jitter: relative spread, 0 to 1 (0.2 means ±20 %).
+        max_attempts: consecutive failed attempts after which the connector gives up
+            (state ``"failed"``; ``wait_connected`` raises the last ``ConnectionFailed``);
+            ``None`` retries forever.
+    """
+
+    __slots__ = ("initial_delay", "jitter", "max_attempts", "max_delay", "multiplier")
+
+    def __init__(
+        self,
+        initial_delay: float = 0.1,
+        max_delay: float = 10.0,
+        multiplier: float = 2.0,
+        jitter: float = 0.2,
+        max_attempts: int | None = None,
+    ) -> None:
+        if initial_delay < 0 or max_delay < 0 or multiplier < 1 or not 0 <= jitter <= 1:
+            raise ValueError("bad reconnect policy")
+        if max_attempts is not None and max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1 (or None)")
+        self.initial_delay = initial_delay
+        self.max_delay = max_delay
+        self.multiplier = multiplier
+        self.jitter = jitter
+        self.max_attempts = max_attempts
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after the ``attempt``-th consecutive failure (1-based), jittered."""
+        base = min(self.max_delay, self.initial_delay * self.multiplier ** max(0, attempt - 1))
+        if self.jitter:
+            base *= 1.0 + random.uniform(-self.jitter, self.jitter)
+        return max(0.0, base)
+
+    def gives_up(self, attempt: int) -> bool:
+        """True when ``attempt`` consecutive failures exhaust the policy."""
+        return self.max_attempts is not None and attempt >= self.max_attempts
+
+    def __repr__(self) -> str:
+        return (
+            "ReconnectPolicy(initial_delay=" + repr(self.initial_delay) + ", max_delay="
+            + repr(self.max_delay) + ", multiplier=" + repr(self.multiplier) + ", jitter="
+            + repr(self.jitter) + ", max_attempts=" + repr(self.max_attempts) + ")"
+        )
+
+
+class ConnectorStatistics:
+    """Connection-level counters of one connector.
+
+    Attributes:
+        url: the connector URL (without credentials).
+        state: one of ``idle``, ``connecting``, ``connected``, ``disconnected``,
+            ``failed``, ``closed``.
+        connects: successful connections (the first one included).
+        reconnects: successful connections after the first.
+        failed_attempts: connection attempts that failed.
+        disconnects: established connections that were lost.
+        last_error: text of the most recent connection error, or ``None``.
+        last_error_at: wall-clock time (``time.time()``) of ``last_error``, or ``None``.
+        connected_since: wall-clock time of the current connection, or ``None``.
+    """
+
+    __slots__ = (
+        "connected_since",
+        "connects",
+        "disconnects",
+        "failed_attempts",
+        "last_error",
+        "last_error_at",
+        "reconnects",
+        "state",
+        "url",
+    )
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.state = "idle"
+        self.connects = 0
+        self.reconnects = 0
+        self.failed_attempts = 0
+        self.disconnects = 0
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self.connected_since: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the counters as a plain dict (for JSON)."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __repr__(self) -> str:
+        return "ConnectorStatistics(" + repr(self.as_dict()) + ")"
+
+
+def translate_error(exc: BaseException, url: str, during: str = "connect") -> AimDbError:
+    """Map a library or OS error to aimdb's connector errors; the original is ``__cause__``.
+
+    Args:
+        exc: the error raised by the client library or the OS.
+        url: connector URL (no credentials) for the message.
+        during: ``"connect"`` (gives :class:`ConnectionFailed`), ``"publish"``
+            (:class:`PublishError`) or anything else (:class:`ConnectorError`).
+
+    Returns:
+        ``exc`` itself when it already is an aimdb error, else the translated error.
+        Time-outs always become :class:`ConnectorTimeout`.
+    """
+    if isinstance(exc, AimDbError):
+        return exc
+    reason = _reason(exc)
+    out: AimDbError
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        out = ConnectorTimeout(during + " to " + url + " timed out" + (": " + reason if reason else ""), url)
+    elif during == "connect":
+        out = ConnectionFailed(url, reason)
+    elif during == "publish":
+        out = PublishError("publish via " + url + " failed: " + reason, url)
+    else:
+        out = ConnectorError(during + " via " + url + " failed: " + reason, url)
+    out.__cause__ = exc
+    return out
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+    name = type(exc).__name__
+    return name + ": " + text if text else name
+
+
+class _Lost(Exception):
+    """Internal: the current connection is gone (raised to a waiting pump)."""
+
+
+class BaseConnector(Connector):
+    """Connect / serve / reconnect loop shared by the connectors.
+
+    Subclasses implement:
+
+    * ``async _connect() -> None``: open one connection or raise (translated by
+      :func:`translate_error`, so raising the library's error is fine);
+    * ``async _serve() -> str | None``: run while connected, return (or raise) when the
+      connection is lost, with the reason;
+    * ``async _start_routes(routes)``: start per-route tasks (called once);
+    * ``async _close() -> None``: drop the connection (idempotent, must not raise).
+
+    A connector instance serves one database at a time, on asyncio or uvloop.
+
+    Args:
+        url: connector URL.
+        endpoint: the parsed URL.
+        reconnect: the :class:`ReconnectPolicy` (default: 0.1 s doubling to 10 s, ±20 %,
+            forever).
+        connect_timeout: seconds one connection attempt may take.
+    """
+
+    scheme = ""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        reconnect: ReconnectPolicy | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.endpoint = endpoint
+        self.scheme = endpoint.scheme
+        self.reconnect = reconnect or ReconnectPolicy()
+        self.connect_timeout = connect_timeout
+        self.stats = ConnectorStatistics(endpoint.url)
+        self._routes: ConnectorRoutes | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connected_ev: asyncio.Event | None = None
+        self._change_ev: asyncio.Event | None = None
+        self._last_exc: BaseException | None = None
+        self._closing = False
+
+    # ------------------------------------------------------------ public
+
+    @property
+    def url(self) -> str:
+        """The connector URL without credentials."""
+        return self.endpoint.url
+
+    @property
+    def state(self) -> str:
+        """Connection state (see :class:`ConnectorStatistics`)."""
+        return self.stats.state
+
+    @property
+    def connected(self) -> bool:
+        """True while a connection is established."""
+        return self.stats.state == "connected"
+
+    def statistics(self) -> ConnectorStatistics:
+        """Return the live :class:`ConnectorStatistics` of this connector."""
+        return self.stats
+
+    def link_statistics(self) -> list[Any]:
+        """Return the :class:`~aimdb.LinkStatistics` of every route this connector serves."""
+        r = self._routes
+        return [] if r is None else [x.stats for x in r.outbound] + [x.stats for x in r.inbound]
+
+    async def wait_connected(self, timeout: float | None = 10.0) -> None:
+        """Wait until the connector is connected.
+
+        Args:
+            timeout: seconds to wait; ``None`` waits forever.
+
+        Raises:
+            ConnectionFailed: the reconnect policy gave up (the last failure, with its reason).
+            ConnectorTimeout: not connected within ``timeout``; the message and ``__cause__``
+                carry the last connection error, if any.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.stats.state == "connected":
+                return
+            if self.stats.state == "failed" and isinstance(self._last_exc, ConnectionFailed):
+                raise self._last_exc
+            ev = self._events()[1]
+            ev.clear()
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                msg = "not connected to " + self.url + " within " + str(timeout) + "s"
+                if self.stats.last_error:
+                    msg += " (last error: " + self.stats.last_error + ")"
+                err = ConnectorTimeout(msg, self.url)
+                raise err from self._last_exc
+            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                await asyncio.wait_for(ev.wait(), left)
+
+    # ------------------------------------------------------------ Connector protocol
+
+    async def run(self, routes: ConnectorRoutes) -> None:
+        """Connect, serve the routes, and reconnect per the policy until cancelled.
+
+        Raises:
+            ConnectionFailed: when the reconnect policy gives up.
+            RuntimeError: when not running on an asyncio event loop.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(type(self).__name__ + " needs asyncio or uvloop") from None
+        self._routes = routes
+        self._closing = False
+        self._events()
+        try:
+            await self._start_routes(routes)
+            await self._loop_forever()
+        finally:
+            await self._close()
+            for t in self._tasks:
+                t.cancel()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._tasks.clear()
+            self._set_state("closed")
+
+    async def _loop_forever(self) -> None:
+        attempt = 0
+        while True:
+            self._set_state("connecting")
+            try:
+                await asyncio.wait_for(self._connect(), self.connect_timeout)
+            except asyncio.CancelledError:
+                await self._close()
+                raise
+            except Exception as exc:
+                await self._close()
+                err = translate_error(exc, self.url, "connect")
+                if isinstance(err, ConnectorTimeout):
+                    err = ConnectionFailed(self.url, "no answer within " + str(self.connect_timeout) + "s")
+                    err.__cause__ = exc
+                attempt += 1
+                self.stats.failed_attempts += 1
+                self._record_error(err)
+                if self.reconnect.gives_up(attempt):
+                    _log.error("%s: giving up after %d attempts: %s", self.url, attempt, err)
+                    self._set_state("failed")
+                    raise err from exc
+                delay = self.reconnect.delay(attempt)
+                _log.warning("%s: %s; retrying in %.2fs (attempt %d)", self.url, err, delay, attempt)
+                self._set_state("disconnected")
+                await asyncio.sleep(delay)
+                continue
+            attempt = 0
+            self.stats.connects += 1
+            if self.stats.connects > 1:
+                self.stats.reconnects += 1
+            self.stats.connected_since = time.time()
+            _log.info("%s: connected", self.url)
+            self._set_state("connected")
+            try:
+                reason = await self._serve()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                reason = str(translate_error(exc, self.url, "connection"))
+            finally:
+                self.stats.connected_since = None
+            await self._close()
+            if self._closing:
+                self._set_state("closed")
+                await asyncio.Event().wait()  # shutdown in progress: wait to be cancelled
+            self.stats.disconnects += 1
+            text = "connection lost" + (": " + reason if reason else "")
+            self._record_error(ConnectionFailed(self.url, text))
+            _log.warning("%s: %s; reconnecting", self.url, text)
+            self._set_state("disconnected")
+            # first retry after a lost connection: short, jittered
+            await asyncio.sleep(self.reconnect.delay(1))
+
+    # ------------------------------------------------------------ helpers for subclasses
+
+    def _events(self) -> tuple[asyncio.Event, asyncio.Event]:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._connected_ev is None or self._change_ev is None:
+            self._loop = loop
+            self._connected_ev = asyncio.Event()
+            self._change_ev = asyncio.Event()
+            if self.stats.state == "connected":
+                self._connected_ev.set()
+        return self._connected_ev, self._change_ev
+
+    def _set_state(self, state: str) -> None:
+        self.stats.state = state
+        if self._loop is None:
+            return
+        connected, change = self._events()
+        if state == "connected":
+            connected.set()
+        else:
+            connected.clear()
+        change.set()
+
+    def _record_error(self, err: BaseException) -> None:
+        self._last_exc = err
+        self.stats.last_error = str(err)
+        self.stats.last_error_at = time.time()
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.append(task)
+        return task
+
+    async def _wait_connected_quietly(self) -> None:
+        ev = self._events()[0]
+        while self.stats.state != "connected":
+            await ev.wait()
+
+    # ------------------------------------------------------------ to implement
+
+    async def _connect(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    async def _serve(self) -> str | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    async def _start_routes(self, routes: ConnectorRoutes) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    async def _close(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return "<" + type(self).__name__ + " " + self.url + " " + self.stats.state + ">"

@@ -1,0 +1,447 @@
+"""MQTT connector: ``link_to("mqtt://topic")`` publishes, ``link_from("mqtt://filter")`` subscribes.
+
+::
+
+    from aimdb.connectors import MqttConnector
+
+    conn = MqttConnector("mqtt://127.0.0.1:1883", client_id="edge-1")
+    builder.with_connector(conn)
+    builder.configure(Temperature, "temp", lambda r: r.buffer(BufferCfg.SpmcRing(256))
+                      .link_to("mqtt://sensors/temp").qos(1).finish())
+    builder.configure(Command, "cmd", lambda r: r.buffer(BufferCfg.Mailbox())
+                      .link_from("mqtt://cmd/+/set").finish())
+
+The connector speaks MQTT 3.1.1 and 5 itself (a lean asyncio protocol; see
+``docs/design/030-connectors.md`` for why no client library), over TCP or TLS
+(``mqtts://``). It needs asyncio or uvloop.
+
+Behaviour:
+
+* Outbound: each ``link_to`` route has one task that takes every pending value from the
+  record's reader at once, encodes them and writes all the PUBLISH packets in one go,
+  without waiting for acknowledgements. QoS 1/2 publishes are kept until acknowledged
+  (at most ``max_inflight``, or fewer when the broker's receive maximum says so) and sent
+  again after a reconnect. When the socket's write buffer is full (a slow broker), the
+  task stops reading, so the record's ring reader lags (counted in ``dropped_lag``) and
+  memory stays bounded; producers are never blocked.
+* While disconnected the route does not read at all, so what is sent after the
+  reconnect follows the buffer kind: a ring sends its backlog in order (up to its
+  capacity; the overflow is counted as lag), SingleLatest only the latest value,
+  Mailbox only the newest command.
+* Inbound: one subscription per distinct topic filter (the highest QoS asked for it),
+  renewed after every reconnect. A message is delivered to every ``link_from`` route
+  whose filter matches its topic (``+`` and ``#`` work), decoded into the record type;
+  a bad payload is logged with topic and record key, counted in the route's ``failed``
+  and dropped.
+* Reconnects by itself per the :class:`~aimdb.connectors.ReconnectPolicy`; a refused
+  connection (wrong password ...) is a :class:`~aimdb.ConnectionFailed` carrying the
+  broker's reason.
+
+Link options: ``.qos(0|1|2)`` (default: the connector's ``default_qos``), ``.retain()``,
+``.with_topic_provider(fn)``, codecs and (de)serializers as for every link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl as _ssl
+import time
+import uuid
+from typing import Any
+
+from .._core._buffers import RingReader
+from .._core._connector import ConnectorRoutes, InboundRoute, OutboundRoute
+from .._core._links import LinkSpec
+from .._errors import BufferClosed, BufferLagged, ConnectionFailed
+from ._base import BaseConnector, ReconnectPolicy, parse_endpoint
+from ._mqtt_wire import (
+    CONNACK_REASONS,
+    DISCONNECT,
+    PINGREQ,
+    MqttProtocol,
+    connect_packet,
+    publish_packet,
+    topic_matches,
+    validate_filter,
+    validate_topic,
+)
+
+__all__ = ["MqttConnector"]
+
+_log = logging.getLogger("aimdb.connectors.mqtt")
+
+_VERSIONS: dict[Any, int] = {5: 5, "5": 5, "5.0": 5, 4: 4, "4": 4, "3.1.1": 4, "311": 4}
+
+
+class MqttConnector(BaseConnector):
+    """Mirror records to and from an MQTT broker.
+
+    Args:
+        url: broker URL, ``mqtt://host[:port]`` (default port 1883) or ``mqtts://host[:port]``
+            (TLS, default port 8883). Credentials may be given as ``mqtt://user:pw@host``.
+        client_id: MQTT client id (default: ``aimdb-`` and a random suffix). With a
+            persistent session, give a stable one.
+        username: user name (overrides the URL's).
+        password: password (overrides the URL's).
+        protocol: ``5`` (default) or ``"3.1.1"`` (also accepted: ``4``).
+        keepalive: keep-alive interval in seconds (0 disables pings); a connection that
+            stays silent for 1.5 intervals is considered lost.
+        clean_session: True starts a fresh session on every connect; False asks the broker
+            to keep subscriptions and queued QoS 1/2 messages while disconnected.
+        session_expiry: MQTT 5: seconds the broker keeps a persistent session (default
+            3600 when ``clean_session`` is False, else 0).
+        tls: ``True``/``False`` or an ``ssl.SSLContext``; default: on for ``mqtts://``.
+        default_qos: QoS of links that do not set ``.qos()``.
+        max_inflight: most unacknowledged QoS 1/2 publishes at a time.
+        batch_size: most values taken from one reader per write.
+        reconnect: :class:`~aimdb.connectors.ReconnectPolicy`.
+        connect_timeout: seconds for TCP/TLS connect, CONNACK and SUBACK together.
+
+    Raises:
+        ValueError: bad URL or option.
+    """
+
+    def __init__(
+        self,
+        url: str = "mqtt://127.0.0.1:1883",
+        *,
+        client_id: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        protocol: int | str = 5,
+        keepalive: int = 60,
+        clean_session: bool = True,
+        session_expiry: int | None = None,
+        tls: bool | _ssl.SSLContext | None = None,
+        default_qos: int = 0,
+        max_inflight: int = 1000,
+        batch_size: int = 512,
+        reconnect: ReconnectPolicy | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        ep = parse_endpoint(url, {"mqtt": 1883, "mqtts": 8883}, ("mqtts",))
+        super().__init__(ep, reconnect, connect_timeout)
+        self.scheme = "mqtt"
+        if protocol not in _VERSIONS:
+            raise ValueError("protocol must be 5 or '3.1.1', got " + repr(protocol))
+        if default_qos not in (0, 1, 2):
+            raise ValueError("default_qos must be 0, 1 or 2")
+        if not 0 <= keepalive <= 65535:
+            raise ValueError("keepalive must be 0..65535 seconds")
+        if max_inflight < 1 or batch_size < 1:
+            raise ValueError("max_inflight and batch_size must be at least 1")
+        self.version = _VERSIONS[protocol]
+        self.client_id = client_id or "aimdb-" + uuid.uuid4().hex[:12]
+        self.username = username if username is not None else ep.username
+        self.password = password if password is not None else ep.password
+        self.keepalive = keepalive
+        self.clean_session = clean_session
+        self.session_expiry = (
+            session_expiry if session_expiry is not None else (0 if clean_session else 3600)
+        )
+        self.tls: bool | _ssl.SSLContext = ep.tls if tls is None else tls
+        self.default_qos = default_qos
+        self.max_inflight = max_inflight
+        self.batch_size = batch_size
+        #: messages received on a subscribed topic that no route matched
+        self.unrouted = 0
+        self._proto: MqttProtocol | None = None
+        self._window = max_inflight
+        self._unacked: dict[int, tuple[bytes, Any]] = {}
+        self._window_waiters: list[asyncio.Future[None]] = []
+        self._pid = 0
+        self._filters: dict[str, int] = {}
+        self._exact: dict[str, list[InboundRoute]] = {}
+        self._wild: list[tuple[str, InboundRoute]] = []
+        self._cache: dict[str, tuple[InboundRoute, ...]] = {}
+        self._pumps: list[asyncio.Task[Any]] = []
+
+    # ------------------------------------------------------------ link validation
+
+    def validate_link(self, spec: LinkSpec) -> list[str]:
+        """Check a link's topic and options; returns problems for ``build()`` to report."""
+        problems: list[str] = []
+        qos = spec.options.get("qos", self.default_qos)
+        if qos not in (0, 1, 2):
+            problems.append("MQTT qos must be 0, 1 or 2, got " + repr(qos))
+        addr = spec.address
+        if spec.direction == "out":
+            if "retain" in spec.options and not isinstance(spec.options["retain"], bool):
+                problems.append("retain must be True or False")
+            if spec.topic_provider is None:
+                p = validate_topic(addr)
+                if p is not None:
+                    problems.append(p)
+        else:
+            p = validate_filter(addr)
+            if p is not None:
+                problems.append(p)
+            if spec.topic_provider is not None:
+                problems.append("a topic provider only applies to link_to")
+        for name in spec.options:
+            if name not in ("qos", "retain"):
+                problems.append("unknown MQTT link option " + repr(name))
+        return problems
+
+    # ------------------------------------------------------------ routes
+
+    async def _start_routes(self, routes: ConnectorRoutes) -> None:
+        self._filters.clear()
+        self._exact.clear()
+        self._wild.clear()
+        self._cache.clear()
+        for r in routes.inbound:
+            flt = r.address
+            qos = int(r.spec.options.get("qos", self.default_qos))
+            self._filters[flt] = max(qos, self._filters.get(flt, 0))
+            if "+" in flt or "#" in flt:
+                self._wild.append((flt, r))
+            else:
+                self._exact.setdefault(flt, []).append(r)
+        self._pumps = [
+            self._spawn(self._pump(r), "aimdb.mqtt.out[" + r.key + "]") for r in routes.outbound
+        ]
+
+    def _routes_for(self, topic: str) -> tuple[InboundRoute, ...]:
+        found = tuple(self._exact.get(topic, ())) + tuple(
+            r for flt, r in self._wild if topic_matches(flt, topic)
+        )
+        if len(self._cache) >= 4096:
+            self._cache.clear()
+        self._cache[topic] = found
+        return found
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        routes = self._cache.get(topic)
+        if routes is None:
+            routes = self._routes_for(topic)
+        if not routes:
+            self.unrouted += 1
+            return
+        for r in routes:
+            try:
+                r.deliver(payload, topic)
+            except BufferClosed:
+                pass
+            except Exception:  # never let one record disturb the connection
+                _log.exception("delivering %s to %r failed", topic, r.key)
+
+    def _on_ack(self, pid: int, rc: int) -> None:
+        entry = self._unacked.pop(pid, None)
+        if entry is not None and rc >= 0x80:
+            stats = entry[1]
+            stats.failed += 1
+            stats.last_error = "broker rejected publish: " + CONNACK_REASONS.get(rc, hex(rc))
+        if self._window_waiters and len(self._unacked) < self._window:
+            self._wake_window()
+
+    def _wake_window(self) -> None:
+        waiters, self._window_waiters = self._window_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    def _next_pid(self) -> int:
+        pid = self._pid
+        while True:
+            pid = pid + 1 if pid < 65535 else 1
+            if pid not in self._unacked:
+                self._pid = pid
+                return pid
+
+    # ------------------------------------------------------------ outbound
+
+    async def _pump(self, route: OutboundRoute) -> None:
+        reader = route.reader
+        stats = route.stats
+        opts = route.spec.options
+        qos = int(opts.get("qos", self.default_qos))
+        retain = bool(opts.get("retain", False))
+        provider = route.spec.topic_provider
+        fixed = None if provider is not None else route.address.encode()
+        ring = isinstance(reader, RingReader)
+        encode = route.encode
+        carry: list[Any] = []
+        batch = self.batch_size
+        while True:
+            if self.stats.state != "connected":
+                await self._wait_connected_quietly()
+                if carry and not ring and reader.pending():
+                    carry = []  # a newer value supersedes the one taken before the loss
+            if carry:
+                values, carry = carry, []
+            else:
+                try:
+                    values = await reader.recv_batch(batch)
+                except BufferLagged as exc:
+                    stats.dropped_lag += exc.missed
+                    stats.last_error = str(exc)
+                    continue
+                except BufferClosed:
+                    return
+            proto = self._proto
+            if proto is None or not proto.is_open or self.stats.state != "connected":
+                carry = values
+                continue
+            v5 = proto.v5
+            parts: list[bytes] = []
+            nbytes = 0
+            for i, value in enumerate(values):
+                try:
+                    payload = encode(value)
+                    if not isinstance(payload, bytes):
+                        payload = bytes(payload)
+                    if fixed is not None:
+                        topic = fixed
+                    else:
+                        t = provider(value)  # type: ignore[misc]
+                        problem = validate_topic(t)
+                        if problem is not None:
+                            raise ValueError(problem)
+                        topic = t.encode()
+                except Exception as exc:
+                    stats.failed += 1
+                    stats.last_error = repr(exc)
+                    _log.warning("cannot publish a value of %r: %r", route.key, exc)
+                    continue
+                if qos:
+                    if len(self._unacked) >= self._window:
+                        if parts:
+                            proto.write(b"".join(parts))
+                            parts = []
+                        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                        self._window_waiters.append(fut)
+                        await fut
+                        if proto is not self._proto or not proto.is_open:
+                            carry = values[i:]
+                            break
+                    pid = self._next_pid()
+                    pkt = publish_packet(topic, payload, qos, retain, pid, v5)
+                    self._unacked[pid] = (pkt, stats)
+                else:
+                    pkt = publish_packet(topic, payload, 0, retain, 0, v5)
+                parts.append(pkt)
+                nbytes += len(payload)
+                stats.sent += 1
+            if parts:
+                proto.write(b"".join(parts) if len(parts) > 1 else parts[0])
+            stats.bytes += nbytes
+            if proto.paused:
+                await proto.drained()
+
+    # ------------------------------------------------------------ connection
+
+    def _ssl_context(self) -> _ssl.SSLContext | None:
+        if isinstance(self.tls, _ssl.SSLContext):
+            return self.tls
+        return _ssl.create_default_context() if self.tls else None
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        ctx = self._ssl_context()
+        host = self.endpoint.host
+        _transport, proto = await loop.create_connection(
+            lambda: MqttProtocol(self.version, self._on_message, self._on_ack),
+            host,
+            self.endpoint.port,
+            ssl=ctx,
+            server_hostname=host if ctx is not None else None,
+        )
+        try:
+            proto.write(
+                connect_packet(
+                    self.client_id,
+                    version=self.version,
+                    keepalive=self.keepalive,
+                    clean=self.clean_session,
+                    username=self.username,
+                    password=self.password,
+                    session_expiry=self.session_expiry if self.version == 5 else 0,
+                    receive_maximum=65535,
+                )
+            )
+            rc, _present, props = await proto.connack
+            if rc:
+                reason = CONNACK_REASONS.get(rc, "reason code " + hex(rc))
+                if 0x1F in props:
+                    reason += " (" + props[0x1F].decode(errors="replace") + ")"
+                raise ConnectionFailed(self.url, "broker refused the connection: " + reason)
+            self._window = max(1, min(self.max_inflight, int(props.get(0x21, 65535))))
+            if 0x13 in props:
+                self.keepalive = int(props[0x13])
+            self._proto = proto
+            # QoS 1/2 publishes the last connection did not see acknowledged, in order
+            if self._unacked:
+                proto.write(b"".join(bytes((p[0] | 0x08,)) + p[1:] for p, _ in self._unacked.values()))
+            if self._filters:
+                granted = await proto.subscribe(self._next_sub_pid(), sorted(self._filters.items()))
+                for (flt, _qos), code in zip(sorted(self._filters.items()), granted, strict=False):
+                    if code >= 0x80:
+                        text = "subscription to " + repr(flt) + " refused: " + CONNACK_REASONS.get(
+                            code, hex(code)
+                        )
+                        _log.error("%s: %s", self.url, text)
+                        self.stats.last_error = text
+                        for r in self._exact.get(flt, []) + [r for f, r in self._wild if f == flt]:
+                            r.stats.last_error = text
+        except BaseException:
+            self._proto = None
+            proto.abort("connect failed")
+            raise
+
+    def _next_sub_pid(self) -> int:
+        # subscription ids share the space of publish ids; pick one not in flight
+        return self._next_pid()
+
+    async def _serve(self) -> str | None:
+        proto = self._proto
+        assert proto is not None
+        ka = self.keepalive
+        try:
+            while proto.is_open:
+                try:
+                    await asyncio.wait_for(asyncio.shield(proto.closed), ka / 2 if ka else None)
+                except (asyncio.TimeoutError, TimeoutError):
+                    if time.monotonic() - proto.last_in > ka * 1.5:
+                        proto.abort("no answer from the broker within 1.5 keep-alive intervals")
+                    else:
+                        proto.write(PINGREQ)
+            return proto.closed.result()
+        finally:
+            self._wake_window()
+
+    async def _close(self) -> None:
+        proto, self._proto = self._proto, None
+        self._wake_window()
+        if proto is None or proto.transport is None:
+            return
+        if proto.is_open:
+            proto.write(DISCONNECT)
+            proto.transport.close()
+            try:
+                await asyncio.wait_for(asyncio.shield(proto.closed), 1.0)
+            except (asyncio.TimeoutError, TimeoutError):
+                proto.transport.abort()
+
+    async def shutdown(self, timeout: float) -> None:
+        """Flush within ``timeout``, then disconnect.
+
+        Publishes what the readers still hold, waits for QoS 1/2 acknowledgements, then
+        sends DISCONNECT. Values that cannot be sent in time (e.g. while disconnected) are
+        dropped.
+        """
+        deadline = time.monotonic() + max(0.0, timeout) * 0.9
+        pumps = [t for t in self._pumps if not t.done()]
+        if pumps and self.connected:
+            await asyncio.wait(pumps, timeout=max(0.0, deadline - time.monotonic()))
+        while self._unacked and self.connected and time.monotonic() < deadline:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._window_waiters.append(fut)  # woken by every acknowledgement
+            try:
+                await asyncio.wait_for(fut, max(0.0, deadline - time.monotonic()))
+            except (asyncio.TimeoutError, TimeoutError):
+                break
+        self._closing = True
+        await self._close()
+
