@@ -19,6 +19,7 @@ from typing import Any, Optional, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from ..remote import AsyncClient, RemoteError, list_instances
@@ -63,7 +64,8 @@ app.add_typer(record_app, name="record")
 
 
 def _out() -> Console:
-    return Console(soft_wrap=True, highlight=False)
+    # Not a terminal: a wide fixed width, so tables stay one line per row for scripts.
+    return Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 200)
 
 
 def _err(message: str) -> None:
@@ -472,7 +474,7 @@ def to_tree(g: dict[str, Any]) -> Tree:
         children.setdefault(e["from"], []).append((e["to"], e["kind"]))
         if e["to"] in nodes and e["from"] in nodes:
             has_parent.add(e["to"])
-    root = Tree("records")
+    root = Tree(Text("records"))
 
     def label(key: str, via: str | None) -> str:
         n = nodes.get(key)
@@ -482,7 +484,7 @@ def to_tree(g: dict[str, Any]) -> Tree:
         return f"{key}: {n['type']} · {n['buffer']} · writer={n['writer']}{extra}"
 
     def add(parent: Tree, key: str, via: str | None, seen: frozenset[str]) -> None:
-        node = parent.add(label(key, via))
+        node = parent.add(Text(label(key, via)))
         if key in seen:
             return
         for child, kind in children.get(key, []):

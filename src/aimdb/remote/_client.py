@@ -275,9 +275,8 @@ class AsyncClient:
 
     async def aclose(self) -> None:
         """Close the connection; pending calls fail with ``connection_closed``."""
-        if not self._closed:
-            with contextlib.suppress(Exception):
-                self._writer.close()
+        with contextlib.suppress(Exception):
+            self._writer.close()
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._task
