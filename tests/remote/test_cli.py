@@ -70,7 +70,7 @@ def test_errors_are_one_line(
 
 def test_connection_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: object) -> None:
     for target in ("tcp://127.0.0.1:1", "unix:///nonexistent/aimdb.sock", "ftp://x"):
-        code, out, err = cli(capsys, "-c", target, "record", "list")
+        code, _, err = cli(capsys, "-c", target, "record", "list")
         assert code == 1 and err.startswith("error: ") and err.count("\n") == 1, err
     code, _, err = cli(capsys, "record", "nope")
     assert code == 2 and "Traceback" not in err
