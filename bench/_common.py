@@ -50,7 +50,7 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of an already sorted sequence (``q`` in 0..100)."""
     if not sorted_values:
         return float("nan")
-    k = max(0, min(len(sorted_values) - 1, int(round(q / 100.0 * len(sorted_values) + 0.5)) - 1))
+    k = max(0, min(len(sorted_values) - 1, round(q / 100.0 * len(sorted_values) + 0.5) - 1))
     return sorted_values[k]
 
 
@@ -97,6 +97,13 @@ def _git_rev() -> str:
         return "unknown"
 
 
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except (AttributeError, OSError):
+        return "n/a"
+
+
 def machine_info() -> dict[str, str]:
     try:
         import uvloop
@@ -115,6 +122,7 @@ def machine_info() -> dict[str, str]:
         "Python": platform.python_implementation() + " " + platform.python_version(),
         "uvloop": uv,
         "aimdb commit": _git_rev(),
+        "load average at start": load_average(),
     }
 
 
