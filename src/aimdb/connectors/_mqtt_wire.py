@@ -23,6 +23,7 @@ __all__ = [
     "ProtocolViolation",
     "connect_packet",
     "encode_varint",
+    "filter_covers",
     "publish_packet",
     "subscribe_packet",
     "topic_matches",
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 PINGREQ = b"\xc0\x00"
+_NO_IDS: list[int] = []
 DISCONNECT = b"\xe0\x00"
 
 CONNACK_REASONS = {
@@ -138,7 +140,11 @@ def _read_props(buf: Any, pos: int, end: int) -> tuple[dict[int, Any], int]:
             props[pid] = struct.unpack_from(">I", buf, pos)[0]
             pos += 4
         elif kind == "v":
-            props[pid], pos = _read_varint(buf, pos, stop)
+            value, pos = _read_varint(buf, pos, stop)
+            if pid == 0x0B:  # subscription identifiers may repeat
+                props.setdefault(pid, []).append(value)
+            else:
+                props[pid] = value
         elif kind == "s":
             (n,) = struct.unpack_from(">H", buf, pos)
             props[pid] = bytes(buf[pos + 2 : pos + 2 + n])
@@ -199,9 +205,12 @@ def publish_packet(
     return bytes((head,)) + encode_varint(n) + var + payload
 
 
-def subscribe_packet(pid: int, filters: list[tuple[str, int]], v5: bool) -> bytes:
-    """Build a SUBSCRIBE packet for ``[(filter, qos), ...]``."""
-    body = struct.pack(">H", pid) + (b"\x00" if v5 else b"")
+def subscribe_packet(pid: int, filters: list[tuple[str, int]], v5: bool, sub_id: int = 0) -> bytes:
+    """Build a SUBSCRIBE packet for ``[(filter, qos), ...]`` (MQTT 5: with ``sub_id`` when not 0)."""
+    body = struct.pack(">H", pid)
+    if v5:
+        props = b"\x0b" + encode_varint(sub_id) if sub_id else b""
+        body += encode_varint(len(props)) + props
     for flt, qos in filters:
         body += _s(flt.encode()) + bytes((qos,))
     return b"\x82" + encode_varint(len(body)) + body
@@ -233,6 +242,26 @@ def validate_filter(flt: str) -> str | None:
     return None
 
 
+def filter_covers(a: str, b: str) -> bool:
+    """True when every topic matching filter ``b`` also matches filter ``a``."""
+    if a == b:
+        return True
+    fa = a.split("/")
+    fb = b.split("/")
+    for i, level in enumerate(fa):
+        if level == "#":
+            return not (i == 0 and fb[0].startswith("$"))
+        if i >= len(fb) or fb[i] == "#":
+            return False
+        if level == "+":
+            if i == 0 and fb[0].startswith("$"):
+                return False
+            continue
+        if level != fb[i]:
+            return False
+    return len(fa) == len(fb)
+
+
 def topic_matches(flt: str, topic: str) -> bool:
     """True when ``topic`` matches the subscription filter ``flt`` (``+``/``#`` aware).
 
@@ -261,14 +290,15 @@ class MqttProtocol(asyncio.Protocol):
 
     Args:
         version: 4 (MQTT 3.1.1) or 5.
-        on_message: ``fn(topic, payload)`` for every PUBLISH received (QoS 2: once).
+        on_message: ``fn(topic, payload, sub_ids)`` for every PUBLISH received (QoS 2: once);
+            ``sub_ids`` lists the MQTT 5 subscription identifiers it came with (may be empty).
         on_ack: ``fn(pid, reason_code)`` when an outbound QoS 1/2 publish completed.
     """
 
     def __init__(
         self,
         version: int,
-        on_message: Callable[[str, bytes], None],
+        on_message: Callable[[str, bytes, list[int]], None],
         on_ack: Callable[[int, int], None],
     ) -> None:
         self.version = version
@@ -290,15 +320,14 @@ class MqttProtocol(asyncio.Protocol):
     # ------------------------------------------------------------ transport events
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:  # pragma: no cover - platform dependent
                 pass
-        transport.set_write_buffer_limits(high=1 << 20)
+        transport.set_write_buffer_limits(high=1 << 20)  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
         reason = self.disconnect_reason or (str(exc) if exc else "closed by the broker")
@@ -348,11 +377,11 @@ class MqttProtocol(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    async def subscribe(self, pid: int, filters: list[tuple[str, int]]) -> list[int]:
+    async def subscribe(self, pid: int, filters: list[tuple[str, int]], sub_id: int = 0) -> list[int]:
         """Send SUBSCRIBE and return the granted QoS / reason code per filter."""
         fut: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._suback[pid] = fut
-        self.write(subscribe_packet(pid, filters, self.v5))
+        self.write(subscribe_packet(pid, filters, self.v5, sub_id))
         return await fut
 
     # ------------------------------------------------------------ parsing
@@ -413,11 +442,13 @@ class MqttProtocol(asyncio.Protocol):
         if qos:
             (pid,) = struct.unpack_from(">H", v, p)
             p += 2
+        sub_ids: list[int] = _NO_IDS
         if self.v5:
             if v[p] == 0:
                 p += 1
             else:
-                _props, p = _read_props(v, p, end)
+                props, p = _read_props(v, p, end)
+                sub_ids = props.get(0x0B, _NO_IDS)
         payload = bytes(v[p:end])
         if qos == 2:
             out.append(b"\x50\x02" + struct.pack(">H", pid))
@@ -426,7 +457,7 @@ class MqttProtocol(asyncio.Protocol):
             self._in_qos2.add(pid)
         elif qos == 1:
             out.append(b"\x40\x02" + struct.pack(">H", pid))
-        self._on_message(topic, payload)
+        self._on_message(topic, payload, sub_ids)
 
     def _control(self, head: int, v: Any, start: int, end: int, out: list[bytes]) -> None:
         kind = head & 0xF0

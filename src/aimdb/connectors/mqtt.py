@@ -61,6 +61,7 @@ from ._mqtt_wire import (
     PINGREQ,
     MqttProtocol,
     connect_packet,
+    filter_covers,
     publish_packet,
     topic_matches,
     validate_filter,
@@ -71,6 +72,7 @@ __all__ = ["MqttConnector"]
 
 _log = logging.getLogger("aimdb.connectors.mqtt")
 
+_FLUSH_BYTES = 256 * 1024
 _VERSIONS: dict[Any, int] = {5: 5, "5": 5, "5.0": 5, 4: 4, "4": 4, "3.1.1": 4, "311": 4}
 
 
@@ -153,6 +155,8 @@ class MqttConnector(BaseConnector):
         self._pid = 0
         self._filters: dict[str, int] = {}
         self._exact: dict[str, list[InboundRoute]] = {}
+        self._by_id: dict[int, list[InboundRoute]] = {}
+        self._sub_plan: list[tuple[int, list[tuple[str, int]]]] = []
         self._wild: list[tuple[str, InboundRoute]] = []
         self._cache: dict[str, tuple[InboundRoute, ...]] = {}
         self._pumps: list[asyncio.Task[Any]] = []
@@ -199,9 +203,45 @@ class MqttConnector(BaseConnector):
                 self._wild.append((flt, r))
             else:
                 self._exact.setdefault(flt, []).append(r)
+        self._plan_subscriptions()
         self._pumps = [
             self._spawn(self._pump(r), "aimdb.mqtt.out[" + r.key + "]") for r in routes.outbound
         ]
+
+    def _plan_subscriptions(self) -> None:
+        """One subscription per distinct filter.
+
+        MQTT 5: each filter gets a subscription identifier, so a message the broker sends
+        once per matching subscription (overlapping filters) is routed exactly once to
+        each route. MQTT 3.1.1 has no identifiers: filters covered by a broader one are
+        not subscribed (routing is local), and partial overlaps are warned about.
+        """
+        filters = sorted(self._filters)
+        by_filter: dict[str, list[InboundRoute]] = {f: [] for f in filters}
+        for f, routes in self._exact.items():
+            by_filter[f].extend(routes)
+        for f, r in self._wild:
+            by_filter[f].append(r)
+        self._by_id = {}
+        self._sub_plan = []
+        if self.version == 5:
+            for i, f in enumerate(filters, 1):
+                self._by_id[i] = by_filter[f]
+                self._sub_plan.append((i, [(f, self._filters[f])]))
+            return
+        keep = [f for f in filters if not any(g != f and filter_covers(g, f) for g in filters)]
+        qos = {f: max(q for g, q in self._filters.items() if filter_covers(f, g)) for f in keep}
+        for i, a in enumerate(keep):
+            for b in keep[i + 1 :]:
+                if _may_overlap(a, b):
+                    _log.warning(
+                        "MQTT 3.1.1: filters %r and %r overlap; a message matching both may be "
+                        "delivered twice (use protocol=5 to route exactly)",
+                        a,
+                        b,
+                    )
+        if keep:
+            self._sub_plan.append((0, [(f, qos[f]) for f in keep]))
 
     def _routes_for(self, topic: str) -> tuple[InboundRoute, ...]:
         found = tuple(self._exact.get(topic, ())) + tuple(
@@ -212,10 +252,17 @@ class MqttConnector(BaseConnector):
         self._cache[topic] = found
         return found
 
-    def _on_message(self, topic: str, payload: bytes) -> None:
-        routes = self._cache.get(topic)
-        if routes is None:
-            routes = self._routes_for(topic)
+    def _on_message(self, topic: str, payload: bytes, sub_ids: list[int]) -> None:
+        routes: Any
+        if sub_ids:
+            if len(sub_ids) == 1:
+                routes = self._by_id.get(sub_ids[0], ())
+            else:
+                routes = list({id(r): r for i in sub_ids for r in self._by_id.get(i, ())}.values())
+        else:
+            routes = self._cache.get(topic)
+            if routes is None:
+                routes = self._routes_for(topic)
         if not routes:
             self.unrouted += 1
             return
@@ -287,6 +334,7 @@ class MqttConnector(BaseConnector):
             v5 = proto.v5
             parts: list[bytes] = []
             nbytes = 0
+            pending = 0
             for i, value in enumerate(values):
                 try:
                     payload = encode(value)
@@ -323,7 +371,17 @@ class MqttConnector(BaseConnector):
                     pkt = publish_packet(topic, payload, 0, retain, 0, v5)
                 parts.append(pkt)
                 nbytes += len(payload)
+                pending += len(pkt)
                 stats.sent += 1
+                if pending >= _FLUSH_BYTES:  # keep the socket's write buffer bounded
+                    proto.write(b"".join(parts))
+                    parts = []
+                    pending = 0
+                    if proto.paused:
+                        await proto.drained()
+                        if proto is not self._proto or not proto.is_open:
+                            carry = values[i + 1 :]
+                            break
             if parts:
                 proto.write(b"".join(parts) if len(parts) > 1 else parts[0])
             stats.bytes += nbytes
@@ -374,25 +432,26 @@ class MqttConnector(BaseConnector):
             # QoS 1/2 publishes the last connection did not see acknowledged, in order
             if self._unacked:
                 proto.write(b"".join(bytes((p[0] | 0x08,)) + p[1:] for p, _ in self._unacked.values()))
-            if self._filters:
-                granted = await proto.subscribe(self._next_sub_pid(), sorted(self._filters.items()))
-                for (flt, _qos), code in zip(sorted(self._filters.items()), granted, strict=False):
-                    if code >= 0x80:
-                        text = "subscription to " + repr(flt) + " refused: " + CONNACK_REASONS.get(
-                            code, hex(code)
-                        )
-                        _log.error("%s: %s", self.url, text)
-                        self.stats.last_error = text
-                        for r in self._exact.get(flt, []) + [r for f, r in self._wild if f == flt]:
-                            r.stats.last_error = text
+            if self._sub_plan:
+                plan = self._sub_plan
+                answers = await asyncio.gather(
+                    *(proto.subscribe(self._next_pid(), flts, sub_id) for sub_id, flts in plan)
+                )
+                for (_sid, flts), granted in zip(plan, answers, strict=False):
+                    for (flt, _qos), code in zip(flts, granted, strict=False):
+                        if code >= 0x80:
+                            self._refused(flt, code)
         except BaseException:
             self._proto = None
             proto.abort("connect failed")
             raise
 
-    def _next_sub_pid(self) -> int:
-        # subscription ids share the space of publish ids; pick one not in flight
-        return self._next_pid()
+    def _refused(self, flt: str, code: int) -> None:
+        text = "subscription to " + repr(flt) + " refused: " + CONNACK_REASONS.get(code, hex(code))
+        _log.error("%s: %s", self.url, text)
+        self.stats.last_error = text
+        for r in self._exact.get(flt, []) + [r for f, r in self._wild if f == flt]:
+            r.stats.last_error = text
 
     async def _serve(self) -> str | None:
         proto = self._proto
@@ -445,3 +504,14 @@ class MqttConnector(BaseConnector):
         self._closing = True
         await self._close()
 
+
+def _may_overlap(a: str, b: str) -> bool:
+    """True when some topic could match both filters."""
+    fa = a.split("/")
+    fb = b.split("/")
+    for x, y in zip(fa, fb, strict=False):
+        if x == "#" or y == "#":
+            return True
+        if x != "+" and y != "+" and x != y:
+            return False
+    return len(fa) == len(fb)
