@@ -379,14 +379,19 @@ async def w2_latency(impl: str, rate: int, seconds: float, readers: int = 4) -> 
     return sorted(x for lat in lats for x in lat)
 
 
-def run_w2(kind: str, rates: list[int], seconds: float) -> list[tuple[int, str, list[int]]]:
+def run_w2(kind: str, rates: list[int], seconds: float, rounds: int = 2) -> list[tuple[int, str, list[int]]]:
+    """Alternate Queue and aimdb in ``rounds`` slices of ``seconds / rounds`` each, pooled."""
     out = []
     for rate in rates:
+        pooled: dict[str, list[int]] = {"queue": [], "aimdb": []}
+        for _ in range(rounds):
+            for impl in ("queue", "aimdb"):
+                gc.collect()
+                pooled[impl] += run_on(
+                    kind, lambda impl=impl, rate=rate: w2_latency(impl, rate, seconds / rounds)
+                )
         for impl in ("queue", "aimdb"):
-            gc.collect()
-            out.append(
-                (rate, impl, run_on(kind, lambda impl=impl, rate=rate: w2_latency(impl, rate, seconds)))
-            )
+            out.append((rate, impl, sorted(pooled[impl])))
     return out
 
 
@@ -730,7 +735,9 @@ def main() -> None:
                 )
             )
     emit(
-        "W2 latency produce -> receive, 4 readers (" + str(w2_seconds) + " s per rate, first 10 % dropped)",
+        "W2 latency produce -> receive, 4 readers ("
+        + str(w2_seconds)
+        + " s per rate and impl, in 2 alternating slices, first 10 % of each dropped)",
         "Microseconds from `produce` to the reader holding the value, over all readers' samples.\n\n"
         + table(["loop", "rate", "impl", "samples", "p50 us", "p99 us", "p999 us", "max us"], rows),
     )
