@@ -243,7 +243,9 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _write_doc(get: dict[str, float], subs: list[dict[str, float]], cost: list[dict[str, float]], args: Any) -> None:
+def _write_doc(
+    get: dict[str, float], subs: list[dict[str, float]], cost: list[dict[str, float]], args: Any
+) -> None:
     cpu = platform.processor() or platform.machine()
     lines = [
         "# Remote access benchmarks",
@@ -255,8 +257,8 @@ def _write_doc(get: dict[str, float], subs: list[dict[str, float]], cost: list[d
         "```",
         "",
         f"Python {platform.python_version()} ({platform.python_implementation()}), {platform.system()} "
-        f"{platform.machine()} {cpu}, {os.cpu_count()} CPUs, asyncio loop. Server and clients run in separate "
-        "processes and talk over a Unix socket.",
+        f"{platform.machine()} {cpu}, {os.cpu_count()} CPUs, asyncio loop. Server and clients run in "
+        "separate processes and talk over a Unix socket.",
         "",
         "## record.get round trip (target: p99 under 1 ms)",
         "",
@@ -305,7 +307,9 @@ def _write_doc(get: dict[str, float], subs: list[dict[str, float]], cost: list[d
         "`inside produce` time grows somewhat with 50 subscribers although the code path is the same;",
         "that is the cache and allocator churn of the fan-out work running between batches. The `wall`",
         "column is the server's total fan-out work on the shared loop (about 6 µs per event per",
-        "subscriber with 50 subscribers), paid by the loop, not inside `produce()`.",
+        "subscriber with 50 subscribers), paid by the loop, not inside `produce()`. On a 2-CPU machine",
+        "the subscriber process competes with the producer for a core, which also inflates the",
+        "50-subscriber rows. Throughput numbers on a shared machine vary by 2-3x between runs.",
         "",
     ]
     DOC.write_text("\n".join(lines))
