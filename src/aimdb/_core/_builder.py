@@ -111,14 +111,15 @@ class AimDbBuilder:
         """Return every configuration problem (what ``build()`` would raise), in order."""
         out: list[ConfigProblem] = list(self._conflicts) + list(self._connector_problems)
         cfgs = self._configs
+        input_keys = {k for c in cfgs.values() for d in c.derivations for _, k in d.inputs}
         for key, cfg in cfgs.items():
-            out.extend(self._record_problems(key, cfg))
+            out.extend(self._record_problems(key, cfg, input_keys))
         cycle = self._cycle()
         if cycle:
             out.append(ConfigProblem(cycle[0], "cycle", "dependency cycle: " + " -> ".join(cycle)))
         return out
 
-    def _record_problems(self, key: str, cfg: RecordConfig) -> "list[ConfigProblem]":
+    def _record_problems(self, key: str, cfg: RecordConfig, input_keys: "set[str]") -> "list[ConfigProblem]":
         out: list[ConfigProblem] = []
 
         def add(kind: str, msg: str, url: "str | None" = None) -> None:
@@ -150,7 +151,7 @@ class AimDbBuilder:
             needs_buffer.append("tap")
         if cfg.links:
             needs_buffer.append("link")
-        if any(key in [k for _, k in d.inputs] for c in self._configs.values() for d in c.derivations):
+        if key in input_keys:
             needs_buffer.append("transform/join input")
         if cfg.sources or cfg.derivations:
             needs_buffer.append("writer")

@@ -33,8 +33,9 @@ class Ticker:
             self.missed += behind
             self._n += behind
             due = self._start + self._n * self._period_ns
-        if due > now:
+        while due > now:  # loop: some timers (uvloop: 1 ms resolution) fire slightly early
             await self._time.sleep((due - now) / 1_000_000_000)
+            now = self._time.now_ns()
         return self._n
 
     def __aiter__(self) -> "Ticker":
