@@ -1,0 +1,98 @@
+"""Broker-free checks: URL parsing, topic matching, backoff, link validation, import errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from aimdb import AimDbBuilder, BufferCfg, InvalidConfiguration
+from aimdb.connectors import MqttConnector, ReconnectPolicy
+from aimdb.connectors._base import parse_endpoint, translate_error
+from aimdb.connectors._mqtt_wire import filter_covers, topic_matches, validate_filter
+
+from ._util import Temp
+
+
+@pytest.mark.parametrize(
+    ("flt", "topic", "ok"),
+    [
+        ("a/b", "a/b", True),
+        ("a/+", "a/b", True),
+        ("a/+", "a/b/c", False),
+        ("a/#", "a", True),
+        ("a/#", "a/b/c", True),
+        ("+/+", "a/b", True),
+        ("#", "$SYS/x", False),
+        ("+/x", "$SYS/x", False),
+        ("a/+/c", "a/b/d", False),
+    ],
+)
+def test_topic_matches(flt: str, topic: str, ok: bool) -> None:
+    assert topic_matches(flt, topic) is ok
+
+
+def test_filters() -> None:
+    assert validate_filter("a/#/b") and validate_filter("a+") and validate_filter("")
+    assert validate_filter("a/+/#") is None
+    assert filter_covers("a/#", "a/+/c") and filter_covers("#", "a/b")
+    assert not filter_covers("a/+/c", "a/#") and not filter_covers("a/+", "a/b/c")
+
+
+def test_endpoint_parsing() -> None:
+    ep = parse_endpoint("mqtt://u:p@127.0.0.1", {"mqtt": 1883})
+    assert (ep.host, ep.port, ep.username, ep.password, ep.url) == (
+        "127.0.0.1",
+        1883,
+        "u",
+        "p",
+        "mqtt://127.0.0.1:1883",
+    )
+    assert parse_endpoint("mqtts://[::1]:9", {"mqtts": 8883}, ("mqtts",)).tls
+    for bad in ("http://x", "mqtt://", "mqtt://host/topic", "nourl"):
+        with pytest.raises(ValueError):
+            parse_endpoint(bad, {"mqtt": 1883})
+
+
+def test_backoff_grows_with_jitter_and_caps() -> None:
+    p = ReconnectPolicy(initial_delay=0.1, max_delay=1.0, multiplier=2, jitter=0.2, max_attempts=5)
+    assert 0.08 <= p.delay(1) <= 0.12 and 0.32 <= p.delay(3) <= 0.48 and p.delay(20) <= 1.2
+    assert p.gives_up(5) and not p.gives_up(4)
+
+
+def test_error_translation_keeps_cause() -> None:
+    from aimdb import ConnectionFailed, ConnectorTimeout, PublishError
+
+    e = translate_error(ConnectionRefusedError(111, "Connection refused"), "mqtt://h:1")
+    assert isinstance(e, ConnectionFailed) and "Connection refused" in e.reason and e.__cause__
+    assert isinstance(translate_error(TimeoutError(), "u", "publish"), ConnectorTimeout)
+    assert isinstance(translate_error(RuntimeError("x"), "u", "publish"), PublishError)
+
+
+def test_bad_mqtt_links_are_reported_by_build() -> None:
+    b = AimDbBuilder().with_connector(MqttConnector())
+    b.configure(Temp, "a", lambda r: r.buffer(BufferCfg.SpmcRing(4)).link_to("mqtt://x/+/y").qos(3).finish())
+    b.configure(Temp, "b", lambda r: r.buffer(BufferCfg.SpmcRing(4)).link_from("mqtt://x/#/y").finish())
+    with pytest.raises(InvalidConfiguration) as ei:
+        b.build()
+    text = str(ei.value)
+    assert "wildcards are not allowed" in text and "qos" in text and "'#' must be" in text
+
+
+def test_kafka_module_without_aiokafka_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['aiokafka'] = None\n"
+        "try:\n    import aimdb.connectors.kafka\nexcept ImportError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30, check=True)
+    assert "aimdb[kafka]" in out.stdout.decode()
+
+
+def test_connectors_package_is_lazy() -> None:
+    code = (
+        "import sys, aimdb.connectors\n"
+        "print('aiokafka' in sys.modules, 'aimdb.connectors.mqtt' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30, check=True)
+    assert out.stdout.decode().split() == ["False", "False"]
