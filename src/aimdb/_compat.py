@@ -12,9 +12,9 @@ TYPE_CHECKING = False
 IS_MICROPYTHON = sys.implementation.name == "micropython"
 
 if TYPE_CHECKING:
+    from typing import Any
     from typing import Generic as Generic
     from typing import TypeVar as TypeVar
-    from typing import Any
 else:
     try:
         from typing import Generic, TypeVar
