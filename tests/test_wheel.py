@@ -1,4 +1,4 @@
-"""A wheel built with ``python -m build`` installs into a clean virtual environment and runs the quickstart."""
+"""A wheel built with ``python -m build`` installs into a clean venv and runs the quickstart."""
 
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ def test_core_suite_on_micropython(micropython: list[str]) -> None:
 
 def test_micropython_failure_is_reported(micropython: list[str], tmp_path: Path) -> None:
     script = tmp_path / "bad.py"
-    script.write_text("import aimdb\nfrom aimdb import AimDbBuilder\nAimDbBuilder().build().producer(int, 'nope')\n")
+    script.write_text("from aimdb import AimDbBuilder\nAimDbBuilder().build().producer(int, 'nope')\n")
     proc = subprocess.run([*micropython, str(script)], capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert "RecordNotFound" in proc.stderr or "no record with key" in proc.stderr
