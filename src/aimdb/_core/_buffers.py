@@ -10,6 +10,7 @@ it out on every produce, so a value produced between a reader's check and its wa
 never lost, and a cancelled wait removes its waiter again.
 """
 
+from .._backends import current_backend as _current_backend
 from .._compat import TYPE_CHECKING, Generic, TypeVar, subscriptable
 from .._errors import BufferClosed, BufferEmpty, BufferLagged
 
@@ -61,7 +62,27 @@ class SpmcRing:
         return RingBuffer(key, self.capacity)
 
 
-class SingleLatest:
+class _SingleSlotCfg:
+    """Shared behaviour of the single-slot configurations (capacity 1, nothing to check)."""
+
+    __slots__ = ()
+    kind = ""
+    capacity = 1
+
+    def __repr__(self) -> str:
+        return "BufferCfg." + type(self).__name__ + "()"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, type(self))
+
+    def __hash__(self) -> int:
+        return hash(self.kind)
+
+    def _problem(self) -> "str | None":
+        return None
+
+
+class SingleLatest(_SingleSlotCfg):
     """Configuration of a single slot holding the newest value with a version.
 
     A new reader first receives the current value once (if there is one); afterwards each
@@ -71,25 +92,12 @@ class SingleLatest:
 
     __slots__ = ()
     kind = "single_latest"
-    capacity = 1
-
-    def __repr__(self) -> str:
-        return "BufferCfg.SingleLatest()"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SingleLatest)
-
-    def __hash__(self) -> int:
-        return hash("single_latest")
-
-    def _problem(self) -> "str | None":
-        return None
 
     def _create(self, key: str) -> "LatestBuffer[Any]":
         return LatestBuffer(key)
 
 
-class Mailbox:
+class Mailbox(_SingleSlotCfg):
     """Configuration of a single slot shared by all readers (latest command wins).
 
     ``produce`` overwrites an unread value (counted as a drop); a receive takes the value,
@@ -100,19 +108,6 @@ class Mailbox:
 
     __slots__ = ()
     kind = "mailbox"
-    capacity = 1
-
-    def __repr__(self) -> str:
-        return "BufferCfg.Mailbox()"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Mailbox)
-
-    def __hash__(self) -> int:
-        return hash("mailbox")
-
-    def _problem(self) -> "str | None":
-        return None
 
     def _create(self, key: str) -> "MailboxBuffer[Any]":
         return MailboxBuffer(key)
@@ -203,9 +198,7 @@ class Buffer(Generic[T]):
     def _new_waiter(self) -> "Any":
         rt = self._rt
         if rt is None:
-            from .._backends import current_backend
-
-            rt = self._rt = current_backend()
+            rt = self._rt = _current_backend()
         return rt.new_waiter()
 
     def _wake(self) -> None:
@@ -330,11 +323,6 @@ class RingBuffer(_Buffer[T]):
 
     def _capacity(self) -> int:
         return self._cap
-
-    def statistics(self) -> BufferStatistics:
-        """Return a snapshot; ``dropped`` also counts evictions readers have not noticed yet."""
-        s = Buffer.statistics(self)
-        return s
 
 
 class LatestBuffer(_Buffer[T]):
@@ -720,8 +708,6 @@ class MailboxReader(_Reader[T_co]):
         except BufferEmpty:
             return []
 
-
-from .._backends import current_backend as _current_backend  # noqa: E402
 
 try:  # CPython: async-generator iteration over slices (MicroPython has no async generators)
     from ._ring_iter import ring_iter as _ring_iter

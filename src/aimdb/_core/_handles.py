@@ -12,21 +12,15 @@ T = TypeVar("T")
 T_contra = TypeVar("T_contra", contravariant=True)
 
 
-class Producer(Generic[T_contra]):
-    """Writes values into one record's buffer; obtained from ``db.producer(T, key)`` or a source.
+class _Handle:
+    """What producers and consumers share: the record key, its type and the buffer."""
 
-    ``produce(value)`` is synchronous, O(1), never blocks and never fails on a full buffer
-    (every buffer overwrites). It must be called on the database's event loop; from other
-    threads use :mod:`aimdb.sync`.
-    """
+    __slots__ = ("_buf", "_key", "_type")
 
-    __slots__ = ("_buf", "_check", "_key", "_type")
-
-    def __init__(self, key: str, tp: "type[Any]", buf: "Buffer[Any]", check: bool) -> None:
+    def __init__(self, key: str, tp: "type[Any]", buf: "Buffer[Any]") -> None:
         self._key = key
         self._type = tp
         self._buf = buf
-        self._check = check
 
     @property
     def key(self) -> str:
@@ -37,6 +31,32 @@ class Producer(Generic[T_contra]):
     def type(self) -> "type[Any]":
         """The record's declared type."""
         return self._type
+
+    def __repr__(self) -> str:
+        return (
+            "<"
+            + type(self).__name__
+            + " "
+            + repr(self._key)
+            + " "
+            + getattr(self._type, "__name__", "?")
+            + ">"
+        )
+
+
+class Producer(_Handle, Generic[T_contra]):
+    """Writes values into one record's buffer; obtained from ``db.producer(T, key)`` or a source.
+
+    ``produce(value)`` is synchronous, O(1), never blocks and never fails on a full buffer
+    (every buffer overwrites). It must be called on the database's event loop; from other
+    threads use :mod:`aimdb.sync`.
+    """
+
+    __slots__ = ("_check",)
+
+    def __init__(self, key: str, tp: "type[Any]", buf: "Buffer[Any]", check: bool) -> None:
+        _Handle.__init__(self, key, tp, buf)
+        self._check = check
 
     def produce(self, value: T_contra) -> None:
         """Store ``value`` in the record's buffer and wake its readers.
@@ -50,11 +70,8 @@ class Producer(Generic[T_contra]):
             raise TypeMismatch(self._key, self._type, type(value))
         self._buf.produce(value)
 
-    def __repr__(self) -> str:
-        return "<Producer " + repr(self._key) + " " + getattr(self._type, "__name__", "?") + ">"
 
-
-class Consumer(Generic[T]):
+class Consumer(_Handle, Generic[T]):
     """Reads one record; obtained from ``db.consumer(T, key)`` or handed to a tap.
 
     ``subscribe()`` returns a new :class:`~aimdb.Reader`. The consumer handed to a tap
@@ -62,25 +79,13 @@ class Consumer(Generic[T]):
     returns that reader.
     """
 
-    __slots__ = ("_buf", "_key", "_preset", "_type")
+    __slots__ = ("_preset",)
 
     def __init__(
         self, key: str, tp: "type[Any]", buf: "Buffer[Any]", preset: "Reader[Any] | None" = None
     ) -> None:
-        self._key = key
-        self._type = tp
-        self._buf = buf
+        _Handle.__init__(self, key, tp, buf)
         self._preset = preset
-
-    @property
-    def key(self) -> str:
-        """The record key."""
-        return self._key
-
-    @property
-    def type(self) -> "type[Any]":
-        """The record's declared type."""
-        return self._type
 
     def subscribe(self) -> "Reader[T]":
         """Return a reader of the record's buffer (see the buffer kind for what it sees)."""
@@ -93,6 +98,3 @@ class Consumer(Generic[T]):
     def peek(self) -> "T | None":
         """Return the buffer's current value without consuming (``None`` for rings)."""
         return self._buf.peek()
-
-    def __repr__(self) -> str:
-        return "<Consumer " + repr(self._key) + " " + getattr(self._type, "__name__", "?") + ">"
