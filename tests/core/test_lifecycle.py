@@ -348,3 +348,28 @@ async def test_memory_connector_links(rt: Any) -> None:
     assert received == [19.0]
     assert stats["memory://cmd/t"].failed == 2 and stats["memory://cmd/t"].received == 1
     assert stats["memory://sensors/t"].sent == 1
+
+
+async def test_join_stream_skips_lag_and_counts_it(rt: Any) -> None:
+    seen: list[tuple[int, int]] = []
+    lagged: list[int] = []
+
+    async def burst(ctx: Any, producer: Any) -> None:
+        for i in range(5):  # before the join runs: 3 of 5 fall out of a 2-slot ring
+            producer.produce(i)
+
+    async def handler(ctx: Any, inputs: Any, producer: Any) -> None:
+        async for idx, value in inputs:
+            seen.append((idx, value))
+            lagged.append(inputs.readers[0].lagged)
+
+    b = AimDbBuilder()
+    b.configure(int, "n", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=2)).source(burst))
+    b.configure(int, "j", lambda r: r.buffer(BufferCfg.SingleLatest()).join_stream([(int, "n")], handler))
+    async with b.build():
+        for _ in range(20):
+            await rt.sleep(0.002)
+            if len(seen) == 2:
+                break
+    assert seen == [(0, 3), (0, 4)]
+    assert lagged[-1] == 3

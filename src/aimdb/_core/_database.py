@@ -11,6 +11,7 @@ from .._errors import (
     StageFailed,
     TypeMismatch,
 )
+from ._buffers import _log_lag
 from ._connector import ConnectorRoutes, InboundRoute, OutboundRoute
 from ._context import Context, TimeApi
 from ._handles import Consumer, Producer
@@ -249,8 +250,10 @@ class JoinInputs:
                     value = readers[i].try_recv()
                 except BufferEmpty:
                     continue
-                except BufferLagged:
-                    return await self.__anext__()
+                except BufferLagged as lag:
+                    # the reader now stands at the oldest held value, which is pending
+                    _log_lag(lag)
+                    value = readers[i].try_recv()
                 except BufferClosed:
                     closed += 1
                     continue
@@ -727,23 +730,22 @@ class AimDb:
             for s in sources:
                 if s.handle is not None:
                     await rt.wait_for(s.handle.join, remaining())
-            closed: set[str] = set()
+            # A record's taps can finish once its buffer closed; a transform or join once
+            # the last of its inputs (in dependency order) closed.
+            position = {key: i for i, key in enumerate(self._order)}
+            drains: dict[str, list[_StageRun]] = {}
+            for rec in self._records.values():
+                for s in rec.stages:
+                    if s.handle is None or s.kind == "source":
+                        continue
+                    last = rec.key if s.kind == "tap" else max(s.input_keys, key=position.__getitem__)
+                    drains.setdefault(last, []).append(s)
             for key in self._order:
                 rec = self._records[key]
                 if rec.buffer is not None:
                     rec.buffer.close()
-                closed.add(key)
-                for other in self._records.values():
-                    for s in other.stages:
-                        if s.handle is None or s.kind == "source":
-                            continue
-                        if s.kind == "tap" and other is not rec:
-                            continue
-                        if s.kind in ("transform", "join") and not all(k in closed for k in s.input_keys):
-                            continue
-                        if s.kind in ("transform", "join") and key not in s.input_keys:
-                            continue
-                        await rt.wait_for(s.handle.join, remaining())
+                for s in drains.get(key, ()):
+                    await rt.wait_for(s.handle.join, remaining())
             for conn in self._connectors.values():
                 shutdown = getattr(conn, "shutdown", None)
                 if shutdown is not None and self._connector_tasks:
