@@ -194,14 +194,13 @@ class _StageRun:
         self.ended_ns = 0
         self.handle: Any = None
         self.readers: list[Any] = []  # readers subscribed at start (taps, transform/join inputs)
-        self.produced_base = 0
         self.input_keys = [k for _, k in spec.inputs]
 
     def values(self) -> int:
         if self.kind == "tap":
             return sum(r.delivered for r in self.readers)
         buf = self.rec.buffer
-        return (buf._produced - self.produced_base) if buf is not None else 0
+        return buf._produced if buf is not None else 0
 
     @property
     def task_name(self) -> str:
@@ -406,7 +405,6 @@ class AimDb:
             for s in rec.stages:
                 s.calls = s.call_ns = s.errors = s.restarts = 0
                 s.last_error = None
-                s.produced_base = 0
             for r in rec.outbound + rec.inbound:
                 r.stats.reset()
 
@@ -593,11 +591,16 @@ class AimDb:
         self._services.append(h)
         return h
 
+    def _is_cancellation(self, exc: BaseException) -> bool:
+        # asyncio's and trio's cancellations are BaseExceptions; MicroPython's is too, but
+        # check the backend's class as well so a port where it is an Exception still works.
+        return not isinstance(exc, Exception) or isinstance(exc, self._rt.cancelled_exc)
+
     async def _run_connector(self, conn: "Any", routes: ConnectorRoutes) -> None:
         try:
             await conn.run(routes)
         except BaseException as exc:
-            if not isinstance(exc, Exception) or isinstance(exc, self._rt.cancelled_exc):
+            if self._is_cancellation(exc):
                 raise
             _log.error("connector %r failed: %r", getattr(conn, "scheme", conn), exc, exc_info=True)
 
@@ -616,7 +619,7 @@ class AimDb:
                     await self._stage_body(s, ctx)
                     return
                 except BaseException as exc:
-                    if not isinstance(exc, Exception) or isinstance(exc, rt.cancelled_exc):
+                    if self._is_cancellation(exc):
                         raise
                     if isinstance(exc, BufferClosed) and self._state != "running":
                         return
