@@ -26,7 +26,7 @@ async def test_hello_first_then_everything_else() -> None:
         assert r["error"]["code"] == "handshake_required"
         r = await raw.hello(client="t")
         res = r["result"]
-        assert res["protocol"] == "1.0" and res["permissions"] == ["read"] and res["writable"] == []
+        assert res["protocol"] == "1.1" and res["permissions"] == ["read"] and res["writable"] == []
         assert res["limits"]["max_connections"] == 16
         assert (await raw.call("ping"))["result"]["pong"] is True
         raw.close()
@@ -38,7 +38,7 @@ async def test_incompatible_major_is_refused_and_closed() -> None:
         raw = await Raw.open(server.unix_path)
         r = await raw.call("hello", {"version": "2.0"})
         assert r["error"]["code"] == "version_mismatch"
-        assert r["error"]["details"]["server_version"] == "1.0"
+        assert r["error"]["details"]["server_version"] == "1.1"
         assert await raw.closed()
         raw2 = await Raw.open(server.unix_path)
         assert (await raw2.call("hello", {}))["error"]["code"] == "version_mismatch"
@@ -492,7 +492,7 @@ async def test_tcp_default_loopback_and_ipv6() -> None:
         host, port = server.tcp_address
         assert host == "127.0.0.1" and port > 0
         async with await AsyncClient.connect(f"tcp://127.0.0.1:{port}") as c:
-            assert c.server_info["protocol"] == "1.0"
+            assert c.server_info["protocol"] == "1.1"
     if socket.has_ipv6:
         try:
             async with served(unix=None, tcp="[::1]:0") as (_, server):
@@ -566,3 +566,28 @@ def test_sync_client() -> None:
             with pytest.raises(RemoteError):
                 c.get("nope")
             assert json.dumps(c.graph())
+
+
+# ------------------------------------------------------------------ notifications
+
+
+@aio
+async def test_notifications_are_applied_never_answered_and_failures_counted() -> None:
+    async with served(writable=["config.#"]) as (db, server):
+        raw = await Raw.open(server.unix_path)
+        frames = [
+            {"method": "hello", "params": {"version": "1.1", "client": "uart"}},
+            {"method": "record.set", "params": {"key": "config.setpoint", "value": {"celsius": 4.5}}},
+            {"method": "record.set", "params": {"key": "config.locked", "value": {"celsius": 1.0}}},
+            {"method": "record.set", "params": {"key": "config.setpoint", "value": {"celsius": "x"}}},
+            {"method": "no.such"},
+            {"method": "record.set", "params": {"key": "config.setpoint", "value": {"celsius": 7.0}}},
+        ]
+        await raw.send_bytes(b"".join(json.dumps(f).encode() + b"\n" for f in frames))
+        # A request with an id after the notifications: its reply is the first frame back.
+        r = await raw.call("record.get", {"key": "config.setpoint"})
+        assert r["result"]["value"] == {"celsius": 7.0}
+        st = server.statistics()
+        assert st["notification_errors"] == 3 and st["sets"] == 2
+        assert (await raw.call("ping"))["result"]["pong"] is True
+        raw.close()

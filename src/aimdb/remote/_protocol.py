@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"
 """Protocol version spoken by this implementation (``MAJOR.MINOR``)."""
 
 PROTOCOL_MAJOR = 1

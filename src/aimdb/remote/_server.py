@@ -314,6 +314,7 @@ class _Session:
         self._flushed = asyncio.Event()
         self.task: asyncio.Task[Any] | None = None
         self.requests = 0
+        self.notification_errors = 0
 
     # -------------------------------------------------------------- output
 
@@ -423,43 +424,53 @@ class _Session:
             server.bad_frames += 1
             self.send(P.error_frame(None, obj.code, obj.message))
             return
+        notify = "id" not in obj  # a notification: never answered, failures only counted
         req_id = obj.get("id")
         if isinstance(req_id, (dict, list)):
             self.send(P.error_frame(None, P.INVALID_REQUEST, "'id' must be a number, string or null"))
             return
         method = obj.get("method")
         if not isinstance(method, str):
-            self.send(P.error_frame(req_id, P.INVALID_REQUEST, "missing 'method' (a string)"))
+            self._fail(notify, req_id, P.INVALID_REQUEST, "missing 'method' (a string)")
             return
         params = obj.get("params")
         if params is None:
             params = {}
         if not isinstance(params, dict):
-            self.send(P.error_frame(req_id, P.INVALID_PARAMS, "'params' must be an object"))
+            self._fail(notify, req_id, P.INVALID_PARAMS, "'params' must be an object")
             return
         self.requests += 1
         server.requests += 1
         handler = _METHODS.get(method)
         if handler is None:
-            self.send(
-                P.error_frame(
-                    req_id, P.METHOD_NOT_FOUND, f"unknown method {method!r}", {"methods": list(P.METHODS)}
-                )
+            self._fail(
+                notify, req_id, P.METHOD_NOT_FOUND, f"unknown method {method!r}", {"methods": list(P.METHODS)}
             )
             return
         if not self.ready and method != "hello":
-            self.send(P.error_frame(req_id, P.HANDSHAKE_REQUIRED, "send 'hello' first"))
+            self._fail(notify, req_id, P.HANDSHAKE_REQUIRED, "send 'hello' first")
             return
         try:
             result = handler(self, params)
         except _RemoteFailure as f:
-            self.send(P.error_frame(req_id, f.code, f.message, f.details))
+            self._fail(notify, req_id, f.code, f.message, f.details)
             return
         except Exception as exc:  # a bug must not end the session
             _log.exception("remote method %s failed", method)
-            self.send(P.error_frame(req_id, P.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"))
+            self._fail(notify, req_id, P.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
             return
-        self.send(P.result_frame(req_id, result))
+        if not notify:
+            self.send(P.result_frame(req_id, result))
+
+    def _fail(self, notify: bool, req_id: Any, code: str, message: str, details: Any = None) -> None:
+        """Answer a failed request with an error frame; count (and log once) a failed notification."""
+        if not notify:
+            self.send(P.error_frame(req_id, code, message, details))
+            return
+        self.notification_errors += 1
+        self.server.notification_errors += 1
+        if self.notification_errors == 1:
+            _log.warning("remote peer %s: notification failed (%s): %s", self.peer, code, message)
 
     # -------------------------------------------------------------- methods
 
@@ -764,6 +775,7 @@ class RemoteServer:
         """Zero the server's request counters."""
         self.requests = 0
         self.bad_frames = 0
+        self.notification_errors = 0
         self.auth_failures = 0
         self.sets = 0
         self.lagged = 0
@@ -1054,6 +1066,7 @@ class RemoteServer:
             "feeds": len(self._feeds),
             "requests": self.requests,
             "bad_frames": self.bad_frames,
+            "notification_errors": self.notification_errors,
             "auth_failures": self.auth_failures,
             "sets": self.sets,
             "events_dropped": dropped,
