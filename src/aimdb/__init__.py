@@ -93,6 +93,7 @@ from ._core._links import (
     OutboundLinkBuilder as OutboundLinkBuilder,
 )
 from ._core._record import RecordRegistrar as RecordRegistrar
+from ._core._serial_link import SerialLink as SerialLink
 from ._errors import (
     AimDbError as AimDbError,
 )
@@ -217,6 +218,7 @@ __all__ = (
     "RingBuffer",
     "RingReader",
     "RuntimeShutdown",
+    "SerialLink",
     "SerializeError",
     "SetTimeout",
     "SingleLatest",

@@ -573,7 +573,7 @@ def test_sync_client() -> None:
 
 @aio
 async def test_notifications_are_applied_never_answered_and_failures_counted() -> None:
-    async with served(writable=["config.#"]) as (db, server):
+    async with served(writable=["config.#"]) as (_db, server):
         raw = await Raw.open(server.unix_path)
         frames = [
             {"method": "hello", "params": {"version": "1.1", "client": "uart"}},

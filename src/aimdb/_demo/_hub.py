@@ -1,0 +1,553 @@
+"""The demo's hub (and its MQTT gateway and CPython station entry points).
+
+Default: the hub process serves remote access and starts three stations: ``alpine`` on
+asyncio linked over the hub's Unix socket, ``coast`` on trio and ``valley`` on MicroPython,
+both linked over their stdout pipe with :class:`~aimdb.SerialLink`. The hub mirrors their
+records, derives the dew point per station with a join and shows a live table.
+
+``--mqtt URL``: ``alpine`` publishes to the broker itself, ``coast`` and ``valley`` go
+through a gateway process (pipe in, MQTT out), and the hub reads everything from the
+broker. ``--kafka URL``: the hub forwards every derived dew point to Kafka.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import signal
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aimdb import AimDbBuilder, BufferCfg, Context, SerialLink
+
+from ._procs import StationSpec, Supervised, exit_when_stdin_closes, micropython_runner, station_command
+from .station import DewPoint, Humidity, Temperature, dew_point, run_station, topic
+
+KAFKA_TOPIC = "aimdb-demo.dewpoint"
+STALE_AFTER = 2.0
+FIELDS = (("temperature", Temperature, "celsius"), ("humidity", Humidity, "percent"))
+
+
+def plan(mqtt: bool, runtimes: dict[str, str] | None = None) -> tuple[list[StationSpec], list[str]]:
+    """Decide where each station runs; returns the stations and one-line notes for the user."""
+    notes: list[str] = []
+    want = {"alpine": "asyncio", "coast": "trio", "valley": "micropython", **(runtimes or {})}
+    specs = []
+    for name, runtime in want.items():
+        note = ""
+        if runtime == "micropython":
+            prefix, reason = micropython_runner()
+            if prefix is None:
+                runtime, note = "asyncio", f"MicroPython unavailable ({reason}); '{name}' runs on CPython"
+        elif runtime == "trio":
+            try:
+                import trio  # noqa: F401
+            except ImportError:
+                runtime, note = "asyncio", f"trio is not installed; '{name}' runs on asyncio"
+        if note:
+            notes.append(note)
+        if name == "alpine":
+            transport = "mqtt" if mqtt else "socket"
+        else:
+            transport = "pipe"
+        specs.append(StationSpec(name, runtime, transport, note, gateway=mqtt and transport == "pipe"))
+    return specs, notes
+
+
+# ---------------------------------------------------------------------------- the hub's view
+
+
+@dataclass
+class StationView:
+    """What the hub knows about one station (updated by its taps)."""
+
+    spec: StationSpec
+    values: int = 0
+    last: dict[str, float] = field(default_factory=dict)
+    dewpoint: float | None = None
+    dewpoints: int = 0
+    last_rx: float | None = None
+    last_seq: dict[str, int] = field(default_factory=dict)
+    lost: int = 0
+    restarts: int = 0
+    pid: int | None = None
+    stale: bool = False
+    latencies_us: deque[int] = field(default_factory=lambda: deque(maxlen=200_000))
+    rate: float = 0.0
+    _rate_mark: tuple[float, int] = (0.0, 0)
+
+    def seen(self, field_name: str, value: float, ts_ns: int, seq: int) -> None:
+        """Account one value arriving at the hub."""
+        now_ns = time.time_ns()
+        self.values += 1
+        self.last[field_name] = value
+        self.last_rx = time.monotonic()
+        self.latencies_us.append(max(0, (now_ns - ts_ns) // 1000))
+        prev = self.last_seq.get(field_name)
+        if prev is not None and seq > prev + 1:
+            self.lost += seq - prev - 1
+        self.last_seq[field_name] = seq  # a restarted station starts again at 1
+
+    def age(self) -> float | None:
+        """Seconds since the last value, or ``None`` before the first."""
+        return None if self.last_rx is None else time.monotonic() - self.last_rx
+
+    def update_rate(self) -> None:
+        """Values per second since the previous call."""
+        now = time.monotonic()
+        t0, n0 = self._rate_mark
+        if t0:
+            self.rate = (self.values - n0) / max(now - t0, 1e-6)
+        self._rate_mark = (now, self.values)
+
+    def percentile_ms(self, q: float) -> float | None:
+        """The ``q`` quantile (0..1) of produce-to-hub latency, in ms."""
+        if not self.latencies_us:
+            return None
+        data = sorted(self.latencies_us)
+        return data[min(len(data) - 1, int(q * len(data)))] / 1000.0
+
+
+def _view_tap(view: StationView, field_name: str, attr: str) -> Any:
+    async def tap(ctx: Context, consumer: Any) -> None:
+        async for v in consumer.subscribe():
+            view.seen(field_name, getattr(v, attr), v.ts_ns, v.seq)
+
+    return tap
+
+
+def _dew_tap(view: StationView) -> Any:
+    async def tap(ctx: Context, consumer: Any) -> None:
+        async for d in consumer.subscribe():
+            view.dewpoints += 1
+            view.dewpoint = d.celsius
+
+    return tap
+
+
+def _station_key(name: str) -> Any:
+    key = name.encode()
+
+    def station_key(_value: DewPoint) -> bytes:
+        return key
+
+    return station_key
+
+
+def build_hub(
+    views: dict[str, StationView], *, mqtt: str | None, kafka: str | None, remote: Any
+) -> AimDbBuilder:
+    """Declare the hub: per station the two mirrored records and the dew-point join."""
+    b = AimDbBuilder(shutdown_timeout=1.0)
+    b.with_connector(remote)
+    if mqtt is not None:
+        from aimdb.connectors import MqttConnector
+
+        b.with_connector(MqttConnector(mqtt, client_id=f"aimdb-demo-hub-{os.getpid()}"))
+    if kafka is not None:
+        from aimdb.connectors import KafkaConnector
+
+        b.with_connector(KafkaConnector(kafka, client_id="aimdb-demo-hub", linger_ms=5))
+    for name, view in views.items():
+        for field_name, kind, attr in FIELDS:
+            reg = b.configure(kind, f"station.{name}.{field_name}").buffer(BufferCfg.SpmcRing(capacity=256))
+            reg.tap(_view_tap(view, field_name, attr), name="view")
+            if mqtt is not None:
+                reg.link_from("mqtt://" + topic(name, field_name)).finish()
+            else:
+                reg.remote(writable=True)  # stations write with record.set
+        dew = b.configure(DewPoint, f"hub.{name}.dewpoint").buffer(BufferCfg.SingleLatest())
+        dew.join(
+            [(Temperature, f"station.{name}.temperature"), (Humidity, f"station.{name}.humidity")], dew_point
+        )
+        dew.tap(_dew_tap(view), name="view")
+        if kafka is not None:
+            dew.link_to("kafka://" + KAFKA_TOPIC).key(_station_key(name)).finish()
+    return b
+
+
+# ---------------------------------------------------------------------------- output
+
+
+def _fmt(v: float | None, digits: int = 2) -> str:
+    return "—" if v is None else f"{v:.{digits}f}"
+
+
+def _status(view: StationView) -> str:
+    if view.last_rx is None:
+        return "waiting"
+    return "STALE" if view.stale else "ok"
+
+
+def _render(views: dict[str, StationView], elapsed: float, header: str) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"aimdb weather mesh — {elapsed:5.1f} s", caption=header, expand=False)
+    cols = (
+        "station",
+        "runtime",
+        "link",
+        "temp °C",
+        "hum %",
+        "dew °C",
+        "age s",
+        "rate/s",
+        "p50/p99 ms",
+        "lost",
+        "",
+    )
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("station", "runtime", "link", "") else "right")
+    for v in views.values():
+        status = _status(v)
+        style = "red" if status == "STALE" else ("dim" if status == "waiting" else "")
+        table.add_row(
+            v.spec.name,
+            v.spec.runtime,
+            v.spec.link,
+            _fmt(v.last.get("temperature")),
+            _fmt(v.last.get("humidity"), 1),
+            _fmt(v.dewpoint),
+            _fmt(v.age(), 1),
+            _fmt(v.rate, 1),
+            f"{_fmt(v.percentile_ms(0.5), 1)}/{_fmt(v.percentile_ms(0.99), 1)}",
+            str(v.lost),
+            status,
+            style=style,
+        )
+    return table
+
+
+def _line(v: StationView, elapsed: float) -> str:
+    return (
+        f"[{elapsed:6.1f}s] {v.spec.name:<7} {v.spec.runtime:<11} {v.spec.link:<10} "
+        f"temp={_fmt(v.last.get('temperature'))} hum={_fmt(v.last.get('humidity'), 1)} "
+        f"dew={_fmt(v.dewpoint)} age={_fmt(v.age(), 2)}s rate={v.rate:.1f}/s values={v.values} "
+        f"dewpoints={v.dewpoints} lost={v.lost} p99={_fmt(v.percentile_ms(0.99), 2)}ms {_status(v)}"
+    )
+
+
+def summary(views: dict[str, StationView], wall: float, cpu: float, mode: dict[str, Any]) -> dict[str, Any]:
+    """Machine-readable result of a run (printed as the last line)."""
+    stations = {}
+    all_lat: list[int] = []
+    for name, v in views.items():
+        all_lat.extend(v.latencies_us)
+        stations[name] = {
+            "runtime": v.spec.runtime,
+            "link": v.spec.link,
+            "values": v.values,
+            "dewpoints": v.dewpoints,
+            "last_dewpoint": v.dewpoint,
+            "lost": v.lost,
+            "restarts": v.restarts,
+            "p50_ms": v.percentile_ms(0.5),
+            "p99_ms": v.percentile_ms(0.99),
+        }
+    all_lat.sort()
+
+    def q(p: float) -> float | None:
+        return all_lat[min(len(all_lat) - 1, int(p * len(all_lat)))] / 1000.0 if all_lat else None
+
+    return {
+        **mode,
+        "duration_s": round(wall, 2),
+        "hub_cpu_percent": round(100.0 * cpu / max(wall, 1e-9), 2),
+        "latency_ms": {"p50": q(0.5), "p99": q(0.99), "max": q(1.0), "samples": len(all_lat)},
+        "stations": stations,
+    }
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+# ---------------------------------------------------------------------------- hub
+
+
+async def run_hub(args: argparse.Namespace) -> int:
+    """Run the hub and its stations until ``--duration`` elapses or it is interrupted."""
+    from aimdb.remote import RemoteAccess, RemoteConfig
+
+    headless: bool = args.headless
+    specs, notes = plan(args.mqtt is not None)
+    views = {s.name: StationView(s) for s in specs}
+    writable = () if args.mqtt else ("station.#",)
+    remote = RemoteAccess(RemoteConfig(name=args.name, writable=writable, max_connections=32))
+    db = build_hub(views, mqtt=args.mqtt, kafka=args.kafka, remote=remote).build()
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    for note in notes:
+        say(f"aimdb demo: {note}")
+    start, cpu0 = time.monotonic(), _cpu()
+    supervisors: list[Supervised] = []
+    tasks: list[asyncio.Task[None]] = []
+    logs: deque[str] = deque(maxlen=200)
+    live = None
+    async with db:
+        server = await remote.wait_started()
+        sock = server.unix_path
+        say(
+            f"aimdb demo: hub serving remote access on unix://{sock}; from another terminal:\n"
+            f"  aimdb record list          aimdb watch 'station.#'          "
+            f"(or: aimdb --connect unix://{sock} ...)"
+        )
+
+        def on_line(prefix: str) -> Any:
+            def emit(text: str) -> None:
+                line = f"[{prefix}] {text}"
+                if headless:
+                    print(line, file=sys.stderr, flush=True)
+                else:
+                    logs.append(line)
+
+            return emit
+
+        def on_event(names: list[str]) -> Any:
+            def event(kind: str, info: dict[str, Any]) -> None:
+                for n in names:
+                    view = views[n]
+                    if kind == "started":
+                        if info["starts"] > 1:
+                            view.restarts += 1
+                        if len(names) == 1:
+                            view.pid = info["pid"]
+                            spec = view.spec
+                            say(f"aimdb demo: station {n} ({spec.runtime}, {spec.link}) pid {info['pid']}")
+                    elif kind == "exited":
+                        say(
+                            f"aimdb demo: station {n} exited (code {info['code']}); "
+                            f"restarting in {info['restart_in']:g} s"
+                        )
+
+            return event
+
+        def serve_pipe(name: str) -> Any:
+            async def serve(reader: asyncio.StreamReader, writer: Any) -> None:
+                await server.serve_stream(reader, writer, peer=f"pipe:{name}")
+
+            return serve
+
+        if args.mqtt is None:
+            for s in specs:
+                link = f"unix://{sock}" if s.transport == "socket" else "stdout"
+                supervisors.append(
+                    Supervised(
+                        s.name,
+                        station_command(s, args.hz, link),
+                        on_line(s.name),
+                        serve_pipe(s.name) if s.transport == "pipe" else None,
+                        on_event([s.name]),
+                    )
+                )
+        else:
+            direct = [s for s in specs if s.transport == "mqtt"]
+            piped = [s for s in specs if s.transport == "pipe"]
+            for s in direct:
+                supervisors.append(
+                    Supervised(
+                        s.name,
+                        station_command(s, args.hz, args.mqtt),
+                        on_line(s.name),
+                        None,
+                        on_event([s.name]),
+                    )
+                )
+            if piped:
+                gw = [sys.executable, "-m", "aimdb._demo", "gateway", "--mqtt", args.mqtt]
+                gw += ["--hz", f"{args.hz:g}", "--stations", ",".join(f"{s.name}:{s.runtime}" for s in piped)]
+                supervisors.append(Supervised("gateway", gw, on_line("gateway"), None, on_event([])))
+        tasks = [asyncio.ensure_future(s.run()) for s in supervisors]
+        mode = {"mode": "mqtt" if args.mqtt else "default", "kafka": bool(args.kafka), "hz": args.hz}
+        if not headless:
+            try:
+                from rich.live import Live
+
+                live = Live(_render(views, 0.0, ""), refresh_per_second=4, transient=False)
+                live.start()
+            except ImportError:
+                headless = True
+        header = f"remote: aimdb --connect unix://{sock} watch 'station.#'  ·  Ctrl-C stops"
+        try:
+            tick = 0
+            while args.duration is None or time.monotonic() - start < args.duration:
+                await asyncio.sleep(0.25)
+                tick += 1
+                elapsed = time.monotonic() - start
+                for v in views.values():
+                    age = v.age()
+                    stale = age is not None and age > STALE_AFTER
+                    if stale != v.stale:
+                        v.stale = stale
+                        if stale:
+                            say(f"aimdb demo: station {v.spec.name} is STALE (no value for {age:.1f} s)")
+                        else:
+                            say(f"aimdb demo: station {v.spec.name} is back")
+                if tick % 4 == 0:
+                    for v in views.values():
+                        v.update_rate()
+                    if headless:
+                        for v in views.values():
+                            say(_line(v, elapsed))
+                if live is not None:
+                    live.update(_render(views, elapsed, header))
+        finally:
+            if live is not None:
+                live.stop()
+            await asyncio.gather(*(s.stop() for s in supervisors), return_exceptions=True)
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(BaseException):
+                    await t
+            wall, cpu = time.monotonic() - start, _cpu() - cpu0
+            for line in logs:
+                print(line, file=sys.stderr)
+            say("aimdb demo summary: " + json.dumps(summary(views, wall, cpu, mode)))
+    say("aimdb demo: stopped cleanly")
+    return 0
+
+
+# ---------------------------------------------------------------------------- gateway (--mqtt)
+
+
+async def run_gateway(args: argparse.Namespace) -> int:
+    """Serve pipe-linked stations and republish their records to MQTT (``--mqtt`` mode)."""
+    from aimdb.connectors import MqttConnector
+    from aimdb.remote import RemoteAccess, RemoteConfig
+
+    exit_when_stdin_closes()
+    specs = [StationSpec(n, rt, "pipe") for n, rt in (item.split(":") for item in args.stations.split(","))]
+    remote = RemoteAccess(RemoteConfig(name="aimdb-demo-gateway", unix=None, writable=("station.#",)))
+    b = AimDbBuilder(shutdown_timeout=1.0).with_connector(remote)
+    b.with_connector(MqttConnector(args.mqtt, client_id=f"aimdb-demo-gateway-{os.getpid()}"))
+    for s in specs:
+        for field_name, kind, _ in FIELDS:
+            reg = b.configure(kind, f"station.{s.name}.{field_name}").buffer(BufferCfg.SpmcRing(capacity=256))
+            reg.remote(writable=True)
+            reg.link_to("mqtt://" + topic(s.name, field_name)).finish()
+    sups: list[Supervised] = []
+    async with b.build():
+        server = await remote.wait_started()
+        for s in specs:
+
+            async def serve(reader: asyncio.StreamReader, writer: Any, n: str = s.name) -> None:
+                await server.serve_stream(reader, writer, peer=f"pipe:{n}")
+
+            def line(text: str, n: str = s.name) -> None:
+                print(f"[{n}] {text}", file=sys.stderr, flush=True)
+
+            def event(kind: str, info: dict[str, Any], spec: StationSpec = s) -> None:
+                if kind == "started":
+                    print(
+                        f"station {spec.name} ({spec.runtime}, pipe to gateway) pid {info['pid']}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+
+            sups.append(Supervised(s.name, station_command(s, args.hz, "stdout"), line, serve, event))
+        tasks = [asyncio.ensure_future(s.run()) for s in sups]
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await asyncio.gather(*(s.stop() for s in sups), return_exceptions=True)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    return 0
+
+
+# ---------------------------------------------------------------------------- station (CPython)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def run_cpython_station(args: argparse.Namespace) -> int:
+    """Run one station on asyncio or trio with the link named by ``--link``."""
+    exit_when_stdin_closes()
+    link: str = args.link
+    connector: Any
+    if link == "stdout":
+        out = os.dup(1)
+        os.dup2(2, 1)  # stray prints go to stderr; stdout carries the link only
+        connector = SerialLink(lambda frame: _write_all(out, frame), name=f"station-{args.name}")
+    elif link.startswith(("mqtt://", "mqtts://")):
+        from aimdb.connectors import MqttConnector
+
+        connector = MqttConnector(link, client_id=f"aimdb-demo-{args.name}-{os.getpid()}")
+    else:
+        from aimdb.remote import AimdbConnector
+
+        connector = AimdbConnector(link, name=f"station-{args.name}", backoff=(0.05, 1.0))
+    mqtt = link.startswith(("mqtt://", "mqtts://"))
+    if args.runtime == "trio":
+        import trio
+
+        trio.run(run_station, args.name, args.hz, connector, mqtt)
+    else:
+        asyncio.run(run_station(args.name, args.hz, connector, mqtt))
+    return 0
+
+
+# ---------------------------------------------------------------------------- entry
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="aimdb demo",
+        description="Weather mesh: three stations (asyncio, trio, MicroPython) and an edge hub.",
+    )
+    p.add_argument(
+        "--duration", type=float, default=None, help="stop after S seconds (default: run until Ctrl-C)"
+    )
+    p.add_argument("--headless", action="store_true", help="plain log lines instead of the live table")
+    p.add_argument("--hz", type=float, default=10.0, help="samples per second per sensor (default 10)")
+    p.add_argument("--mqtt", metavar="URL", help="stations publish to this broker, the hub reads from it")
+    p.add_argument("--kafka", metavar="URL", help="the hub forwards derived dew points to this Kafka broker")
+    p.add_argument("--name", default="aimdb-demo", help="instance name of the hub (remote access)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """Dispatch ``aimdb demo`` (hub) and its internal ``station`` / ``gateway`` roles."""
+    if argv[:1] == ["station"]:
+        p = argparse.ArgumentParser(prog="aimdb demo station")
+        p.add_argument("name")
+        p.add_argument("--runtime", choices=("asyncio", "trio"), default="asyncio")
+        p.add_argument("--hz", type=float, default=10.0)
+        p.add_argument("--link", default="stdout")
+        return run_cpython_station(p.parse_args(argv[1:]))
+    if argv[:1] == ["gateway"]:
+        p = argparse.ArgumentParser(prog="aimdb demo gateway")
+        p.add_argument("--mqtt", required=True)
+        p.add_argument("--hz", type=float, default=10.0)
+        p.add_argument("--stations", required=True)
+        return asyncio.run(run_gateway(p.parse_args(argv[1:])))
+    args = _parser().parse_args(argv)
+    if args.hz <= 0:
+        print("aimdb demo: --hz must be positive", file=sys.stderr)
+        return 2
+    args.headless = args.headless or not sys.stdout.isatty()
+    try:
+        return asyncio.run(run_hub(args))
+    except KeyboardInterrupt:
+        print("aimdb demo: interrupted, stopped", flush=True)
+        return 0
