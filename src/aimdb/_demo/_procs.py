@@ -9,6 +9,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,10 +131,17 @@ class Supervised:
             if self.on_stdout is not None:
                 assert proc.stdout is not None
                 tasks.append(asyncio.ensure_future(self.on_stdout(proc.stdout, proc.stdin)))
+            waiter = asyncio.ensure_future(proc.wait())
             try:
-                code = await proc.wait()
+                # wait() also waits for the pipes, which a surviving grandchild (the MicroPython
+                # runner's interpreter process) may hold open; the exit status comes first.
+                while proc.returncode is None and not waiter.done():
+                    await asyncio.wait([waiter], timeout=0.2)
+                code = proc.returncode
             finally:
-                self._killpg(proc.pid, signal.SIGKILL)  # leftovers (the runner's own child)
+                self._killpg(proc.pid, signal.SIGKILL)  # leftovers of the process group
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(waiter, 1.0)  # pipes close once the group is gone
                 for t in tasks:
                     t.cancel()
                 for t in tasks:
@@ -164,12 +172,13 @@ class Supervised:
         if proc is None or proc.returncode is not None:
             return
         self._killpg(proc.pid, signal.SIGTERM)
-        try:
+        deadline = time.monotonic() + grace
+        # Not proc.wait(): it also waits for pipes a leftover grandchild may hold open.
+        while proc.returncode is None and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        self._killpg(proc.pid, signal.SIGKILL)  # whatever of the group is left
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(proc.wait(), grace)
-        except asyncio.TimeoutError:
-            self._killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(proc.wait(), grace)
 
 
 def exit_when_stdin_closes() -> None:
