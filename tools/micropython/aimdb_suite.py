@@ -110,6 +110,33 @@ async def end_to_end():
     print("end-to-end ok")
 
 
+async def serial_link():
+    import json
+
+    frames = []
+    link = aimdb.SerialLink(frames.append, name="mpy", hello_every=0)
+
+    async def src(ctx, producer):
+        for i in range(5):
+            producer.produce(Temperature(float(i)))
+
+    b = AimDbBuilder().with_connector(link)
+    b.configure(
+        Temperature, "t", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=8)).source(src).link_to("aimdb://hub.t")
+    )
+    async with b.build():
+        for _ in range(100):
+            if len(frames) >= 6:
+                break
+            await asyncio.sleep(0.005)
+    objs = [json.loads(f) for f in frames]
+    check(objs[0]["method"] == "hello" and objs[0]["params"]["client"] == "mpy", "hello " + repr(objs[0]))
+    vals = [o["params"]["value"]["celsius"] for o in objs[1:]]
+    check(vals == [0.0, 1.0, 2.0, 3.0, 4.0], "serial link values " + repr(vals))
+    check(all("id" not in o and o["params"]["key"] == "hub.t" for o in objs[1:]), "notifications")
+    print("serial link ok")
+
+
 async def bench(readers, n):
     b = AimDbBuilder(type_checks=False)
     b.configure(int, "n", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=256)))
@@ -145,6 +172,7 @@ async def main():
     print("buffer conformance checks:", await run_buffer_conformance())
     print("runtime conformance checks:", await check_runtime_backend(get_backend("micropython")))
     await end_to_end()
+    await serial_link()
     for readers in (1, 4):
         await bench(readers, 5000)
     print("SUITE OK")
