@@ -245,3 +245,41 @@ def test_without_micropython_the_station_runs_on_cpython_with_one_note(demos: An
     assert len(notes) == 1 and "'valley' runs on CPython" in notes[0]
     assert summary["stations"]["valley"]["runtime"] == "asyncio"
     assert summary["stations"]["valley"]["values"] >= 5
+
+
+def test_live_table_on_a_terminal(tmp_path: Path) -> None:
+    """Without --headless on a TTY the demo draws the rich table, then stops cleanly."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "AIMDB_RUNTIME_DIR": str(tmp_path), "COLUMNS": "160", "LINES": "40", "TERM": "xterm"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aimdb._demo", "--duration", "3"], stdout=slave, stderr=slave, env=env
+    )
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            elif proc.poll() is not None:
+                break
+        assert proc.wait(10) == 0
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = out.decode(errors="replace")
+    assert "aimdb weather mesh" in text and "dew °C" in text
+    assert all(name in text for name in STATIONS)
+    assert "aimdb demo: stopped cleanly" in text and "Traceback" not in text

@@ -413,7 +413,16 @@ async def run_hub(args: argparse.Namespace) -> int:
             wall, cpu = time.monotonic() - start, _cpu() - cpu0
             for line in logs:
                 print(line, file=sys.stderr)
-            say("aimdb demo summary: " + json.dumps(summary(views, wall, cpu, mode)))
+            result = summary(views, wall, cpu, mode)
+            if headless:
+                say("aimdb demo summary: " + json.dumps(result))
+            else:
+                lat = result["latency_ms"]
+                say(
+                    f"aimdb demo: {lat['samples']} values from {len(views)} stations in {wall:.1f} s; "
+                    f"produce-to-hub latency p50 {_fmt(lat['p50'])} ms, p99 {_fmt(lat['p99'])} ms; "
+                    f"hub CPU {result['hub_cpu_percent']:.1f} %"
+                )
     say("aimdb demo: stopped cleanly")
     return 0
 
