@@ -266,8 +266,7 @@ class BaseConnector(Connector):
     A connector instance serves one database at a time, on asyncio or uvloop.
 
     Args:
-        url: connector URL.
-        endpoint: the parsed URL.
+        endpoint: the parsed connector URL.
         reconnect: the :class:`ReconnectPolicy` (default: 0.1 s doubling to 10 s, ±20 %,
             forever).
         connect_timeout: seconds one connection attempt may take.

@@ -58,6 +58,7 @@ ERROR_CODES = (
     SHUTTING_DOWN,
     INTERNAL_ERROR,
 )
+"""Every error code a server may send, as stable strings (see the protocol document)."""
 
 METHODS = (
     "hello",
@@ -72,6 +73,7 @@ METHODS = (
     "stats",
     "stats.reset",
 )
+"""Every method a server answers, in the order the protocol document lists them."""
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
