@@ -373,3 +373,12 @@ async def test_join_stream_skips_lag_and_counts_it(rt: Any) -> None:
                 break
     assert seen == [(0, 3), (0, 4)]
     assert lagged[-1] == 3
+
+
+async def test_memory_connector_inject_works_right_after_start(rt: Any) -> None:
+    conn = MemoryConnector()
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Temp, "in", lambda r: r.buffer(BufferCfg.SingleLatest()).link_from("memory://cmd/t").finish())
+    async with b.build() as db:
+        assert conn.inject("memory://cmd/t".split("://")[1], b'{"celsius": 3.5}') == 1
+        assert db.consumer(Temp, "in").peek() == Temp(3.5)

@@ -144,3 +144,18 @@ def test_link_validation() -> None:
     assert "not a pattern" in text and "dot-separated" in text
     with pytest.raises(ValueError):
         AimdbConnector("ftp://nope")
+
+
+@aio
+async def test_normal_shutdown_logs_no_lost_link(caplog: pytest.LogCaptureFixture) -> None:
+    with short_tmpdir() as d:
+        path = os.path.join(d, "station.sock")
+        conn = AimdbConnector("unix://" + path, backoff=(0.02, 0.1))
+        async with station().build() as sdb:
+            server = RemoteServer(sdb, RemoteConfig(unix=path, writable=["station.*.setpoint"]))
+            await server.start()
+            with caplog.at_level("WARNING", logger="aimdb.remote.link"):
+                async with hub(conn).build():
+                    assert await conn.wait_connected(5)
+            await server.aclose()
+    assert not [r for r in caplog.records if "lost" in r.getMessage()], caplog.text

@@ -3,11 +3,14 @@
 A connector is one object registered on the builder (``builder.with_connector(c)``) and
 selected by URL scheme. At start the database hands it the routes of every link with its
 scheme (:class:`ConnectorRoutes`) by calling ``await connector.run(routes)`` in a task of
-its own; ``run`` works until cancelled. Outbound routes carry a reader subscribed before
-any source started; inbound routes carry ``deliver(payload)``, which decodes into the
-record's type, counts and logs bad payloads and produces good ones. At stop, after the
-records' buffers closed (outbound readers drain what is left), the database awaits
-``connector.shutdown(timeout)`` when the connector has it, then cancels ``run``.
+its own; ``run`` works until cancelled. A connector may also define a synchronous
+``bind(routes)``, called with the same routes before ``start()`` returns (before ``run``
+is first scheduled), for state that must exist as soon as the database is started.
+Outbound routes carry a reader subscribed before any source started; inbound routes
+carry ``deliver(payload)``, which decodes into the record's type, counts and logs bad
+payloads and produces good ones. At stop, after the records' buffers closed (outbound
+readers drain what is left), the database awaits ``connector.shutdown(timeout)`` when the
+connector has it, then cancels ``run``.
 """
 
 from .._compat import TYPE_CHECKING, get_logger

@@ -547,6 +547,9 @@ class AimDb:
         for scheme, conn in self._connectors.items():
             routes = self._routes_for(scheme, rt)
             if routes.outbound or routes.inbound or getattr(conn, "always_run", False):
+                bind = getattr(conn, "bind", None)
+                if bind is not None:
+                    bind(routes)  # synchronously, so the connector is usable once start() returns
                 self._connector_tasks.append(
                     group.spawn("aimdb.connector[" + scheme + "]", self._run_connector, conn, routes)
                 )

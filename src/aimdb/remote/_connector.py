@@ -76,6 +76,7 @@ class AimdbConnector:
         self._client: AsyncClient | None = None
         self._routes: Any = None
         self._pending: dict[int, bytes] = {}
+        self._closing = False
 
     # -------------------------------------------------------------- build-time
 
@@ -151,6 +152,8 @@ class AimdbConnector:
             try:
                 await self._session(client, routes, pending)
             except (RemoteError, OSError) as exc:
+                if self._closing:  # our own shutdown closed the session
+                    return
                 self.last_error = str(exc)
                 _log.warning("aimdb link to %s lost: %s", self.endpoint or "stream", exc)
             finally:
@@ -243,6 +246,7 @@ class AimdbConnector:
     async def shutdown(self, timeout: float) -> None:
         """Let outbound values still pending go out (within ``timeout``), then disconnect."""
         loop = asyncio.get_running_loop()
+        self._closing = True
         deadline = loop.time() + timeout * 0.8
         routes = self._routes
         while routes is not None and self.connected and loop.time() < deadline:

@@ -22,6 +22,10 @@ class MemoryConnector(Connector):
         self.published: dict[str, list[bytes]] = {}
         self._routes: ConnectorRoutes | None = None
 
+    def bind(self, routes: "ConnectorRoutes") -> None:
+        """Keep the routes (called by the database at start), so :meth:`inject` works at once."""
+        self._routes = routes
+
     async def run(self, routes: "ConnectorRoutes") -> None:
         """Publish every outbound route's values into :attr:`published` until cancelled."""
         self._routes = routes
