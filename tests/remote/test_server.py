@@ -591,3 +591,32 @@ async def test_notifications_are_applied_never_answered_and_failures_counted() -
         assert st["notification_errors"] == 3 and st["sets"] == 2
         assert (await raw.call("ping"))["result"]["pong"] is True
         raw.close()
+
+
+# ------------------------------------------------------------------ typed client errors
+
+
+@aio
+async def test_client_errors_are_typed() -> None:
+    from aimdb import AimDbError, PermissionDenied, ProtocolError
+    from aimdb.remote import RemotePermissionDenied, RemoteProtocolError
+
+    async with served(writable=["config.#"]) as (_db, server):
+        async with await AsyncClient.connect("unix://" + server.unix_path) as c:
+            with pytest.raises(PermissionDenied) as ei:
+                await c.set("config.locked", {"celsius": 1.0})
+            err = ei.value
+            assert isinstance(err, RemotePermissionDenied) and isinstance(err, PermissionError)
+            assert isinstance(err, RemoteError) and isinstance(err, AimDbError)
+            assert err.code == "permission_denied" and err.key == "config.locked"
+            with pytest.raises(RemoteError) as ei2:
+                await c.get("no.such.record")
+            assert ei2.value.code == "not_found"
+            assert not isinstance(ei2.value, (PermissionDenied, ProtocolError))
+            with pytest.raises(ProtocolError) as ei3:
+                await c.call("no.such.method", {})
+            assert isinstance(ei3.value, RemoteProtocolError) and ei3.value.code == "method_not_found"
+    async with served(token="s3cret") as (_db, server):
+        with pytest.raises(RemotePermissionDenied) as ei4:
+            await AsyncClient.connect("unix://" + server.unix_path, token="wrong")
+        assert ei4.value.code == "auth_failed"

@@ -24,6 +24,12 @@ from ._client import (
     RemoteError as RemoteError,
 )
 from ._client import (
+    RemotePermissionDenied as RemotePermissionDenied,
+)
+from ._client import (
+    RemoteProtocolError as RemoteProtocolError,
+)
+from ._client import (
     Subscription as Subscription,
 )
 from ._client import (
@@ -96,6 +102,8 @@ __all__ = (
     "RemoteAccess",
     "RemoteConfig",
     "RemoteError",
+    "RemotePermissionDenied",
+    "RemoteProtocolError",
     "RemoteServer",
     "Subscription",
     "SyncClient",

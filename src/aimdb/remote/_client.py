@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from .._errors import AimDbError
+from .._errors import AimDbError, PermissionDenied, ProtocolError
 from . import _protocol as P
 from ._discovery import socket_files
 
@@ -33,6 +33,65 @@ class RemoteError(AimDbError):
         self.code = code
         self.details = details
         super().__init__(message)
+
+
+class RemotePermissionDenied(RemoteError, PermissionDenied):
+    """The server refused the request (``permission_denied`` or ``auth_failed``).
+
+    Also a :class:`aimdb.PermissionDenied` (and so a :class:`PermissionError`); ``key`` is
+    the record key when the request named one, else ``""``.
+    """
+
+    def __init__(self, code: str, message: str, details: Any = None, key: str = "") -> None:
+        AimDbError.__init__(self, message)  # not the other bases' __init__: they take other arguments
+        self.code = code
+        self.details = details
+        self.key = key
+        self.reason = message
+
+
+class RemoteProtocolError(RemoteError, ProtocolError):
+    """The server rejected the frame itself; also a :class:`aimdb.ProtocolError`.
+
+    Codes: malformed frame, unknown method, bad parameters, missing handshake,
+    incompatible version, frame too large.
+    """
+
+    def __init__(self, code: str, message: str, details: Any = None) -> None:
+        AimDbError.__init__(self, message)  # not ProtocolError's __init__: it would reset ``code``
+        self.code = code
+        self.details = details
+
+
+_PERMISSION_CODES = frozenset({"permission_denied", "auth_failed"})
+_PROTOCOL_CODES = frozenset(
+    {
+        "parse_error",
+        "invalid_request",
+        "frame_too_large",
+        "handshake_required",
+        "version_mismatch",
+        "method_not_found",
+        "invalid_params",
+    }
+)
+
+
+def error_from_reply(error: Any, key: str = "") -> RemoteError:
+    """Build the typed exception for an ``error`` object of a reply.
+
+    ``permission_denied``/``auth_failed`` give :class:`RemotePermissionDenied`, protocol-level
+    codes :class:`RemoteProtocolError`, every other code a plain :class:`RemoteError`.
+    """
+    e = error if isinstance(error, dict) else {}
+    code, message, details = str(e.get("code")), str(e.get("message")), e.get("details")
+    if code in _PERMISSION_CODES:
+        if not key and isinstance(details, dict) and isinstance(details.get("key"), str):
+            key = details["key"]
+        return RemotePermissionDenied(code, message, details, key)
+    if code in _PROTOCOL_CODES:
+        return RemoteProtocolError(code, message, details)
+    return RemoteError(code, message, details)
 
 
 class _Incoming(msgspec.Struct):
@@ -331,7 +390,7 @@ class AsyncClient:
         if inc.id is None:
             if isinstance(inc.error, dict):  # connection-level error (limit, bad frame ...)
                 e = inc.error
-                self._close_error = RemoteError(str(e.get("code")), str(e.get("message")), e.get("details"))
+                self._close_error = error_from_reply(e)
                 if not self._pending:
                     return
                 # Fail the oldest pending request: the server answered it with id null.
@@ -345,7 +404,7 @@ class AsyncClient:
         if isinstance(inc.error, dict):
             e = inc.error
             self._pending_subs.pop(inc.id, None)
-            fut2.set_exception(RemoteError(str(e.get("code")), str(e.get("message")), e.get("details")))
+            fut2.set_exception(error_from_reply(e))
             return
         result = None if inc.result is msgspec.UNSET else inc.result
         psub = self._pending_subs.pop(inc.id, None)

@@ -998,16 +998,19 @@ class RemoteServer:
             raise _RemoteFailure(
                 P.PERMISSION_DENIED,
                 f"record {info.key!r} is written by its {info.writer_kind}; remote writes are refused",
+                {"key": info.key},
             )
         if not self.config.writable:
-            raise _RemoteFailure(P.PERMISSION_DENIED, "this server is read-only")
+            raise _RemoteFailure(P.PERMISSION_DENIED, "this server is read-only", {"key": info.key})
         if info.key not in self.writable_keys():
             reason = (
                 "declared without remote(writable=True)"
                 if not info.remote_writable
                 else "not in the server's write allow-list"
             )
-            raise _RemoteFailure(P.PERMISSION_DENIED, f"record {info.key!r} is not writable: {reason}")
+            raise _RemoteFailure(
+                P.PERMISSION_DENIED, f"record {info.key!r} is not writable: {reason}", {"key": info.key}
+            )
 
     def encoder(self, info: Any) -> Callable[[Any], bytes]:
         enc = self._encoders.get(info.key)
