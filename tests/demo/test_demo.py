@@ -283,3 +283,30 @@ def test_live_table_on_a_terminal(tmp_path: Path) -> None:
     assert "aimdb weather mesh" in text and "dew °C" in text
     assert all(name in text for name in STATIONS)
     assert "aimdb demo: stopped cleanly" in text and "Traceback" not in text
+
+
+def test_stations_exit_when_the_hub_is_killed(demos: Any) -> None:
+    """SIGKILL leaves the hub no chance to clean up: the stations notice and exit on their own."""
+    d = demos()
+    pids = [d.pid_of(n) for n in STATIONS]
+    d.wait_line(lambda s: s.startswith("[") and " valley " in s and s.endswith(" ok"))
+    d.proc.kill()
+    d.proc.wait(10)
+    deadline = time.monotonic() + 10
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in alive if _group_alive(p)]
+    for p in alive:  # do not leave them behind, but fail
+        os.killpg(p, signal.SIGKILL)
+    assert not alive, f"station process groups still running: {alive}"
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    # Zombies of the dead hub are reaped by init; only a running member counts.
+    out = subprocess.run(["ps", "-o", "stat=", "-g", str(pgid)], capture_output=True, text=True).stdout
+    return any(not s.startswith("Z") for s in out.split())

@@ -41,6 +41,9 @@ const USAGE = `usage: node run.mjs [--path DIR]... [--heap SIZE] [--timeout SECO
   --heap SIZE        MicroPython heap size, e.g. 512k, 8m, 64m (default 8m)
   --timeout SECONDS  kill the run after SECONDS (default 60; 0 = none)
   --exec CODE        run CODE instead of a script file
+  --exit-on-stdin-eof
+                     stop the run (exit 0) when stdin reaches end of file, e.g.
+                     when the parent process that holds the other end dies
   -h, --help         show this help
 
 The script runs as __main__ with top-level await allowed.  This port has no
@@ -61,7 +64,9 @@ function parseSize(text) {
 }
 
 function parseArgs(argv) {
-  const opts = { paths: [], heap: 8 * 1024 * 1024, timeout: 60, exec: null, script: null, args: [], child: false };
+  const opts = {
+    paths: [], heap: 8 * 1024 * 1024, timeout: 60, exec: null, script: null, args: [], child: false, eofExit: false,
+  };
   let i = 0;
   const need = (name) => {
     if (i + 1 >= argv.length) usageError(`${name} needs a value`);
@@ -79,6 +84,7 @@ function parseArgs(argv) {
       if (!Number.isFinite(opts.timeout) || opts.timeout < 0) usageError(`bad --timeout: ${v}`);
     } else if (a === "--exec" || a === "-c") { opts.exec = need(a); i++; break; }
     else if (a === "--child") opts.child = true;
+    else if (a === "--exit-on-stdin-eof") opts.eofExit = true;
     else if (a === "-h" || a === "--help") { process.stdout.write(USAGE + "\n"); process.exit(0); }
     else if (a === "--") { i++; if (opts.exec === null && i < argv.length) { opts.script = argv[i]; i++; } break; }
     else if (a.startsWith("-") && a !== "-") usageError(`unknown option ${a}`);
@@ -96,8 +102,15 @@ function parseArgs(argv) {
 
 function runParent(argv, opts) {
   const child = spawn(process.execPath, [fileURLToPath(import.meta.url), "--child", ...argv], {
-    stdio: "inherit",
+    stdio: opts.eofExit ? ["ignore", "inherit", "inherit"] : "inherit",
   });
+  if (opts.eofExit) {
+    // The parent owns stdin: the Python code never reads it, so its end means the
+    // process at the other end is gone.
+    process.stdin.on("data", () => {});
+    process.stdin.on("end", () => { child.kill("SIGKILL"); process.exit(0); });
+    process.stdin.on("error", () => { child.kill("SIGKILL"); process.exit(0); });
+  }
   let timedOut = false;
   let timer = null;
   if (opts.timeout > 0) {

@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import resource
+import secrets
 import signal
 import sys
 import time
@@ -142,7 +143,7 @@ def _station_key(name: str) -> Any:
 
 
 def build_hub(
-    views: dict[str, StationView], *, mqtt: str | None, kafka: str | None, remote: Any
+    views: dict[str, StationView], *, mqtt: str | None, kafka: str | None, remote: Any, prefix: str = ""
 ) -> AimDbBuilder:
     """Declare the hub: per station the two mirrored records and the dew-point join."""
     b = AimDbBuilder(shutdown_timeout=1.0)
@@ -160,7 +161,7 @@ def build_hub(
             reg = b.configure(kind, f"station.{name}.{field_name}").buffer(BufferCfg.SpmcRing(capacity=256))
             reg.tap(_view_tap(view, field_name, attr), name="view")
             if mqtt is not None:
-                reg.link_from("mqtt://" + topic(name, field_name)).finish()
+                reg.link_from("mqtt://" + topic(prefix, name, field_name)).finish()
             else:
                 reg.remote(writable=True)  # stations write with record.set
         dew = b.configure(DewPoint, f"hub.{name}.dewpoint").buffer(BufferCfg.SingleLatest())
@@ -282,13 +283,16 @@ async def run_hub(args: argparse.Namespace) -> int:
     views = {s.name: StationView(s) for s in specs}
     writable = () if args.mqtt else ("station.#",)
     remote = RemoteAccess(RemoteConfig(name=args.name, writable=writable, max_connections=32))
-    db = build_hub(views, mqtt=args.mqtt, kafka=args.kafka, remote=remote).build()
+    prefix = args.topic_prefix or f"aimdb-demo/{secrets.token_hex(3)}"
+    db = build_hub(views, mqtt=args.mqtt, kafka=args.kafka, remote=remote, prefix=prefix).build()
 
     def say(text: str) -> None:
         print(text, flush=True)
 
     for note in notes:
         say(f"aimdb demo: {note}")
+    if args.mqtt:
+        say(f"aimdb demo: stations publish to {args.mqtt} on {prefix}/<station>/<temperature|humidity>")
     start, cpu0 = time.monotonic(), _cpu()
     supervisors: list[Supervised] = []
     tasks: list[asyncio.Task[None]] = []
@@ -357,14 +361,23 @@ async def run_hub(args: argparse.Namespace) -> int:
                 supervisors.append(
                     Supervised(
                         s.name,
-                        station_command(s, args.hz, args.mqtt),
+                        [*station_command(s, args.hz, args.mqtt), "--topic-prefix", prefix],
                         on_line(s.name),
                         None,
                         on_event([s.name]),
                     )
                 )
             if piped:
-                gw = [sys.executable, "-m", "aimdb._demo", "gateway", "--mqtt", args.mqtt]
+                gw = [
+                    sys.executable,
+                    "-m",
+                    "aimdb._demo",
+                    "gateway",
+                    "--mqtt",
+                    args.mqtt,
+                    "--topic-prefix",
+                    prefix,
+                ]
                 gw += ["--hz", f"{args.hz:g}", "--stations", ",".join(f"{s.name}:{s.runtime}" for s in piped)]
                 supervisors.append(Supervised("gateway", gw, on_line("gateway"), None, on_event([])))
         tasks = [asyncio.ensure_future(s.run()) for s in supervisors]
@@ -444,7 +457,7 @@ async def run_gateway(args: argparse.Namespace) -> int:
         for field_name, kind, _ in FIELDS:
             reg = b.configure(kind, f"station.{s.name}.{field_name}").buffer(BufferCfg.SpmcRing(capacity=256))
             reg.remote(writable=True)
-            reg.link_to("mqtt://" + topic(s.name, field_name)).finish()
+            reg.link_to("mqtt://" + topic(args.topic_prefix, s.name, field_name)).finish()
     sups: list[Supervised] = []
     async with b.build():
         server = await remote.wait_started()
@@ -506,13 +519,13 @@ def run_cpython_station(args: argparse.Namespace) -> int:
         from aimdb.remote import AimdbConnector
 
         connector = AimdbConnector(link, name=f"station-{args.name}", backoff=(0.05, 1.0))
-    mqtt = link.startswith(("mqtt://", "mqtts://"))
+    prefix = args.topic_prefix if link.startswith(("mqtt://", "mqtts://")) else None
     if args.runtime == "trio":
         import trio
 
-        trio.run(run_station, args.name, args.hz, connector, mqtt)
+        trio.run(run_station, args.name, args.hz, connector, prefix)
     else:
-        asyncio.run(run_station(args.name, args.hz, connector, mqtt))
+        asyncio.run(run_station(args.name, args.hz, connector, prefix))
     return 0
 
 
@@ -532,6 +545,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mqtt", metavar="URL", help="stations publish to this broker, the hub reads from it")
     p.add_argument("--kafka", metavar="URL", help="the hub forwards derived dew points to this Kafka broker")
     p.add_argument("--name", default="aimdb-demo", help="instance name of the hub (remote access)")
+    p.add_argument(
+        "--topic-prefix",
+        metavar="PREFIX",
+        help="MQTT topic prefix with --mqtt (default: aimdb-demo/<random run id>, so demos never mix)",
+    )
     return p
 
 
@@ -543,12 +561,14 @@ def main(argv: list[str]) -> int:
         p.add_argument("--runtime", choices=("asyncio", "trio"), default="asyncio")
         p.add_argument("--hz", type=float, default=10.0)
         p.add_argument("--link", default="stdout")
+        p.add_argument("--topic-prefix", default="aimdb-demo")
         return run_cpython_station(p.parse_args(argv[1:]))
     if argv[:1] == ["gateway"]:
         p = argparse.ArgumentParser(prog="aimdb demo gateway")
         p.add_argument("--mqtt", required=True)
         p.add_argument("--hz", type=float, default=10.0)
         p.add_argument("--stations", required=True)
+        p.add_argument("--topic-prefix", default="aimdb-demo")
         return asyncio.run(run_gateway(p.parse_args(argv[1:])))
     args = _parser().parse_args(argv)
     if args.hz <= 0:

@@ -60,7 +60,8 @@ def micropython_runner() -> tuple[list[str] | None, str]:
         return None, "the MicroPython runner (tools/micropython/run.mjs) is not in this installation"
     if not (runner.parent / "node_modules" / MPY_PACKAGE / "micropython.mjs").is_file():
         return None, f"the npm package {MPY_PACKAGE} is not installed (npm ci --prefix tools/micropython)"
-    return [node, str(runner), "--timeout", "0", "--heap", "4m", "--path", str(PKG_DIR)], ""
+    opts = ["--timeout", "0", "--exit-on-stdin-eof", "--heap", "4m", "--path", str(PKG_DIR)]
+    return [node, str(runner), *opts], ""
 
 
 def station_command(spec: StationSpec, hz: float, link: str) -> list[str]:

@@ -113,16 +113,16 @@ def walk_source(walk: Walk, kind: type, hz: float) -> "Any":
 CLIMATES = {"alpine": (1, 4.0, 70.0), "coast": (2, 16.0, 80.0), "valley": (3, 22.0, 45.0)}
 
 
-def topic(name: str, field: str) -> str:
-    """MQTT topic of a station's record in ``--mqtt`` mode."""
-    return "aimdb-demo/" + name + "/" + field
+def topic(prefix: str, name: str, field: str) -> str:
+    """MQTT topic of a station's record in ``--mqtt`` mode: ``<prefix>/<name>/<field>``."""
+    return prefix + "/" + name + "/" + field
 
 
-def build_station(name: str, hz: float, connector: object, mqtt: bool = False) -> AimDbBuilder:
+def build_station(name: str, hz: float, connector: object, topic_prefix: "str | None" = None) -> AimDbBuilder:
     """Declare a station: two walking sensors, each linked out through ``connector``.
 
-    With ``mqtt`` the links go to ``mqtt://aimdb-demo/<name>/<field>``; otherwise to the
-    hub's records with ``aimdb://station.<name>.<field>``.
+    With ``topic_prefix`` the links go to ``mqtt://<prefix>/<name>/<field>``; otherwise to
+    the hub's records with ``aimdb://station.<name>.<field>``.
     """
     seed, t0, h0 = CLIMATES.get(name, (len(name), 15.0, 60.0))
     b = AimDbBuilder(shutdown_timeout=1.0)
@@ -133,7 +133,7 @@ def build_station(name: str, hz: float, connector: object, mqtt: bool = False) -
     )
     for field, kind, walk in fields:
         key = "station." + name + "." + field
-        url = "mqtt://" + topic(name, field) if mqtt else "aimdb://" + key
+        url = "mqtt://" + topic(topic_prefix, name, field) if topic_prefix else "aimdb://" + key
         (
             b.configure(kind, key)
             .buffer(BufferCfg.SpmcRing(capacity=64))
@@ -144,6 +144,6 @@ def build_station(name: str, hz: float, connector: object, mqtt: bool = False) -
     return b
 
 
-async def run_station(name: str, hz: float, connector: object, mqtt: bool = False) -> None:
+async def run_station(name: str, hz: float, connector: object, topic_prefix: "str | None" = None) -> None:
     """Build the station and run it until cancelled."""
-    await build_station(name, hz, connector, mqtt).run()
+    await build_station(name, hz, connector, topic_prefix).run()
