@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import pytest
 
 from aimdb import AimDbBuilder, BufferCfg, InvalidConfiguration
 from aimdb.connectors import MqttConnector, ReconnectPolicy
-from aimdb.connectors._base import parse_endpoint, translate_error
+from aimdb.connectors._base import _wait_for, parse_endpoint, translate_error
 from aimdb.connectors._mqtt_wire import filter_covers, topic_matches, validate_filter
 
 from ._util import Temp
@@ -68,6 +69,36 @@ def test_error_translation_keeps_cause() -> None:
     assert isinstance(e, ConnectionFailed) and "Connection refused" in e.reason and e.__cause__
     assert isinstance(translate_error(TimeoutError(), "u", "publish"), ConnectorTimeout)
     assert isinstance(translate_error(RuntimeError("x"), "u", "publish"), PublishError)
+
+
+def test_connect_wait_keeps_a_cancellation_that_races_the_result() -> None:
+    """The connect attempt fails in the same loop pass as the connector is cancelled: the
+    cancellation must win (asyncio.wait_for before 3.12 raised the failure instead, so the
+    reconnect loop went on and the database's shutdown hung)."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        inner: asyncio.Future[None] = loop.create_future()
+        task = loop.create_task(_wait_for(inner, 5.0))
+        await asyncio.sleep(0)  # the task now waits for inner
+        inner.set_exception(OSError("certificate verify failed"))
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+        assert await _wait_for(asyncio.sleep(0, "ok"), 5.0) == "ok"
+        with pytest.raises(OSError):
+            await _wait_for(_fail(), 5.0)
+        slow = loop.create_task(asyncio.sleep(10))
+        with pytest.raises(asyncio.TimeoutError):
+            await _wait_for(slow, 0.01)
+        assert slow.cancelled()
+
+    asyncio.run(main())
+
+
+async def _fail() -> None:
+    raise OSError("refused")
 
 
 def test_bad_mqtt_links_are_reported_by_build() -> None:

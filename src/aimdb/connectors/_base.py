@@ -19,7 +19,8 @@ import contextlib
 import logging
 import random
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from .._core._connector import Connector, ConnectorRoutes
 from .._core._links import LinkUrl
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger("aimdb.connectors")
+_T = TypeVar("_T")
 
 #: Connection states, in the order a healthy connector goes through them.
 STATES = ("idle", "connecting", "connected", "disconnected", "failed", "closed")
@@ -247,6 +249,36 @@ def _reason(exc: BaseException) -> str:
     return name + ": " + text if text else name
 
 
+async def _wait_for(aw: Awaitable[_T], timeout: float | None) -> _T:
+    """``asyncio.wait_for`` that never loses a cancellation.
+
+    Before Python 3.12, ``asyncio.wait_for`` returns (or raises) the inner result when the
+    caller is cancelled just as the inner awaitable finishes, and the cancellation is gone
+    (CPython issue gh-86296). A connector whose connection attempts fail within
+    milliseconds (a TLS certificate refused, a port closed) then kept retrying after the
+    database cancelled it, and the database's shutdown waited for it forever.
+
+    Raises:
+        asyncio.TimeoutError: ``aw`` did not finish within ``timeout`` (it is cancelled).
+    """
+    fut = asyncio.ensure_future(aw)
+    try:
+        done, _ = await asyncio.wait((fut,), timeout=timeout)
+    except asyncio.CancelledError:
+        fut.cancel()
+        await asyncio.wait((fut,))
+        if not fut.cancelled():
+            fut.exception()  # retrieved: the cancellation wins
+        raise
+    if not done:
+        fut.cancel()
+        await asyncio.wait((fut,))
+        if not fut.cancelled():
+            return fut.result()  # finished (or failed) while being cancelled
+        raise asyncio.TimeoutError
+    return fut.result()
+
+
 class _Lost(Exception):
     """Internal: the current connection is gone (raised to a waiting pump)."""
 
@@ -381,7 +413,7 @@ class BaseConnector(Connector):
         while True:
             self._set_state("connecting")
             try:
-                await asyncio.wait_for(self._connect(), self.connect_timeout)
+                await _wait_for(self._connect(), self.connect_timeout)
             except asyncio.CancelledError:
                 await self._close()
                 raise
