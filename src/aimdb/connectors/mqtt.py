@@ -419,7 +419,18 @@ class MqttConnector(BaseConnector):
                     receive_maximum=65535,
                 )
             )
-            rc, _present, props = await proto.connack
+            try:
+                rc, _present, props = await proto.connack
+            except ConnectionError as exc:
+                if ctx is None:
+                    raise
+                # TLS 1.3: the broker checks the client certificate after the client's
+                # handshake is done, then closes; its alert is often lost to a TCP reset.
+                raise ConnectionFailed(
+                    self.url,
+                    "ConnectionError: " + str(exc) + " (the broker closed the TLS connection "
+                    "before CONNACK: it may require a client certificate or refuse the one given)",
+                ) from exc
             if rc:
                 reason = CONNACK_REASONS.get(rc, "reason code " + hex(rc))
                 if 0x1F in props:
