@@ -19,9 +19,9 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 
+from .._aio import wait_for as _wait_for
 from .._core._connector import Connector, ConnectorRoutes
 from .._core._links import LinkUrl
 from .._errors import AimDbError, ConnectionFailed, ConnectorError, ConnectorTimeout, PublishError
@@ -36,7 +36,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger("aimdb.connectors")
-_T = TypeVar("_T")
 
 #: Connection states, in the order a healthy connector goes through them.
 STATES = ("idle", "connecting", "connected", "disconnected", "failed", "closed")
@@ -247,36 +246,6 @@ def _reason(exc: BaseException) -> str:
         text = exc.strerror
     name = type(exc).__name__
     return name + ": " + text if text else name
-
-
-async def _wait_for(aw: Awaitable[_T], timeout: float | None) -> _T:
-    """``asyncio.wait_for`` that never loses a cancellation.
-
-    Before Python 3.12, ``asyncio.wait_for`` returns (or raises) the inner result when the
-    caller is cancelled just as the inner awaitable finishes, and the cancellation is gone
-    (CPython issue gh-86296). A connector whose connection attempts fail within
-    milliseconds (a TLS certificate refused, a port closed) then kept retrying after the
-    database cancelled it, and the database's shutdown waited for it forever.
-
-    Raises:
-        asyncio.TimeoutError: ``aw`` did not finish within ``timeout`` (it is cancelled).
-    """
-    fut = asyncio.ensure_future(aw)
-    try:
-        done, _ = await asyncio.wait((fut,), timeout=timeout)
-    except asyncio.CancelledError:
-        fut.cancel()
-        await asyncio.wait((fut,))
-        if not fut.cancelled():
-            fut.exception()  # retrieved: the cancellation wins
-        raise
-    if not done:
-        fut.cancel()
-        await asyncio.wait((fut,))
-        if not fut.cancelled():
-            return fut.result()  # finished (or failed) while being cancelled
-        raise asyncio.TimeoutError
-    return fut.result()
 
 
 class _Lost(Exception):

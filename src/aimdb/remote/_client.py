@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from .._aio import wait_for
 from .._errors import AimDbError, PermissionDenied, ProtocolError
 from . import _protocol as P
 from ._discovery import socket_files
@@ -287,7 +288,7 @@ class AsyncClient:
                 opened = asyncio.open_unix_connection(ep.path, limit=_READ_LIMIT)
             else:
                 opened = asyncio.open_connection(ep.host, ep.port, limit=_READ_LIMIT)
-            reader, writer = await asyncio.wait_for(opened, timeout)
+            reader, writer = await wait_for(opened, timeout)
         except asyncio.TimeoutError:
             raise RemoteError("timeout", f"connecting to {ep} timed out") from None
         except OSError as exc:
@@ -463,7 +464,7 @@ class AsyncClient:
                 "connection_closed", f"connection to {self.endpoint} lost: {exc}"
             ) from None
         try:
-            return await asyncio.wait_for(fut, t)
+            return await wait_for(fut, t)
         except asyncio.TimeoutError:
             self._pending.pop(rid, None)
             self._pending_subs.pop(rid, None)

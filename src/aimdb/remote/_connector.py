@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from .._aio import wait_for
 from .._errors import BufferClosed
 from . import _protocol as P
 from ._client import AsyncClient, RemoteError
@@ -118,7 +119,7 @@ class AimdbConnector:
 
     async def _open(self) -> AsyncClient:
         if self.opener is not None:
-            reader, writer = await asyncio.wait_for(self.opener(), self.timeout)
+            reader, writer = await wait_for(self.opener(), self.timeout)
             return await AsyncClient.from_streams(
                 reader, writer, token=self.token, client_name=self.name, timeout=self.timeout
             )
