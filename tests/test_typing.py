@@ -35,7 +35,7 @@ def test_misuse_is_rejected_and_correct_use_is_not() -> None:
         m = re.match(r".*check_handles\.py:(\d+): error: .*\[([\w-]+)\]$", line)
         if m:
             found.setdefault(int(m.group(1)), set()).add(m.group(2))
-    assert len(expected) == 5
+    assert len(expected) == 7
     for lineno, code in expected.items():
         assert code in found.get(lineno, set()), (lineno, code, proc.stdout)
     unexpected = {k: v for k, v in found.items() if k not in expected}

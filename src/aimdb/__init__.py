@@ -12,6 +12,9 @@ from ._core._buffers import (
     BufferCfg as BufferCfg,
 )
 from ._core._buffers import (
+    BufferListener as BufferListener,
+)
+from ._core._buffers import (
     BufferStatistics as BufferStatistics,
 )
 from ._core._buffers import (
@@ -180,6 +183,7 @@ __all__ = (
     "BufferEmpty",
     "BufferError_",
     "BufferLagged",
+    "BufferListener",
     "BufferStatistics",
     "ConfigProblem",
     "ConnectionFailed",

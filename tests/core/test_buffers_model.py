@@ -11,6 +11,15 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
 from aimdb import BufferClosed, BufferEmpty, BufferLagged, LatestBuffer, MailboxBuffer, RingBuffer
 
+_NONE: Any = object()
+
+
+def _latest(buf: Any) -> Any:
+    try:
+        return buf.latest()
+    except BufferEmpty:
+        return _NONE
+
 
 class _Loop:
     """A private asyncio loop to drive recv()/cancel interleavings synchronously."""
@@ -152,6 +161,10 @@ class RingMachine(RuleBasedStateMachine):
         assert s.occupancy == min(len(self.log), self.cap)
         assert s.readers == len(self.objs)
 
+    @invariant()
+    def latest(self) -> None:
+        assert _latest(self.buf) == (self.log[-1] if self.log else _NONE)
+
 
 class LatestMachine(RuleBasedStateMachine):
     readers = Bundle("readers")
@@ -202,6 +215,7 @@ class LatestMachine(RuleBasedStateMachine):
     @invariant()
     def peek(self) -> None:
         assert self.buf.peek() == self.value
+        assert _latest(self.buf) == (self.value if self.version else _NONE)
 
 
 class MailboxMachine(RuleBasedStateMachine):
@@ -269,6 +283,7 @@ class MailboxMachine(RuleBasedStateMachine):
         # every produced value is either taken, overwritten, or still in the slot
         assert len(self.produced) == len(self.taken) + self.drops + (1 if self.slot is not None else 0)
         assert self.buf.peek() == self.slot
+        assert _latest(self.buf) == (self.slot if self.slot is not None else _NONE)
 
 
 _settings = settings(max_examples=60, stateful_step_count=40, deadline=None)

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from aimdb import AimDbBuilder, Consumer, Producer, Reader
+from aimdb import AimDbBuilder, BufferListener, Consumer, Producer, Reader, RingBuffer
 
 
 @dataclass
@@ -28,6 +28,13 @@ async def use() -> None:
         print(v.celsius)
     batch = reader.try_recv_batch()
     print(batch[0].celsius)
+    await ring.wait_changed()
+
+
+ring: RingBuffer[Temperature] = RingBuffer("ring", 4)
+print(ring.latest().celsius)
+listener: BufferListener = ring.add_listener(lambda: None)
+ring.remove_listener(listener)
 
 
 # --- misuse: every line below must be an error
@@ -37,3 +44,5 @@ print(reader.try_recv().fahrenheit)  # E: attr-defined
 db.configure = None  # E: attr-defined
 reg = AimDbBuilder().configure(Temperature, "k")
 reg.transform(int, "n", lambda v: v)  # E: arg-type
+print(ring.latest().fahrenheit)  # E: attr-defined
+ring.add_listener(lambda v: None)  # E: arg-type

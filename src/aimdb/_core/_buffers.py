@@ -7,7 +7,9 @@ synchronous, O(1) in the number of readers when no reader is waiting, and never 
 Waking uses per-wait *waiters* from the runtime backend (``new_waiter()``), each with
 ``wake()`` and ``wait()``. A buffer keeps the list of waiting readers' waiters and swaps
 it out on every produce, so a value produced between a reader's check and its wait is
-never lost, and a cancelled wait removes its waiter again.
+never lost, and a cancelled wait removes its waiter again. A listener
+(:meth:`Buffer.add_listener`) is an object in the same list that puts itself back on
+every wake, so ``produce`` pays nothing extra while no listener is registered.
 """
 
 from .._backends import current_backend as _current_backend
@@ -15,6 +17,7 @@ from .._compat import TYPE_CHECKING, Generic, TypeVar, subscriptable
 from .._errors import BufferClosed, BufferEmpty, BufferLagged
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 T = TypeVar("T")
@@ -177,6 +180,54 @@ class BufferStatistics:
 # ---------------------------------------------------------------- buffers
 
 
+class BufferListener:
+    """A change listener registered with :meth:`Buffer.add_listener`.
+
+    Opaque handle: pass it to :meth:`Buffer.remove_listener` to stop the calls.
+    :attr:`active` tells whether it is still called.
+    """
+
+    __slots__ = ("_active", "_buf", "_callback")
+
+    def __init__(self, buf: "Buffer[Any]", callback: "Callable[[], object]") -> None:
+        self._buf = buf
+        self._callback = callback
+        self._active = True
+
+    @property
+    def active(self) -> bool:
+        """Whether the callback is still called: ``False`` once removed or after the close call."""
+        return self._active
+
+    def wake(self) -> None:
+        """Internal: the buffer's wake-up (waiter protocol); re-arm, then call the callback."""
+        # Called by Buffer._wake with this listener already taken out of the waiter list.
+        if not self._active:
+            return
+        buf = self._buf
+        if buf._closed:
+            self._active = False  # the close call is the last one
+        else:
+            buf._waiters.append(self)  # re-arm for the next produce
+        try:
+            self._callback()
+        except Exception:  # never let a listener break produce() or other wake-ups
+            from .._compat import get_logger
+
+            log: Any = get_logger("aimdb")
+            log.exception("listener %r of buffer %r failed", self._callback, buf.key)
+
+    def __repr__(self) -> str:
+        return (
+            "<BufferListener "
+            + repr(self._buf.key)
+            + " "
+            + repr(self._callback)
+            + ("" if self._active else " inactive")
+            + ">"
+        )
+
+
 class Buffer(Generic[T]):
     """Common base of the three buffers; see the kind-specific classes for semantics."""
 
@@ -241,6 +292,85 @@ class Buffer(Generic[T]):
     def peek(self) -> "T | None":
         """Return the current value without consuming it (``None`` for rings or when empty)."""
         return None
+
+    def latest(self) -> T:  # pragma: no cover - overridden
+        """Return the newest value the buffer still holds, without consuming anything.
+
+        * ring: the value produced last (whether or not any reader has received it);
+        * single-latest: the current value;
+        * mailbox: the pending value nobody has taken yet (it stays pending).
+
+        Unlike :meth:`peek` this works for rings too, and a held ``None`` value is told
+        apart from no value. It moves no reader, counts no delivery and works on a closed
+        buffer too (closing keeps the values held).
+
+        Raises:
+            BufferEmpty: nothing is held: nothing produced yet, or (mailbox) the value was
+                taken.
+        """
+        raise NotImplementedError
+
+    def add_listener(self, callback: "Callable[[], object]") -> BufferListener:
+        """Call ``callback()`` after every future ``produce`` and once when the buffer closes.
+
+        The call is synchronous, on the database's event loop, inside ``produce`` (after
+        the value is stored) or ``close``; the callback must be quick and must not block.
+        It gets no arguments: read the buffer (e.g. :meth:`latest`, or a reader's
+        ``try_recv``) to see what changed. Several listeners are called in no specified
+        order. An exception from the callback is logged on the ``aimdb`` logger and
+        swallowed, so it never reaches the producer or stops other wake-ups; the listener
+        stays registered. The close call is the last one. A callback should not produce
+        into the same buffer (it would be called again from inside itself).
+
+        ``produce`` costs nothing extra while no listener is registered.
+
+        Args:
+            callback: called with no arguments; its return value is ignored.
+
+        Returns:
+            a handle for :meth:`remove_listener`.
+
+        Raises:
+            BufferClosed: the buffer is already closed (nothing would ever call it).
+        """
+        if self._closed:
+            raise BufferClosed(self.key)
+        listener = BufferListener(self, callback)
+        self._waiters.append(listener)
+        return listener
+
+    def remove_listener(self, listener: BufferListener) -> None:
+        """Stop calling ``listener``'s callback, from now on (also from inside a callback).
+
+        Idempotent: removing a listener that was already removed, or whose close call
+        happened, does nothing.
+
+        Raises:
+            ValueError: ``listener`` was registered with another buffer.
+        """
+        if listener._buf is not self:
+            raise ValueError(
+                "listener belongs to buffer " + repr(listener._buf.key) + ", not " + repr(self.key)
+            )
+        listener._active = False
+        try:
+            self._waiters.remove(listener)
+        except ValueError:
+            pass
+
+    async def wait_changed(self) -> None:
+        """Wait until the buffer changes: the next ``produce`` or ``close``.
+
+        The wait is registered before the coroutine first suspends, so in
+        ``check(); await buffer.wait_changed()`` a value produced after the check always
+        ends the wait. Nothing is consumed and no reader is needed; several tasks may wait
+        at once and one produce wakes them all. A cancelled wait leaves nothing behind.
+        On a closed buffer it returns at once, every time: a loop around it should stop
+        when :attr:`closed` is true.
+        """
+        if self._closed:
+            return
+        await self._wait()
 
     def _occupancy(self) -> int:  # pragma: no cover - overridden
         return 0
@@ -318,6 +448,17 @@ class RingBuffer(_Buffer[T]):
         self._readers += 1
         return RingReader(self)
 
+    def latest(self) -> T:
+        """Return the value produced last, without moving any reader.
+
+        Raises:
+            BufferEmpty: nothing was produced yet.
+        """
+        h = self._head
+        if h:
+            return self._ring[(h - 1) % self._cap]  # type: ignore[no-any-return]
+        raise BufferEmpty(self.key)
+
     def _occupancy(self) -> int:
         return min(self._head, self._cap)
 
@@ -355,6 +496,16 @@ class LatestBuffer(_Buffer[T]):
         """Return the current value, or ``None`` before the first produce."""
         return self._value  # type: ignore[no-any-return]
 
+    def latest(self) -> T:
+        """Return the current value without consuming it.
+
+        Raises:
+            BufferEmpty: nothing was produced yet.
+        """
+        if self._version:
+            return self._value  # type: ignore[no-any-return]
+        raise BufferEmpty(self.key)
+
     def _occupancy(self) -> int:
         return 1 if self._version else 0
 
@@ -390,6 +541,16 @@ class MailboxBuffer(_Buffer[T]):
     def peek(self) -> "T | None":
         """Return the pending value without taking it, or ``None``."""
         return self._value if self._full else None
+
+    def latest(self) -> T:
+        """Return the pending value without taking it (it stays pending for the readers).
+
+        Raises:
+            BufferEmpty: no value is pending (nothing produced yet, or it was taken).
+        """
+        if self._full:
+            return self._value  # type: ignore[no-any-return]
+        raise BufferEmpty(self.key)
 
     def _take(self) -> "Any":
         v = self._value
@@ -562,6 +723,27 @@ class RingReader(_Reader[T_co]):
         """Number of values held for this reader (at most the capacity)."""
         b: RingBuffer[Any] = self._buf  # type: ignore[assignment]
         return min(b._head - self._cursor, b._cap)
+
+    def report_lag(self, n: int) -> None:
+        """Count ``n`` values this reader already received as lost to lag after all.
+
+        For code that forwards a reader's values into a bounded queue of its own and
+        evicts the oldest ones when that queue overflows (as :class:`aimdb.sync.SyncConsumer`
+        does): the evicted values then count exactly like ring lag. ``n`` is added to
+        :attr:`lagged` and to the buffer's ``dropped`` statistic and taken off
+        ``delivered`` (the buffer's and this reader's). Only the counters change: the
+        cursor stays, and no ``BufferLagged`` is raised for these values (telling the
+        user is up to the caller).
+
+        Raises:
+            ValueError: ``n`` is not an int between 0 and :attr:`delivered`.
+        """
+        if type(n) is not int or n < 0 or n > self.delivered:
+            raise ValueError("n must be an int from 0 to " + str(self.delivered) + ", got " + repr(n))
+        b = self._buf
+        self._lagged += n
+        b._dropped += n
+        b._delivered -= n
 
     def _lag(self, b: "RingBuffer[Any]", h: int) -> BufferLagged:
         oldest = h - b._cap

@@ -121,6 +121,134 @@ async def _common_wait_checks(rt: "Any", make: "Callable[[], Any]") -> None:
         raise AssertionError("close: a waiting receive must end with BufferClosed, got " + repr(got))
 
 
+async def _spawn_wait_changed(rt: "Any", buf: "Any", out: "list[Any]") -> "tuple[Any, Any]":
+    group = rt.open_task_group()
+    await group.start()
+
+    async def wait_one() -> None:
+        await buf.wait_changed()
+        out.append("changed")
+
+    h = group.spawn("conformance.wait_changed", wait_one)
+    await _settle(rt)
+    return group, h
+
+
+class _Quiet:
+    """Silence the ``aimdb`` logger while a check provokes a logged error on purpose."""
+
+    def __enter__(self) -> None:
+        from .._compat import get_logger
+
+        self.log: Any = get_logger("aimdb")
+        self.level = self.log.level
+        self.log.setLevel(100)
+
+    def __exit__(self, *exc: object) -> None:
+        self.log.setLevel(self.level)
+
+
+async def _common_change_checks(rt: "Any", make: "Callable[[], Any]") -> None:
+    # a listener is called once per produce, after the value is stored, until removed
+    buf = make()
+    seen: list[Any] = []
+    lst = buf.add_listener(lambda: seen.append(buf.latest()))
+    _eq(lst.active, True, "listener: active after add_listener")
+    _eq(buf.statistics().readers, 0, "listener: a listener is not a reader")
+    a, b, c = _V(1), _V(2), _V(3)
+    buf.produce(a)
+    buf.produce(b)
+    _eq(seen, [a, b], "listener: called once per produce, with the value already stored")
+    buf.remove_listener(lst)
+    _eq(lst.active, False, "listener: inactive after remove_listener")
+    buf.produce(c)
+    _eq(seen, [a, b], "listener: not called after remove_listener")
+    buf.remove_listener(lst)  # idempotent
+    _eq(len(buf._waiters), 0, "listener: a removed listener leaves nothing behind")
+    foreign = make().add_listener(lambda: None)
+    _raises(ValueError, lambda: buf.remove_listener(foreign), "listener: removing another buffer's listener")
+
+    # a failing listener is logged, never reaches the producer, and stops no other wake-up
+    buf = make()
+    buf._rt = rt
+    r = buf.subscribe()
+    calls: list[int] = []
+
+    def boom() -> None:
+        calls.append(1)
+        raise RuntimeError("listener failure provoked by the conformance suite")
+
+    buf.add_listener(boom)
+    buf.add_listener(lambda: calls.append(2))
+    got: list[Any] = []
+    group, h = await _spawn_recv(rt, r, got)
+    v = _V(4)
+    with _Quiet():
+        buf.produce(v)
+    await rt.wait_for(h.join, 2.0)
+    await group.aclose()
+    _eq(got, [v], "listener: a failing listener does not stop waking readers")
+    _eq(sorted(calls), [1, 2], "listener: a failing listener does not stop other listeners")
+    with _Quiet():
+        buf.produce(_V(5))
+    _eq(sorted(calls), [1, 1, 2, 2], "listener: a failing listener stays registered")
+
+    # a listener may remove itself from inside its call
+    buf = make()
+    once: list[int] = []
+
+    def self_removing() -> None:
+        once.append(1)
+        buf.remove_listener(me)
+
+    me = buf.add_listener(self_removing)
+    buf.produce(_V(6))
+    buf.produce(_V(7))
+    _eq(once, [1], "listener: removed from inside its own call")
+
+    # close: one last call, then inactive; a closed buffer takes no listener
+    buf = make()
+    closes: list[bool] = []
+    lst = buf.add_listener(lambda: closes.append(buf.closed))
+    buf.close()
+    _eq(closes, [True], "listener: called once at close, seeing the buffer closed")
+    _eq(lst.active, False, "listener: inactive after the close call")
+    buf.remove_listener(lst)  # still fine
+    _raises(BufferClosed, lambda: buf.add_listener(lambda: None), "listener: add_listener on a closed buffer")
+
+    # wait_changed: woken by produce, consumes nothing
+    buf = make()
+    buf._rt = rt
+    r = buf.subscribe()
+    changed: list[Any] = []
+    group, h = await _spawn_wait_changed(rt, buf, changed)
+    _eq(changed, [], "wait_changed: blocks until a change")
+    v = _V(8)
+    buf.produce(v)
+    await rt.wait_for(h.join, 2.0)
+    await group.aclose()
+    _eq(changed, ["changed"], "wait_changed: produce ends the wait")
+    _eq(buf.latest(), v, "wait_changed: nothing consumed (latest)")
+    _eq(r.try_recv(), v, "wait_changed: nothing consumed (reader)")
+
+    # wait_changed: cancellation leaves nothing behind; close ends it; closed returns at once
+    buf = make()
+    buf._rt = rt
+    changed = []
+    group, h = await _spawn_wait_changed(rt, buf, changed)
+    h.cancel()
+    await rt.wait_for(h.join, 2.0)
+    await group.aclose()
+    _eq((changed, len(buf._waiters)), ([], 0), "wait_changed: a cancelled wait leaves no waiter behind")
+    group, h = await _spawn_wait_changed(rt, buf, changed)
+    buf.close()
+    await rt.wait_for(h.join, 2.0)
+    await group.aclose()
+    _eq(changed, ["changed"], "wait_changed: close ends the wait")
+    ok = await rt.wait_for(buf.wait_changed, 1.0)
+    _eq(ok, True, "wait_changed: returns at once on a closed buffer")
+
+
 async def check_ring_buffer(factory: "Callable[[int], Any]", runtime: "Any" = None) -> int:
     """Run the SpmcRing conformance checks; ``factory(capacity)`` returns a fresh ring buffer.
 
@@ -209,7 +337,46 @@ async def check_ring_buffer(factory: "Callable[[int], Any]", runtime: "Any" = No
     _eq(r.lagged, 3, "ring: async for counts skipped lag")
     checks += 1
 
+    # latest(): the value produced last, whatever the readers did, nothing moved
+    buf = factory(3)
+    _raises(BufferEmpty, buf.latest, "ring: latest before the first produce")
+    r = buf.subscribe()
+    vals = [_V(i) for i in range(5)]
+    buf.produce(vals[0])
+    _eq(buf.latest(), vals[0], "ring: latest is the value produced last")
+    _eq(buf.latest(), vals[0], "ring: latest twice")
+    _eq(r.try_recv(), vals[0], "ring: latest moves no reader")
+    _eq(buf.latest(), vals[0], "ring: latest after every reader received it")
+    for v in vals[1:]:
+        buf.produce(v)
+    _eq(buf.latest(), vals[4], "ring: latest across the wrap-around")
+    buf.produce(None)
+    _eq(buf.latest(), None, "ring: a held None is a value")
+    s = buf.statistics()
+    _eq((s.produced, s.delivered, s.dropped), (6, 1, 0), "ring: latest counts nothing")
+    buf.close()
+    _eq(buf.latest(), None, "ring: latest on a closed buffer")
+    checks += 1
+
+    # report_lag(): received values counted as lost, exactly like lag
+    buf = factory(8)
+    r = buf.subscribe()
+    for i in range(5):
+        buf.produce(_V(i))
+    _eq(len(r.try_recv_batch()), 5, "ring: report_lag setup")
+    r.report_lag(2)
+    _eq((r.lagged, r.delivered), (2, 3), "ring: report_lag moves delivered to lagged")
+    s = buf.statistics()
+    _eq((s.delivered, s.dropped), (3, 2), "ring: report_lag counted in the statistics")
+    r.report_lag(0)
+    _raises(ValueError, lambda: r.report_lag(4), "ring: report_lag beyond delivered")
+    _raises(ValueError, lambda: r.report_lag(-1), "ring: report_lag negative")
+    _raises(BufferEmpty, r.try_recv, "ring: report_lag raises nothing at the reader")
+    checks += 1
+
     await _common_wait_checks(rt, lambda: factory(4))
+    checks += 1
+    await _common_change_checks(rt, lambda: factory(4))
     checks += 1
     return checks
 
@@ -245,7 +412,29 @@ async def check_latest_buffer(factory: "Callable[[], Any]", runtime: "Any" = Non
     s = buf.statistics()
     _eq((s.capacity, s.occupancy, s.dropped, s.readers), (1, 1, 0, 2), "latest: statistics")
     checks += 1
+
+    # latest(): the current value, consumed by nobody
+    buf = factory()
+    _raises(BufferEmpty, buf.latest, "latest: latest() before the first produce")
+    r = buf.subscribe()
+    a, b = _V(1), _V(2)
+    buf.produce(a)
+    _eq(buf.latest(), a, "latest: latest() is the current value")
+    _eq(r.try_recv(), a, "latest: latest() consumes nothing for a reader")
+    _eq(buf.subscribe().try_recv(), a, "latest: latest() consumes nothing for a new reader")
+    _eq(buf.latest(), a, "latest: latest() after readers received it")
+    buf.produce(b)
+    _eq(buf.latest(), b, "latest: latest() follows produce")
+    buf.produce(None)
+    _eq(buf.latest(), None, "latest: a held None is a value")
+    _eq(buf.statistics().delivered, 2, "latest: latest() counts no delivery")
+    buf.close()
+    _eq(buf.latest(), None, "latest: latest() on a closed buffer")
+    checks += 1
+
     await _common_wait_checks(rt, factory)
+    checks += 1
+    await _common_change_checks(rt, factory)
     checks += 1
     return checks
 
@@ -297,7 +486,29 @@ async def check_mailbox(factory: "Callable[[], Any]", runtime: "Any" = None) -> 
     await ga.aclose()
     _eq(sorted(x.n for x in got_a + got_b), [9, 10], "mailbox: second value to the other reader")
     checks += 1
+
+    # latest(): the pending value, left pending
+    buf = factory()
+    _raises(BufferEmpty, buf.latest, "mailbox: latest() before the first produce")
+    r = buf.subscribe()
+    a, b = _V(1), _V(2)
+    buf.produce(a)
+    _eq(buf.latest(), a, "mailbox: latest() is the pending value")
+    _eq(buf.latest(), a, "mailbox: latest() does not take it")
+    _eq(r.try_recv(), a, "mailbox: value still pending after latest()")
+    _raises(BufferEmpty, buf.latest, "mailbox: latest() after the value was taken")
+    buf.produce(b)
+    buf.produce(None)
+    _eq(buf.latest(), None, "mailbox: a pending None is a value")
+    s = buf.statistics()
+    _eq((s.produced, s.delivered, s.dropped, s.occupancy), (3, 1, 1, 1), "mailbox: latest() counts nothing")
+    buf.close()
+    _eq(buf.latest(), None, "mailbox: latest() on a closed buffer")
+    checks += 1
+
     await _common_wait_checks(rt, factory)
+    checks += 1
+    await _common_change_checks(rt, factory)
     checks += 1
     return checks
 
