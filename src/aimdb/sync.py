@@ -16,8 +16,8 @@ How values cross threads (see ``docs/design/021-sync-api.md``):
   bounded hand-off queue and, only when that queue was empty, schedules one drain on the
   loop with ``loop.call_soon_threadsafe``. The drain produces every queued value in
   order, so values keep their order per producer and a burst costs one loop wake-up.
-* A consumer's reader lives on the loop. A small hook sits in the buffer's waiter list
-  and runs inside ``produce``: it moves new values into the consumer's thread-side queue
+* A consumer's reader lives on the loop. A buffer listener (``Buffer.add_listener``)
+  runs inside ``produce``: it moves new values into the consumer's thread-side queue
   (ring: bounded at the ring capacity, overflow reported as lag exactly like a slow
   reader; single-latest: one slot; mailbox: a value is taken only while a thread is
   waiting for it, so competing consumers stay fair) and wakes a waiting thread.
@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
+from . import Buffer, BufferListener
 from ._core._database import AimDb
 from ._errors import (
     AttachFailed,
@@ -361,27 +362,6 @@ class SyncProducer(Generic[T]):
 # ---------------------------------------------------------------- consumer
 
 
-class _Hook:
-    """Loop-side half of a consumer: sits in the buffer's waiter list, runs inside produce."""
-
-    __slots__ = ("_c",)
-
-    def __init__(self, consumer: SyncConsumer[Any]) -> None:
-        self._c = consumer
-
-    def wake(self) -> None:
-        c = self._c
-        buf = c._buf
-        if c._active and not buf._closed:
-            buf._waiters.append(self)  # re-arm for the next produce
-        try:
-            c._pull()
-        except Exception:  # never let a consumer break the producer  # pragma: no cover
-            import logging
-
-            logging.getLogger("aimdb").exception("sync consumer of %r failed", c._key)
-
-
 class SyncConsumer(Generic[T]):
     """Reads one record from any thread; obtained from :meth:`SyncHandle.consumer`.
 
@@ -403,7 +383,7 @@ class SyncConsumer(Generic[T]):
     database stops or the handle detaches.
     """
 
-    def __init__(self, bridge: _Bridge, key: str, tp: type[Any], buf: Any) -> None:
+    def __init__(self, bridge: _Bridge, key: str, tp: type[Any], buf: Buffer[Any]) -> None:
         self._bridge = bridge
         self._key = key
         self._type = tp
@@ -412,7 +392,7 @@ class SyncConsumer(Generic[T]):
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._items: deque[Any] = deque()
-        self._cap = buf._capacity() if self._kind == "spmc_ring" else 1
+        self._cap = buf.statistics().capacity
         self._missed = 0
         self._lagged = 0
         self._eof = False  # the database stopped: pending values, then RuntimeShutdown
@@ -421,7 +401,7 @@ class SyncConsumer(Generic[T]):
         self._demand = 0  # mailbox: threads waiting for a value
         self._active = True
         self._reader: Any = None
-        self._hook = _Hook(self)
+        self._listener: BufferListener | None = None
         bridge.register(self)
         try:
             bridge.call(self._subscribe)
@@ -453,14 +433,14 @@ class SyncConsumer(Generic[T]):
 
     def _subscribe(self) -> None:
         buf = self._buf
-        if buf._closed:
+        if buf.closed:
             raise RuntimeShutdown("the database stopped")
         self._reader = buf.subscribe()
-        buf._waiters.append(self._hook)
+        self._listener = buf.add_listener(self._pull)
         self._pull()
 
     def _pull(self) -> None:
-        # On the loop, inside produce/close or posted by a waiting thread.
+        # On the loop: the buffer listener (inside produce/close) or posted by a waiting thread.
         reader = self._reader
         if reader is None or not self._active:
             return
@@ -473,7 +453,7 @@ class SyncConsumer(Generic[T]):
                 if self._demand > len(self._items) and reader.pending():
                     self._items.append(reader.try_recv())
                     self._cond.notify()
-                if buf._closed:
+                if buf.closed:
                     self._eof = True
                     self._cond.notify_all()
             return
@@ -496,12 +476,11 @@ class SyncConsumer(Generic[T]):
                         q.popleft()
                     self._missed += over
                     self._lagged += over
-                    buf._dropped += over
-                    buf._delivered -= over
+                    reader.report_lag(over)  # counted in the buffer's dropped, like ring lag
             elif items:  # single latest: one slot
                 q.clear()
                 q.append(items[-1])
-            if buf._closed:
+            if buf.closed:
                 self._eof = True
                 self._cond.notify_all()
             elif self._waiting and items:
@@ -519,11 +498,8 @@ class SyncConsumer(Generic[T]):
 
     def _unsubscribe(self) -> None:
         self._active = False
-        buf = self._buf
-        try:
-            buf._waiters.remove(self._hook)
-        except ValueError:
-            pass
+        if self._listener is not None:
+            self._buf.remove_listener(self._listener)
         if self._reader is not None:
             self._reader.close()
 

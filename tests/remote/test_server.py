@@ -356,6 +356,33 @@ async def test_abrupt_disconnect_releases_subscriptions_and_readers() -> None:
 
 
 @aio
+async def test_mailbox_subscribe_watches_without_taking() -> None:
+    async with served() as (db, server):
+        p = db.producer(Setpoint, "config.cmd")
+        reader = db.consumer(Setpoint, "config.cmd").subscribe()
+        async with await AsyncClient.connect(server.endpoints[0]) as c:
+            sub = await c.subscribe("config.cmd")
+            assert sub.snapshot == 0
+            p.produce(Setpoint(1.0))
+            ev = await sub.next(2)
+            assert (ev.value, ev.snapshot) == ({"celsius": 1.0}, False)
+            assert reader.try_recv() == Setpoint(1.0)  # the command is still there for its consumer
+            p.produce(Setpoint(2.0))  # pending; a new subscription gets it as snapshot only
+            sub2 = await c.subscribe("config.cmd")
+            assert sub2.snapshot == 1
+            assert (await sub2.next(2)).value == {"celsius": 2.0}
+            p.produce(Setpoint(3.0))
+            ev2 = await sub2.next(2)
+            assert (ev2.value, ev2.snapshot) == ({"celsius": 3.0}, False)  # no duplicate of 2.0
+            assert [(await sub.next(2)).value["celsius"] for _ in range(2)] == [2.0, 3.0]
+            await sub.close()
+            await sub2.close()
+            assert server.statistics()["feeds"] == 0
+            p.produce(Setpoint(4.0))
+            assert reader.try_recv() == Setpoint(4.0)
+
+
+@aio
 async def test_many_clients_share_one_feed_per_record() -> None:
     async with served() as (db, server):
         before = db.buffer("station.1.temp").statistics().readers  # transform and join inputs

@@ -240,6 +240,8 @@ def test_ring_lag_reported_once_with_exact_count(handle: aimdb.sync.SyncHandle) 
     assert exc.value.missed == 6
     assert [c.get(timeout=1).seq for _ in range(4)] == [6, 7, 8, 9]
     assert c.lagged == 6
+    stats = handle.call(lambda: handle.database.buffer("s.small").statistics())  # type: ignore[union-attr]
+    assert (stats.produced, stats.delivered, stats.dropped) == (10, 4, 6)  # counted like ring lag
     for i in range(10, 20):
         p.set(Item(0, i))
     p.flush(timeout=5)

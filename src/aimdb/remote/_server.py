@@ -27,6 +27,7 @@ from typing import Any
 
 import msgspec
 
+from .. import Buffer, BufferListener
 from .._errors import BufferClosed, BufferEmpty, BufferLagged, DeserializeError, TypeMismatch
 from . import _protocol as P
 from ._discovery import default_socket_path, ensure_runtime_dir, someone_listens
@@ -158,29 +159,22 @@ class _Subscription:
         )
 
 
-def _latest_value(buf: Any) -> tuple[bool, Any]:
-    """Return ``(has_value, value)`` of a buffer without consuming anything.
-
-    The core's ring buffer has no public "newest value" accessor, so this reads its
-    slots directly (read-only).
-    """
-    kind = getattr(buf, "kind", "")
-    if kind == "spmc_ring":
-        head = buf._head
-        if head == 0:
-            return False, None
-        return True, buf._ring[(head - 1) % buf._cap]
-    if kind == "single_latest":
-        return (buf._version > 0), buf.peek()
-    if kind == "mailbox":
-        return bool(buf._full), buf.peek()
-    return False, None
+def _latest_value(buf: Buffer[Any] | None) -> tuple[bool, Any]:
+    """Return ``(has_value, value)``: the buffer's newest held value, nothing consumed."""
+    if buf is None:
+        return False, None
+    try:
+        return True, buf.latest()
+    except BufferEmpty:
+        return False, None
 
 
 class _Feed:
     """One server-side reader of one record, shared by every subscription to it."""
 
-    def __init__(self, server: RemoteServer, key: str, buf: Any, encode: Callable[[Any], bytes]) -> None:
+    def __init__(
+        self, server: RemoteServer, key: str, buf: Buffer[Any], encode: Callable[[Any], bytes]
+    ) -> None:
         self.server = server
         self.key = key
         self.key_json = msgspec.json.encode(key)
@@ -189,18 +183,26 @@ class _Feed:
         self.subs: list[_Subscription] = []
         self.kind = buf.kind
         self.reader: Any = None
-        self.seen = 0
+        self.listener: BufferListener | None = None
+        self.fresh = False  # mailbox: produced into since the last pump
         self.closed = False
         if self.kind == "mailbox":
             # Subscribing a reader to a mailbox would steal commands from its consumers:
-            # watch the slot instead (non-consuming).
-            self.seen = buf._produced
+            # watch the slot instead (non-consuming). The listener runs inside produce,
+            # so even a pump that runs before the feed task wakes sees the new value.
+            try:
+                self.listener = buf.add_listener(self._mark_fresh)
+            except BufferClosed:
+                self.closed = True
         else:
             self.reader = buf.subscribe()
             if self.kind == "single_latest":
                 with contextlib.suppress(BufferEmpty, BufferClosed):
                     self.reader.try_recv()  # the current value is part of the snapshot
         self.task: asyncio.Task[None] | None = None
+
+    def _mark_fresh(self) -> None:
+        self.fresh = True
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"aimdb.remote.feed[{self.key}]")
@@ -223,8 +225,8 @@ class _Feed:
         ts = time.time_ns()
         if self.kind == "mailbox":
             buf = self.buf
-            if buf._produced != self.seen:
-                self.seen = buf._produced
+            if self.fresh:
+                self.fresh = False
                 has, value = _latest_value(buf)
                 if has:
                     self._dispatch(value, ts)
@@ -254,13 +256,16 @@ class _Feed:
             self.pump()
             if self.closed:
                 break
-            # Registers a waiter synchronously before suspending: nothing produced after
-            # the pump above is missed.
-            await buf._wait()
+            # Registers its wait before suspending: nothing produced after the pump above
+            # is missed, and a produce costs nothing while this task is busy.
+            await buf.wait_changed()
 
     def close(self) -> None:
         if self.task is not None:
             self.task.cancel()
+        if self.listener is not None:
+            self.buf.remove_listener(self.listener)
+            self.listener = None
         if self.reader is not None:
             self.reader.close()
             self.reader = None
@@ -532,7 +537,7 @@ class _Session:
             d.pop("remote_readable", None)
             d["writable"] = info.key in writable
             buf = server.db.buffer(info.key)
-            d["has_value"] = _latest_value(buf)[0] if buf is not None else False
+            d["has_value"] = _latest_value(buf)[0]
             d["stats"] = buf.statistics().as_dict() if buf is not None else None
             out.append(d)
         return {"records": out}
@@ -541,8 +546,7 @@ class _Session:
         server = self.server
         key = _need_str(params, "key", "name", "record")
         info = server.info(key)
-        buf = server.db.buffer(key)
-        has, value = _latest_value(buf) if buf is not None else (False, None)
+        has, value = _latest_value(server.db.buffer(key))
         if not has:
             raise _RemoteFailure(P.NO_VALUE, f"record {key!r} has no value yet")
         return {"key": key, "value": msgspec.Raw(server.encoder(info)(value))}
