@@ -156,7 +156,7 @@ def test_default_mode_every_station_reaches_the_hub_and_the_cli_sees_it(demos: A
     _check_every_station(summary)
     assert summary["stations"]["valley"]["link"] == "aimdb/pipe"
     assert summary["stations"]["alpine"]["link"] == "aimdb/unix"
-    assert all(st["lost"] == 0 for st in summary["stations"].values()), summary
+    assert all(st["lost"] == 0 and st["lag"] == 0 for st in summary["stations"].values()), summary
 
 
 def test_mqtt_mode_through_the_local_broker(demos: Any, mosquitto_url: str) -> None:

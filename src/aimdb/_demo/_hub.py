@@ -26,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from aimdb import AimDbBuilder, BufferCfg, Context, SerialLink
+from aimdb import AimDbBuilder, BufferCfg, BufferLagged, Context, SerialLink
 
 from ._procs import StationSpec, Supervised, exit_when_stdin_closes, micropython_runner, station_command
 from .station import DewPoint, Humidity, Temperature, dew_point, run_station, topic
@@ -77,6 +77,7 @@ class StationView:
     last_rx: float | None = None
     last_seq: dict[str, int] = field(default_factory=dict)
     lost: int = 0
+    lag: int = 0
     restarts: int = 0
     pid: int | None = None
     stale: bool = False
@@ -118,7 +119,13 @@ class StationView:
 
 def _view_tap(view: StationView, field_name: str, attr: str) -> Any:
     async def tap(ctx: Context, consumer: Any) -> None:
-        async for v in consumer.subscribe():
+        reader = consumer.subscribe()
+        while True:
+            try:
+                v = await reader.recv()
+            except BufferLagged as lag:  # the hub's own view fell behind its ring
+                view.lag += lag.missed
+                continue
             view.seen(field_name, getattr(v, attr), v.ts_ns, v.seq)
 
     return tap
@@ -199,9 +206,9 @@ def _render(views: dict[str, StationView], elapsed: float, header: str) -> Any:
         "hum %",
         "dew °C",
         "age s",
-        "rate/s",
+        "values/s",
         "p50/p99 ms",
-        "lost",
+        "lost/lag",
         "",
     )
     for col in cols:
@@ -219,7 +226,7 @@ def _render(views: dict[str, StationView], elapsed: float, header: str) -> Any:
             _fmt(v.age(), 1),
             _fmt(v.rate, 1),
             f"{_fmt(v.percentile_ms(0.5), 1)}/{_fmt(v.percentile_ms(0.99), 1)}",
-            str(v.lost),
+            f"{v.lost}/{v.lag}",
             status,
             style=style,
         )
@@ -231,7 +238,8 @@ def _line(v: StationView, elapsed: float) -> str:
         f"[{elapsed:6.1f}s] {v.spec.name:<7} {v.spec.runtime:<11} {v.spec.link:<10} "
         f"temp={_fmt(v.last.get('temperature'))} hum={_fmt(v.last.get('humidity'), 1)} "
         f"dew={_fmt(v.dewpoint)} age={_fmt(v.age(), 2)}s rate={v.rate:.1f}/s values={v.values} "
-        f"dewpoints={v.dewpoints} lost={v.lost} p99={_fmt(v.percentile_ms(0.99), 2)}ms {_status(v)}"
+        f"dewpoints={v.dewpoints} lost={v.lost} lag={v.lag} "
+        f"p99={_fmt(v.percentile_ms(0.99), 2)}ms {_status(v)}"
     )
 
 
@@ -248,6 +256,7 @@ def summary(views: dict[str, StationView], wall: float, cpu: float, mode: dict[s
             "dewpoints": v.dewpoints,
             "last_dewpoint": v.dewpoint,
             "lost": v.lost,
+            "lag": v.lag,
             "restarts": v.restarts,
             "p50_ms": v.percentile_ms(0.5),
             "p99_ms": v.percentile_ms(0.99),
