@@ -1,8 +1,8 @@
-"""Real brokers for tests and benchmarks: Mosquitto (MQTT) and Tansu (Kafka protocol).
+"""Real brokers for tests and benchmarks: Mosquitto (MQTT), Tansu (Kafka protocol), NATS.
 
 Importable without pytest::
 
-    from brokers import PrivateMosquitto, Tansu, ensure_system_mosquitto, free_port
+    from brokers import PrivateMosquitto, PrivateNats, Tansu, ensure_system_mosquitto, free_port
 
 Everything here is bounded in time and binds to loopback only.  The context
 managers own their processes: a broker never outlives the ``with`` block (and an
@@ -16,7 +16,10 @@ managers own their processes: a broker never outlives the ``with`` block (and an
   ``Tansu.kcat_bootstrap`` is a small TCP proxy in front of it for ``kcat``:
   Debian's kcat (librdkafka 2.0.x) cannot parse the tagged fields of Tansu's
   ApiVersions v3 response ("Read underflow"), so the proxy strips them.
+* ``PrivateNats``: a nats-server with JetStream on a free port, its store in a private
+  temp dir (kept across ``restart()``), optional user/password or token.
 * ``ensure_system_mosquitto()``: the machine's broker on 127.0.0.1:1883.
+* ``ensure_system_nats()``: the machine's nats-server (JetStream) on 127.0.0.1:4222.
 """
 
 from __future__ import annotations
@@ -40,8 +43,10 @@ __all__ = [
     "BrokerError",
     "KafkaTagStripProxy",
     "PrivateMosquitto",
+    "PrivateNats",
     "Tansu",
     "ensure_system_mosquitto",
+    "ensure_system_nats",
     "free_port",
     "port_open",
     "tansu_binary",
@@ -52,6 +57,10 @@ __all__ = [
 SYSTEM_MOSQUITTO_HOST = "127.0.0.1"
 SYSTEM_MOSQUITTO_PORT = 1883
 SYSTEM_MOSQUITTO_CONF = "/etc/mosquitto/mosquitto.conf"
+SYSTEM_NATS_HOST = "127.0.0.1"
+SYSTEM_NATS_PORT = 4222
+SYSTEM_NATS_STORE = "/var/lib/nats-server"
+SYSTEM_NATS_LOG = "/var/log/nats-server.log"
 
 _LIVE: set[_Process] = set()
 
@@ -853,17 +862,140 @@ def _rewrite_metadata_brokers(body: bytes, version: int, host: str, port: int) -
         return body
 
 
+# ---------------------------------------------------------------------------- NATS
+
+
+def _nats_bin() -> str:
+    for cand in (shutil.which("nats-server"), "/usr/sbin/nats-server"):
+        if cand and os.access(cand, os.X_OK):
+            return cand
+    raise BrokerError("nats-server not found (run scripts/setup-test-env)")
+
+
+def _nats_info_ok(host: str, port: int, timeout: float = 1.0) -> bool:
+    """The server greets with its ``INFO {...}`` line: it answers the NATS protocol."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            return s.recv(4096).startswith(b"INFO ")
+    except OSError:
+        return False
+
+
+class PrivateNats(_Broker):
+    """A nats-server of our own on a free loopback port, with JetStream.
+
+    The JetStream store lives in the private temp dir, so streams, messages and durable
+    consumers survive ``restart()``/``kill()`` + ``start()`` on the same port.
+
+    Args:
+        port: port to listen on (default: a free one). ``restart()`` keeps it.
+        jetstream: enable JetStream (``-js``).
+        user: user name required from clients (with ``password``).
+        password: password of ``user``.
+        token: authorization token required from clients (instead of user/password).
+        extra_args: more nats-server arguments.
+    """
+
+    scheme = "nats"
+    start_timeout = 10.0
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        jetstream: bool = True,
+        user: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
+        super().__init__(port)
+        if (user is None) != (password is None):
+            raise ValueError("user and password go together")
+        if token is not None and user is not None:
+            raise ValueError("give either user/password or token")
+        self.jetstream = jetstream
+        self.user = user
+        self.password = password
+        self.token = token
+        self.extra_args = list(extra_args or [])
+
+    @property
+    def store_dir(self) -> Path:
+        return self.workdir / "jetstream"
+
+    def _argv(self) -> list[str]:
+        argv = [_nats_bin(), "-a", self.host, "-p", str(self.port)]
+        if self.jetstream:
+            argv += ["-js", "-sd", str(self.store_dir)]
+        if self.user is not None:
+            argv += ["--user", self.user, "--pass", str(self.password)]
+        if self.token is not None:
+            argv += ["--auth", self.token]
+        return argv + self.extra_args
+
+    def _ready(self, deadline: float) -> None:
+        super()._ready(deadline)
+        while not _nats_info_ok(self.host, self.port):
+            if time.monotonic() > deadline:
+                raise BrokerError(f"nats-server on {self.address} does not send INFO")
+            time.sleep(0.05)
+
+    def __enter__(self) -> PrivateNats:
+        super().__enter__()
+        return self
+
+
+def ensure_system_nats(timeout: float = 10.0) -> str:
+    """Make sure the machine's nats-server (JetStream) listens on 127.0.0.1:4222; return its URL.
+
+    Starts it as a daemon (``start-stop-daemon ... nats-server -a 127.0.0.1 -p 4222 -js -sd
+    /var/lib/nats-server``) when nothing listens there.  The daemon is the machine's
+    service, not ours: it is left running.
+    """
+    host, port = SYSTEM_NATS_HOST, SYSTEM_NATS_PORT
+    url = f"nats://{host}:{port}"
+    if port_open(host, port):
+        return url
+    args = ["-a", host, "-p", str(port), "-js", "-sd", SYSTEM_NATS_STORE, "-l", SYSTEM_NATS_LOG]
+    ssd = shutil.which("start-stop-daemon")
+    if ssd:
+        argv = [ssd, "--start", "--oknodo", "--background", "--exec", _nats_bin(), "--", *args]
+        res = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
+        said = res.stderr.decode(errors="replace")
+    else:
+        argv = [_nats_bin(), *args]
+        subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        said = ""
+    try:
+        wait_port(host, port, timeout)
+    except BrokerError as exc:
+        raise BrokerError(f"{exc}; {' '.join(argv)} said: {said}") from None
+    return url
+
+
 def _main() -> None:  # pragma: no cover - manual use
     import argparse
 
     ap = argparse.ArgumentParser(description="Run a private broker in the foreground until Ctrl-C.")
-    ap.add_argument("kind", choices=["mosquitto", "tansu", "system-mosquitto"])
+    ap.add_argument("kind", choices=["mosquitto", "tansu", "nats", "system-mosquitto", "system-nats"])
     ap.add_argument("--port", type=int, default=None)
     args = ap.parse_args()
     if args.kind == "system-mosquitto":
         print(ensure_system_mosquitto())
         return
-    broker: _Broker = PrivateMosquitto(args.port) if args.kind == "mosquitto" else Tansu(args.port)
+    if args.kind == "system-nats":
+        print(ensure_system_nats())
+        return
+    kinds = {"mosquitto": PrivateMosquitto, "tansu": Tansu, "nats": PrivateNats}
+    broker: _Broker = kinds[args.kind](args.port)
     with broker:
         print(broker.url, flush=True)
         if isinstance(broker, Tansu):

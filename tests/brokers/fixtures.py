@@ -19,6 +19,12 @@ Fixtures:
   ``"kafka://127.0.0.1:PORT"``, ``.address`` is ``"127.0.0.1:PORT"`` for aiokafka,
   ``.kcat_bootstrap`` is the address for ``kcat -b``.  Shared: do not restart it.
 * ``private_tansu`` (function): a Tansu of the test's own, safe to restart.
+* ``nats_url`` (session): ``"nats://127.0.0.1:4222"``, the machine's nats-server with
+  JetStream, started if it is down.
+* ``private_nats`` (function): a started ``PrivateNats`` (JetStream, store in a private temp
+  dir that survives restarts) on a free port; ``.url``, ``.port``, ``.kill()``, ``.start()``...
+* ``private_nats_factory`` (function): ``factory(**kwargs) -> PrivateNats`` (started), e.g.
+  ``factory(user="u", password="pw")`` or ``factory(token="t")``; all stopped at teardown.
 * ``unique_topic`` (function): a fresh name valid as an MQTT topic and a Kafka topic.
 
 Tests using any of these get the ``broker`` marker automatically, so ``-m "not broker"``
@@ -41,7 +47,14 @@ if str(_SCRIPTS) not in sys.path:
     sys.path.insert(0, str(_SCRIPTS))
 
 import brokers  # noqa: E402
-from brokers import BrokerError, PrivateMosquitto, Tansu, ensure_system_mosquitto  # noqa: E402
+from brokers import (  # noqa: E402
+    BrokerError,
+    PrivateMosquitto,
+    PrivateNats,
+    Tansu,
+    ensure_system_mosquitto,
+    ensure_system_nats,
+)
 
 BROKER_FIXTURES = frozenset(
     {
@@ -50,6 +63,9 @@ BROKER_FIXTURES = frozenset(
         "private_mosquitto_factory",
         "tansu",
         "private_tansu",
+        "nats_url",
+        "private_nats",
+        "private_nats_factory",
     }
 )
 
@@ -127,6 +143,42 @@ def private_tansu() -> Iterator[Tansu]:
         broker.close()
 
 
+@pytest.fixture(scope="session")
+def nats_url() -> str:
+    """URL of the machine's nats-server (JetStream) on 127.0.0.1:4222 (started when down)."""
+    try:
+        return ensure_system_nats()
+    except (BrokerError, OSError) as exc:
+        pytest.fail(f"system nats-server unavailable: {exc} ({_SETUP_HINT})", pytrace=False)
+
+
+@pytest.fixture
+def private_nats() -> Iterator[PrivateNats]:
+    """A started nats-server with JetStream on a free port (restart it freely), stopped at teardown."""
+    broker = _start(PrivateNats())
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+@pytest.fixture
+def private_nats_factory() -> Iterator[Callable[..., PrivateNats]]:
+    """Factory for private nats-servers with options (user=/password=, token=, jetstream=)."""
+    started: list[PrivateNats] = []
+
+    def factory(**kwargs: Any) -> PrivateNats:
+        broker = _start(PrivateNats(**kwargs))
+        started.append(broker)
+        return broker
+
+    try:
+        yield factory
+    finally:
+        for broker in started:
+            broker.close()
+
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
 
 
@@ -145,8 +197,11 @@ __all__ = [
     "BROKER_FIXTURES",
     "brokers",
     "mosquitto_url",
+    "nats_url",
     "private_mosquitto",
     "private_mosquitto_factory",
+    "private_nats",
+    "private_nats_factory",
     "private_tansu",
     "tansu",
     "unique_topic",

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -364,3 +365,78 @@ def test_tansu_restart_same_port(private_tansu, unique_topic: str) -> None:
     assert asyncio.run(_aiokafka_consume(t.address, unique_topic, 1)) == [b"after"]
     if shutil.which("kcat"):
         assert _kcat_consume(t, unique_topic, 1) == [b"after"]
+
+
+# ------------------------------------------------------------------------ NATS
+
+
+async def _nats_round_trip(url: str, subject: str, data: bytes, **connect: Any) -> bytes:
+    from nats.aio.client import Client
+
+    nc = Client()  # closed even when connect fails (its socket would leak)
+    try:
+        await nc.connect(url, allow_reconnect=False, **connect)
+        sub = await nc.subscribe(subject)
+        await nc.publish(subject, data)
+        await nc.flush()
+        msg = await sub.next_msg(5)
+        return bytes(msg.data)
+    finally:
+        await nc.close()
+
+
+def test_system_nats_pub_sub(nats_url: str, unique_topic: str) -> None:
+    assert nats_url == "nats://127.0.0.1:4222"
+    assert asyncio.run(_nats_round_trip(nats_url, f"{unique_topic}.temp", b"21.5")) == b"21.5"
+
+
+def test_private_nats_restart_keeps_jetstream(private_nats: brokers.PrivateNats, unique_topic: str) -> None:
+    import nats
+
+    n = private_nats
+    assert n.url == f"nats://127.0.0.1:{n.port}"
+
+    async def add_and_publish() -> None:
+        nc = await nats.connect(n.url, allow_reconnect=False)
+        try:
+            js = nc.jetstream()
+            await js.add_stream(name=unique_topic, subjects=[f"{unique_topic}.>"])
+            await js.publish(f"{unique_topic}.x", b"kept")
+        finally:
+            await nc.close()
+
+    async def stored() -> int:
+        nc = await nats.connect(n.url, allow_reconnect=False)
+        try:
+            return int((await nc.jetstream().stream_info(unique_topic)).state.messages)
+        finally:
+            await nc.close()
+
+    asyncio.run(add_and_publish())
+    pid = n.pid
+    n.kill()
+    assert not brokers.port_open(HOST, n.port)
+    n.start()
+    assert n.pid != pid and n.running
+    assert asyncio.run(stored()) == 1  # the store in the private temp dir survived
+    assert asyncio.run(_nats_round_trip(n.url, f"{unique_topic}.y", b"after")) == b"after"
+
+
+def test_private_nats_process_ends_with_context() -> None:
+    with brokers.PrivateNats() as n:
+        pid, port, workdir = n.pid, n.port, n.workdir
+        assert pid is not None and workdir.is_dir()
+    assert not brokers.port_open(HOST, port)
+    assert not workdir.exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_private_nats_with_credentials(private_nats_factory, unique_topic: str) -> None:
+    n = private_nats_factory(user="alice", password="s3cret")
+    with pytest.raises(Exception, match="Authorization"):
+        asyncio.run(_nats_round_trip(n.url, unique_topic, b"x"))
+    data = asyncio.run(_nats_round_trip(n.url, unique_topic, b"ok", user="alice", password="s3cret"))
+    assert data == b"ok"
+    t = private_nats_factory(token="tok")
+    assert asyncio.run(_nats_round_trip(t.url, unique_topic, b"ok", token="tok")) == b"ok"

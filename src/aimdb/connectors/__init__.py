@@ -2,11 +2,13 @@
 
 Import the connector you need; nothing here imports an optional library eagerly::
 
-    from aimdb.connectors import MqttConnector, KafkaConnector
+    from aimdb.connectors import MqttConnector, KafkaConnector, NatsConnector
 
 * :class:`MqttConnector` (``mqtt://`` and ``mqtts://``): MQTT 3.1.1 and 5 on a lean
   asyncio protocol of aimdb's own (no extra dependency).
 * :class:`KafkaConnector` (``kafka://``): Kafka on aiokafka (``pip install aimdb[kafka]``).
+* :class:`NatsConnector` (``nats://``): core NATS and JetStream on nats-py
+  (``pip install aimdb[nats]``).
 
 Shared pieces (reconnect policy, connection state, statistics) live in
 :mod:`aimdb.connectors._base` and are re-exported here.
@@ -21,15 +23,17 @@ if TYPE_CHECKING:
     from ._base import BaseConnector, ConnectorStatistics, Endpoint, ReconnectPolicy
     from .kafka import KafkaConnector
     from .mqtt import MqttConnector
+    from .nats import NatsConnector
 
-__all__ = [
+__all__ = (
     "BaseConnector",
     "ConnectorStatistics",
     "Endpoint",
     "KafkaConnector",
     "MqttConnector",
+    "NatsConnector",
     "ReconnectPolicy",
-]
+)
 
 _WHERE = {
     "BaseConnector": "._base",
@@ -38,6 +42,7 @@ _WHERE = {
     "ReconnectPolicy": "._base",
     "MqttConnector": ".mqtt",
     "KafkaConnector": ".kafka",
+    "NatsConnector": ".nats",
 }
 
 

@@ -1,0 +1,931 @@
+"""NATS connector on nats-py: ``link_to("nats://subject")`` publishes, ``link_from`` subscribes.
+
+::
+
+    from aimdb.connectors import NatsConnector
+
+    conn = NatsConnector("nats://127.0.0.1:4222", name="edge-1")
+    builder.with_connector(conn)
+    builder.configure(Temperature, "temp", lambda r: r.buffer(BufferCfg.SpmcRing(256))
+                      .link_to("nats://sensors.kitchen.temp").finish())
+    builder.configure(SetPoint, "setpoint", lambda r: r.buffer(BufferCfg.Mailbox())
+                      .link_from("nats://cmd.*.set").finish())
+
+Needs ``pip install 'aimdb[nats]'`` (nats-py) and asyncio or uvloop.
+
+Behaviour:
+
+* Core NATS (the default) is at most once. Outbound: one task per ``link_to`` route takes
+  every pending value from the record's reader at once and publishes them without waiting
+  (nats-py writes them to the socket in one go). ``sent`` counts values handed to the
+  connection. At most ``pending_bytes`` wait in nats-py's outgoing buffer; beyond that the
+  task stops reading, so a slow or stalled server makes the ring reader lag (counted in
+  ``dropped_lag``) and memory stays bounded; producers are never blocked.
+* While disconnected a route does not publish at all (nats-py's reconnect buffer is not
+  used), so what is sent after the reconnect follows the buffer kind: a ring sends its
+  backlog in order (up to its capacity; the overflow is counted as lag), SingleLatest
+  only the latest value, Mailbox only the newest command.
+* Inbound: one subscription per distinct subject (``*`` and ``>`` wildcards work); NATS
+  delivers a message once per matching subscription, and each subscription feeds the
+  routes declared with exactly that subject, so a message reaches every record whose
+  subject matches, once each. A payload that does not decode is logged with subject and
+  record key, counted in the route's ``failed`` and dropped.
+* JetStream (``jetstream=True``, or ``.option("jetstream", True)`` per link): outbound values
+  are published with a reply subject and a ``Nats-Msg-Id`` header; ``sent`` counts the
+  stream's acknowledgements. At most ``max_inflight`` publishes wait for theirs; those not
+  acknowledged when the connection drops are published again after the reconnect (the
+  stream drops duplicates by message id). An error answer (no stream captures the subject,
+  ...) or no answer within ``ack_timeout`` counts as ``failed``.
+* JetStream inbound: one pull consumer per distinct subject on the stream that captures it
+  (created before the connector reports connected). The connector keeps one pull request
+  for up to ``batch_size`` messages open, so a message arrives as soon as the stream has it
+  and waits in the stream while nobody asks. Each message is acknowledged after it was
+  delivered (a bad payload too: it would never decode). JetStream delivers at least once
+  (after a server crash it sends again what it had not recorded as acknowledged); the
+  connector remembers the stream sequences of the last 65536 messages per subject and
+  drops such redeliveries (counted in ``duplicates_dropped``). With ``durable`` the
+  consumer is durable and a restarted instance resumes after the last acknowledged
+  message; ``start`` (``"latest"``/``"earliest"``) applies when the consumer is created.
+  The stream must exist; until it does, the link's ``last_error`` says so and the
+  connector tries again every 2 s.
+* Connecting: the first connection (and a new one when the server closed a connection for
+  good, e.g. refusing credentials after a reconnect) is made by the reconnect loop of
+  :class:`~aimdb.connectors.BaseConnector`. Once connected, nats-py reconnects by itself,
+  with the delays of the :class:`~aimdb.connectors.ReconnectPolicy`, and renews the
+  subscriptions; ``state``, statistics and ``wait_connected()`` follow its
+  disconnected/reconnected/closed callbacks. When the policy's ``max_attempts``
+  consecutive reconnects fail, the connector gives up (state ``failed``). Errors are
+  translated to :class:`~aimdb.ConnectionFailed` / :class:`~aimdb.PublishError` with the
+  nats-py error as ``__cause__``.
+
+Link options: ``.option("jetstream", True | False)`` (default: the connector's
+``jetstream``), ``.with_topic_provider(fn)`` (subject per value), codecs and
+(de)serializers as for every link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+import ssl as _ssl
+import time
+import uuid
+from collections import deque
+from typing import Any
+
+try:
+    import nats.errors as _nerr
+    from nats.aio.client import Client as _Client
+    from nats.js.api import AckPolicy as _AckPolicy
+    from nats.js.api import ConsumerConfig as _ConsumerConfig
+    from nats.js.api import DeliverPolicy as _DeliverPolicy
+    from nats.js.errors import NotFoundError as _NotFoundError
+except ImportError as _exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "aimdb.connectors.nats needs nats-py: install it with pip install 'aimdb[nats]'"
+    ) from _exc
+
+from .._core._buffers import RingReader
+from .._core._connector import ConnectorRoutes, InboundRoute, OutboundRoute
+from .._core._links import LinkSpec
+from .._errors import BufferClosed, BufferLagged, ConnectionFailed, ConnectorTimeout
+from ._base import BaseConnector, ReconnectPolicy, parse_endpoint, translate_error
+
+__all__ = ("NatsConnector",)
+
+_log = logging.getLogger("aimdb.connectors.nats")
+
+_BAD_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+# stream sequences remembered per JetStream subject to drop redeliveries of delivered messages
+_SEEN_WINDOW = 65536
+# seconds a JetStream pull request waits on the server for messages
+_PULL_EXPIRES = 2.0
+# errors of a connection that is gone or going: the values are kept for the next one
+_GONE = (
+    _nerr.ConnectionClosedError,
+    _nerr.ConnectionReconnectingError,
+    _nerr.OutboundBufferLimitError,
+    _nerr.ConnectionDrainingError,
+)
+
+
+def _subject_problem(subject: str, wildcards: bool) -> str | None:
+    """Return what is wrong with a NATS subject, or ``None`` when it is fine.
+
+    Args:
+        subject: the subject (``sensors.kitchen.temp``).
+        wildcards: True for a subscription (``*`` for one token, ``>`` for the rest, each a
+            whole token, ``>`` last); False for a publish subject, which takes none.
+    """
+    if not subject:
+        return "empty NATS subject"
+    if _BAD_CHARS.search(subject):
+        return "NATS subject " + repr(subject) + " contains whitespace or control characters"
+    tokens = subject.split(".")
+    for i, token in enumerate(tokens):
+        if not token:
+            return "NATS subject " + repr(subject) + " has an empty token (leading, trailing or double '.')"
+        if "*" in token or ">" in token:
+            if not wildcards:
+                return (
+                    "NATS subject " + repr(subject) + " has a wildcard ('*' or '>'): "
+                    "a link_to publishes to one concrete subject"
+                )
+            if token not in ("*", ">"):
+                return "NATS subject " + repr(subject) + ": '*' and '>' must be whole tokens"
+            if token == ">" and i != len(tokens) - 1:
+                return "NATS subject " + repr(subject) + ": '>' must be the last token"
+    return None
+
+
+def _consumer_name(durable: str, subject: str) -> str:
+    digest = hashlib.sha1(subject.encode()).hexdigest()[:8]
+    return durable + "-" + _NAME_UNSAFE.sub("_", subject).strip("_")[:64] + "-" + digest
+
+
+def _deliver(routes: list[InboundRoute], data: bytes, subject: str) -> None:
+    for r in routes:
+        try:
+            r.deliver(data, subject)
+        except BufferClosed:
+            pass
+        except Exception:  # never let one record disturb the connection
+            _log.exception("delivering %s to %r failed", subject, r.key)
+
+
+class _JsIn:
+    """The JetStream pull consumer of one ``link_from`` subject."""
+
+    __slots__ = (
+        "client",
+        "done",
+        "inbox",
+        "next_subject",
+        "order",
+        "received",
+        "retry_at",
+        "routes",
+        "seen",
+        "subject",
+    )
+
+    def __init__(self, subject: str, routes: list[InboundRoute]) -> None:
+        self.subject = subject
+        self.routes = routes
+        self.client: _Client | None = None  # the connection the consumer's inbox is on
+        self.inbox = ""
+        self.next_subject = ""
+        self.done = asyncio.Event()  # the open pull request is over
+        self.received = 0
+        self.retry_at = 0.0
+        self.seen: set[int] = set()  # stream sequences delivered (the last _SEEN_WINDOW)
+        self.order: deque[int] = deque()
+
+
+class _Pending:
+    """A JetStream publish waiting for its acknowledgement."""
+
+    __slots__ = ("msg_id", "payload", "sent_at", "stats", "subject")
+
+    def __init__(self, subject: str, payload: bytes, msg_id: str, stats: Any) -> None:
+        self.subject = subject
+        self.payload = payload
+        self.msg_id = msg_id
+        self.stats = stats
+        self.sent_at = time.monotonic()
+
+
+class NatsConnector(BaseConnector):
+    """Mirror records to and from NATS subjects (core NATS or JetStream).
+
+    Args:
+        url: server URL, ``nats://host[:port]`` (default port 4222) or ``tls://host[:port]``
+            (TLS). Credentials may be given as ``nats://user:pw@host`` or, for a token,
+            ``nats://token@host``.
+        name: connection name shown by the server's monitoring.
+        username: user name (overrides the URL's).
+        password: password (overrides the URL's).
+        token: authorization token (overrides a token in the URL).
+        user_credentials: path of a ``.creds`` file (JWT and NKey; needs the ``nkeys`` package).
+        tls: ``True``/``False`` or an ``ssl.SSLContext``; default: on for ``tls://``.
+        tls_hostname: host name to verify the server certificate against.
+        jetstream: JetStream for links that do not set ``.option("jetstream", ...)``.
+        durable: JetStream: make ``link_from`` consumers durable, one per subject, named
+            from this prefix (see :meth:`consumer_name`); ``None`` uses ephemeral consumers,
+            which live as long as the connection.
+        start: JetStream: where a new consumer starts, ``"latest"`` (new messages only) or
+            ``"earliest"`` (everything in the stream).
+        stream: JetStream: the stream that ``link_from`` consumers read (default: looked up
+            from the subject).
+        ack_timeout: JetStream: seconds to wait for a publish acknowledgement while connected.
+        max_inflight: JetStream: most publishes awaiting acknowledgement at a time.
+        batch_size: most values taken from one reader at a time.
+        pending_bytes: most bytes waiting in nats-py's outgoing buffer before a route stops
+            reading (backpressure).
+        ping_interval: seconds between keep-alive pings; after ``max_outstanding_pings``
+            unanswered pings the connection counts as lost.
+        max_outstanding_pings: see ``ping_interval``.
+        options: more keyword arguments for ``nats.aio.client.Client.connect``
+            (e.g. ``nkeys_seed``, ``inbox_prefix``, ``tls_handshake_first``).
+        reconnect: :class:`~aimdb.connectors.ReconnectPolicy`: delays between connection
+            attempts, of the first connection and of nats-py's reconnects alike.
+        connect_timeout: seconds one connection attempt (TCP, TLS, handshake, subscriptions)
+            may take.
+
+    Raises:
+        ValueError: bad URL or option.
+    """
+
+    def __init__(
+        self,
+        url: str = "nats://127.0.0.1:4222",
+        *,
+        name: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        user_credentials: str | None = None,
+        tls: bool | _ssl.SSLContext | None = None,
+        tls_hostname: str | None = None,
+        jetstream: bool = False,
+        durable: str | None = None,
+        start: str = "latest",
+        stream: str | None = None,
+        ack_timeout: float = 5.0,
+        max_inflight: int = 1024,
+        batch_size: int = 512,
+        pending_bytes: int = 1024 * 1024,
+        ping_interval: float = 20.0,
+        max_outstanding_pings: int = 2,
+        options: dict[str, Any] | None = None,
+        reconnect: ReconnectPolicy | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        ep = parse_endpoint(url, {"nats": 4222, "tls": 4222}, ("tls",))
+        super().__init__(ep, reconnect, connect_timeout)
+        self.scheme = "nats"
+        if start not in ("latest", "earliest"):
+            raise ValueError("start must be 'latest' or 'earliest'")
+        if durable is not None and (not durable or _NAME_UNSAFE.search(durable)):
+            raise ValueError("durable must be a non-empty name of letters, digits, '_' and '-'")
+        if max_inflight < 1 or batch_size < 1 or pending_bytes < 1:
+            raise ValueError("max_inflight, batch_size and pending_bytes must be at least 1")
+        if ack_timeout <= 0 or ping_interval <= 0 or max_outstanding_pings < 1:
+            raise ValueError("ack_timeout and ping_interval must be positive, max_outstanding_pings >= 1")
+        self.name = name
+        url_token = ep.username if ep.username and ep.password is None else None  # nats://token@host
+        self.username = username if username is not None else (None if url_token else ep.username)
+        self.password = password if password is not None else ep.password
+        self.token = token if token is not None else url_token
+        self.user_credentials = user_credentials
+        self.tls: bool | _ssl.SSLContext = ep.tls if tls is None else tls
+        self.tls_hostname = tls_hostname
+        self.jetstream = jetstream
+        self.durable = durable
+        self.start = start
+        self.stream = stream
+        self.ack_timeout = ack_timeout
+        self.max_inflight = max_inflight
+        self.batch_size = batch_size
+        self.pending_bytes = pending_bytes
+        self.ping_interval = ping_interval
+        self.max_outstanding_pings = max_outstanding_pings
+        self.options: dict[str, Any] = dict(options or {})
+        host = "[" + ep.host + "]" if ":" in ep.host else ep.host
+        self._server = ("tls" if self.tls else "nats") + "://" + host + ":" + str(ep.port)
+        #: messages nats-py dropped because a subscription's queue was full (slow consumer)
+        self.slow_consumer_drops = 0
+        #: JetStream messages delivered again that were already delivered (and dropped)
+        self.duplicates_dropped = 0
+
+        self._nc: _Client | None = None
+        self._connecting: _Client | None = None
+        self._core: dict[str, list[InboundRoute]] = {}
+        self._js_in: dict[str, list[InboundRoute]] = {}
+        self._js_states: dict[str, _JsIn] = {}
+        self._need_acks = False
+        self._ack_prefix = ""
+        self._msg_prefix = uuid.uuid4().hex[:16]
+        self._seq = 0
+        self._unacked: dict[int, _Pending] = {}
+        self._window_waiters: list[asyncio.Future[None]] = []
+        self._pumps: list[asyncio.Task[Any]] = []
+        self._closed_ev: asyncio.Event | None = None
+        self._client_err: BaseException | None = None
+        self._attempt = 0
+        self._lost_counted = False
+        self._gave_up = False
+
+    # ------------------------------------------------------------ public
+
+    @property
+    def unacked(self) -> int:
+        """JetStream publishes waiting for the stream's acknowledgement."""
+        return len(self._unacked)
+
+    def consumer_name(self, subject: str) -> str | None:
+        """Return the name of the durable JetStream consumer for ``subject`` (``None`` without ``durable``).
+
+        The name is ``<durable>-<subject>-<hash>``: in the subject (its first 64 characters
+        after this), each run of characters other than letters, digits, ``_`` and ``-``
+        becomes one ``_``, and the first 8 hex digits of the subject's SHA-1 keep two
+        subjects from sharing a consumer (``cmd.*.set`` gives ``<durable>-cmd_set-<hash>``).
+        """
+        return None if self.durable is None else _consumer_name(self.durable, subject)
+
+    def validate_link(self, spec: LinkSpec) -> list[str]:
+        """Check a link's subject and options; returns problems for ``build()`` to report."""
+        problems: list[str] = []
+        for name, value in spec.options.items():
+            if name == "jetstream":
+                if not isinstance(value, bool):
+                    problems.append("NATS option jetstream must be True or False")
+            else:
+                problems.append("unknown NATS link option " + repr(name))
+        if spec.direction == "out":
+            if spec.topic_provider is None:
+                p = _subject_problem(spec.address, wildcards=False)
+                if p is not None:
+                    problems.append(p)
+        else:
+            p = _subject_problem(spec.address, wildcards=True)
+            if p is not None:
+                problems.append(p)
+            if spec.topic_provider is not None:
+                problems.append("a topic provider only applies to link_to")
+        return problems
+
+    # ------------------------------------------------------------ routes
+
+    def _uses_js(self, spec: LinkSpec) -> bool:
+        return bool(spec.options.get("jetstream", self.jetstream))
+
+    async def _start_routes(self, routes: ConnectorRoutes) -> None:
+        self._core = {}
+        self._js_in = {}
+        for r in routes.inbound:
+            table = self._js_in if self._uses_js(r.spec) else self._core
+            table.setdefault(r.address, []).append(r)
+        self._js_states = {subject: _JsIn(subject, routes) for subject, routes in self._js_in.items()}
+        self._need_acks = any(self._uses_js(r.spec) for r in routes.outbound)
+        self._closed_ev = asyncio.Event()
+        self._pumps = [
+            self._spawn(self._pump(r, self._uses_js(r.spec)), "aimdb.nats.out[" + r.key + "]")
+            for r in routes.outbound
+        ]
+        for st in self._js_states.values():
+            self._spawn(self._pull(st), "aimdb.nats.in[" + st.subject + "]")
+
+    # ------------------------------------------------------------ connection
+
+    async def _connect(self) -> None:
+        nc = _Client()
+        self._connecting = nc
+        self._client_err = None
+        self._gave_up = False
+        self._lost_counted = False
+        self._closed_ev = asyncio.Event()
+
+        async def on_error(exc: Exception) -> None:
+            await self._on_error(nc, exc)
+
+        async def on_disconnected() -> None:
+            await self._on_disconnected(nc)
+
+        async def on_reconnected() -> None:
+            await self._on_reconnected(nc)
+
+        async def on_closed() -> None:
+            if nc is self._nc and self._closed_ev is not None:
+                self._closed_ev.set()
+
+        opts: dict[str, Any] = {
+            "name": self.name,
+            "user": self.username,
+            "password": self.password,
+            "token": self.token,
+            "user_credentials": self.user_credentials,
+            "tls_hostname": self.tls_hostname,
+            "ping_interval": self.ping_interval,
+            "max_outstanding_pings": self.max_outstanding_pings,
+            # room for one more payload beyond our own limit, so nats-py never force-flushes
+            "pending_size": self.pending_bytes + 8 * 1024 * 1024,
+            "flush_timeout": max(1.0, self.connect_timeout),
+            **self.options,
+        }
+        if self.tls:
+            opts["tls"] = self.tls if isinstance(self.tls, _ssl.SSLContext) else _ssl.create_default_context()
+        opts = {k: v for k, v in opts.items() if v is not None}
+        try:
+            await nc.connect(
+                servers=[self._server],
+                error_cb=on_error,
+                disconnected_cb=on_disconnected,
+                reconnected_cb=on_reconnected,
+                closed_cb=on_closed,
+                # one attempt here (nats-py tries a refused server twice in a row); the
+                # reconnect policy of the connector spaces the next ones
+                allow_reconnect=False,
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0,
+                connect_timeout=max(1, round(self.connect_timeout)),
+                **opts,
+            )
+        except _nerr.NoServersError:
+            if self._client_err is not None:
+                raise self._client_err from None
+            raise
+        # from now on nats-py reconnects by itself, spaced by the policy (see _on_error)
+        nc.options["allow_reconnect"] = True
+        nc.options["max_reconnect_attempts"] = -1
+        nc.options["reconnect_time_wait"] = self.reconnect.delay(1)
+        self._nc = nc
+        self._connecting = None
+        self._attempt = 0
+        for subject, routes in self._core.items():
+            await nc.subscribe(subject, cb=self._deliverer(routes))
+        if self._need_acks:
+            self._ack_prefix = nc.new_inbox()
+            await nc.subscribe(self._ack_prefix + ".*", cb=self._on_ack)
+        for st in self._js_states.values():
+            await self._open_consumer(nc, st)
+        await nc.flush(max(1, round(self.connect_timeout)))  # the server has the subscriptions
+        await self._resend(nc)
+
+    def _deliverer(self, routes: list[InboundRoute]) -> Any:
+        """The callback of a core subscription: decode into every route of the subject."""
+
+        async def on_msg(msg: Any) -> None:
+            _deliver(routes, msg.data, msg.subject)
+
+        return on_msg
+
+    # ------------------------------------------------------------ JetStream consumers
+
+    async def _open_consumer(self, nc: _Client, st: _JsIn) -> bool:
+        """Create (or find, when durable) the pull consumer of ``st`` and its inbox on ``nc``.
+
+        Returns False, with the problem on the routes' statistics, when it failed (the
+        pull task tries again later); connection loss propagates.
+        """
+        jsm = nc.jsm()
+        try:
+            stream = self.stream or await jsm.find_stream_name_by_subject(st.subject)
+            name = self.consumer_name(st.subject)
+            exists = False
+            if name is not None:
+                try:
+                    await jsm.consumer_info(stream, name)
+                    exists = True
+                except _NotFoundError:
+                    pass
+            else:
+                name = "aimdb-" + uuid.uuid4().hex[:20]
+            if not exists:
+                config = _ConsumerConfig(
+                    name=name,
+                    durable_name=name if self.durable is not None else None,
+                    deliver_policy=_DeliverPolicy.NEW if self.start == "latest" else _DeliverPolicy.ALL,
+                    ack_policy=_AckPolicy.EXPLICIT,
+                    filter_subject=st.subject,
+                    inactive_threshold=None if self.durable is not None else 60.0,
+                )
+                await jsm.add_consumer(stream, config)
+            inbox = nc.new_inbox()
+            await nc.subscribe(inbox, cb=self._puller(st))
+        except _GONE:
+            raise
+        except Exception as exc:
+            text = "JetStream consumer for " + repr(st.subject) + " failed: " + _reason(exc)
+            if isinstance(exc, _NotFoundError):
+                text += " (no stream captures this subject: create one)"
+            for r in st.routes:
+                if r.stats.last_error != text:
+                    _log.error("%s: %s; retrying", self.url, text)
+                r.stats.last_error = text
+            st.retry_at = time.monotonic() + 2.0
+            return False
+        st.client = nc
+        st.inbox = inbox
+        st.next_subject = "$JS.API.CONSUMER.MSG.NEXT." + stream + "." + name
+        st.done.set()
+        return True
+
+    async def _pull(self, st: _JsIn) -> None:
+        """Keep one pull request of ``batch_size`` messages open on the consumer of ``st``."""
+        request = json.dumps({"batch": self.batch_size, "expires": int(_PULL_EXPIRES * 1e9)}).encode()
+        while True:
+            nc = await self._wait_ready()
+            if st.client is not nc:
+                wait = st.retry_at - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(min(wait, 0.5))
+                    continue
+                try:
+                    if not await self._open_consumer(nc, st):
+                        continue
+                except _GONE:
+                    continue
+            st.done.clear()
+            st.received = 0
+            try:
+                await nc.publish(st.next_subject, request, reply=st.inbox)
+            except _GONE:
+                continue
+            try:
+                await asyncio.wait_for(st.done.wait(), _PULL_EXPIRES + 1.0)
+            except (asyncio.TimeoutError, TimeoutError):
+                pass  # no answer (lost with a connection): ask again
+
+    def _puller(self, st: _JsIn) -> Any:
+        """The callback of a pull consumer's inbox: messages and the request's end."""
+        routes = st.routes
+        seen, order = st.seen, st.order
+
+        async def on_msg(msg: Any) -> None:
+            headers = msg.headers
+            status = headers.get("Status") if headers else None
+            if status:
+                if status == "100":
+                    return  # idle heartbeat
+                if status == "503" or (
+                    status == "409" and "deleted" in str(headers.get("Description", "")).lower()
+                ):
+                    _log.warning(
+                        "%s: JetStream consumer for %r is gone; creating it again", self.url, st.subject
+                    )
+                    st.client = None
+                st.done.set()  # 404/408/409: this pull request is over
+                return
+            st.received += 1
+            if st.received >= self.batch_size:
+                st.done.set()
+            try:
+                seq: int | None = msg.metadata.sequence.stream
+            except Exception:
+                seq = None
+            if seq is not None:
+                if seq in seen:
+                    self.duplicates_dropped += 1
+                    await self._ack(msg)
+                    return
+                seen.add(seq)
+                order.append(seq)
+                if len(order) > _SEEN_WINDOW:
+                    seen.discard(order.popleft())
+            _deliver(routes, msg.data, msg.subject)
+            await self._ack(msg)
+
+        return on_msg
+
+    async def _ack(self, msg: Any) -> None:
+        try:
+            await msg.ack()
+        except Exception as exc:
+            _log.debug("%s: ack of a message on %s failed: %r", self.url, msg.subject, exc)
+
+    async def _serve(self) -> str | None:
+        closed = self._closed_ev
+        assert closed is not None
+        while not closed.is_set():
+            try:
+                await asyncio.wait_for(closed.wait(), 0.5)
+            except (asyncio.TimeoutError, TimeoutError):
+                pass
+            nc = self._nc
+            if nc is None or not nc.is_connected or self.stats.state != "connected":
+                continue
+            if self._unacked:
+                self._expire_acks()
+        if self._gave_up:
+            err = self._last_exc if isinstance(self._last_exc, ConnectionFailed) else None
+            text = "gave up after " + str(self._attempt) + " reconnect attempts"
+            failed = ConnectionFailed(self.url, text + (": " + err.reason if err is not None else ""))
+            failed.__cause__ = err
+            self._record_error(failed)
+            _log.error("%s: %s", self.url, failed)
+            self._set_state("failed")
+            self._wake_window()
+            await asyncio.Event().wait()  # stays failed until the database stops
+        if self._lost_counted:
+            self.stats.disconnects -= 1  # the callback counted this loss; the loop counts it again
+        err_text = _reason(self._client_err) if self._client_err is not None else "connection closed"
+        return err_text
+
+    async def _on_error(self, nc: _Client, exc: Exception) -> None:
+        if isinstance(exc, _nerr.SlowConsumerError):
+            self.slow_consumer_drops += 1
+            if self.slow_consumer_drops == 1 or self.slow_consumer_drops % 1000 == 0:
+                _log.warning(
+                    "%s: subscription %s too slow, nats-py dropped messages (%d so far)",
+                    self.url,
+                    getattr(exc, "subject", "?"),
+                    self.slow_consumer_drops,
+                )
+            return
+        if nc is not self._nc and nc is not self._connecting:
+            return  # a client we are done with
+        self._client_err = exc
+        if nc is not self._nc or self._closing:
+            return
+        if self.stats.state != "disconnected":
+            _log.debug("%s: %r", self.url, exc)
+            return
+        # a failed reconnect attempt of nats-py
+        self._attempt += 1
+        self.stats.failed_attempts += 1
+        err = translate_error(exc, self.url, "connect")
+        if isinstance(err, ConnectorTimeout):
+            err = ConnectionFailed(self.url, "no answer: " + _reason(exc))
+            err.__cause__ = exc
+        self._record_error(err)
+        if self.reconnect.gives_up(self._attempt):
+            if not self._gave_up:
+                self._gave_up = True
+                self._spawn(nc.close(), "aimdb.nats.give-up")
+            return
+        delay = self.reconnect.delay(self._attempt)
+        nc.options["reconnect_time_wait"] = delay
+        _log.warning("%s: %s; retrying in %.2fs (attempt %d)", self.url, err, delay, self._attempt)
+
+    async def _on_disconnected(self, nc: _Client) -> None:
+        if nc is not self._nc or self._closing or self.stats.state != "connected":
+            return
+        self.stats.disconnects += 1
+        self.stats.connected_since = None
+        self._lost_counted = True
+        text = "connection lost" + (": " + _reason(self._client_err) if self._client_err else "")
+        self._record_error(ConnectionFailed(self.url, text))
+        _log.warning("%s: %s; reconnecting", self.url, text)
+        self._set_state("disconnected")
+        self._wake_window()
+
+    async def _on_reconnected(self, nc: _Client) -> None:
+        if nc is not self._nc or self._closing or self.stats.state != "disconnected":
+            return
+        self._attempt = 0
+        nc.options["reconnect_time_wait"] = self.reconnect.delay(1)
+        self._lost_counted = False
+        self.stats.connects += 1
+        self.stats.reconnects += 1
+        self.stats.connected_since = time.time()
+        try:
+            await self._resend(nc)
+        except _GONE:
+            return
+        _log.info("%s: reconnected", self.url)
+        self._set_state("connected")
+        for st in self._js_states.values():
+            st.done.set()  # a pull request may be lost with the old connection: ask again
+
+    async def _close(self) -> None:
+        clients = [c for c in (self._nc, self._connecting) if c is not None]
+        self._nc = None
+        self._connecting = None
+        for st in self._js_states.values():
+            st.client = None
+            st.done.set()
+        self._wake_window()
+        for nc in clients:
+            try:
+                await asyncio.wait_for(nc.close(), 5.0)
+            except Exception as exc:
+                _log.debug("%s: closing: %r", self.url, exc)
+
+    # ------------------------------------------------------------ JetStream acknowledgements
+
+    async def _on_ack(self, msg: Any) -> None:
+        try:
+            token = int(msg.subject.rsplit(".", 1)[1])
+        except (IndexError, ValueError):
+            return
+        entry = self._unacked.pop(token, None)
+        if entry is None:
+            return  # late or duplicate answer
+        stats = entry.stats
+        error: str | None = None
+        headers = msg.headers
+        if headers and headers.get("Status") == "503":
+            error = "no JetStream stream captures subject " + repr(entry.subject) + " (no responders)"
+        else:
+            try:
+                answer = json.loads(msg.data)
+                if isinstance(answer, dict) and "error" in answer:
+                    e = answer["error"]
+                    error = (
+                        "JetStream refused publish to "
+                        + repr(entry.subject)
+                        + ": "
+                        + str(e.get("description", e) if isinstance(e, dict) else e)
+                    )
+            except ValueError:
+                error = "JetStream answered publish to " + repr(entry.subject) + " with "
+                error += repr(msg.data[:80])
+        if error is None:
+            stats.sent += 1
+            stats.bytes += len(entry.payload)
+        else:
+            stats.failed += 1
+            if stats.last_error != error:
+                _log.warning("%s: %s", self.url, error)
+            stats.last_error = error
+        if self._window_waiters and len(self._unacked) < self.max_inflight:
+            self._wake_window()
+
+    def _expire_acks(self) -> None:
+        now = time.monotonic()
+        late = [t for t, e in self._unacked.items() if now - e.sent_at > self.ack_timeout]
+        for t in late:
+            e = self._unacked.pop(t)
+            e.stats.failed += 1
+            text = "no JetStream acknowledgement within " + str(self.ack_timeout) + "s for " + repr(e.subject)
+            if e.stats.last_error != text:
+                _log.warning("%s: %s", self.url, text)
+            e.stats.last_error = text
+        if late:
+            self._wake_window()
+
+    async def _resend(self, nc: _Client) -> None:
+        """Publish again, in order, what the last connection did not see acknowledged."""
+        if not self._unacked:
+            return
+        prefix = self._ack_prefix + "."
+        for token, e in list(self._unacked.items()):
+            e.sent_at = time.monotonic()
+            await nc.publish(
+                e.subject, e.payload, reply=prefix + str(token), headers={"Nats-Msg-Id": e.msg_id}
+            )
+
+    def _wake_window(self) -> None:
+        waiters, self._window_waiters = self._window_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    async def _wait_window(self) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._window_waiters.append(fut)
+        await fut
+
+    # ------------------------------------------------------------ outbound
+
+    def _ready(self) -> _Client | None:
+        nc = self._nc
+        if nc is None or not nc.is_connected or self.stats.state != "connected":
+            return None
+        return nc
+
+    async def _wait_ready(self) -> _Client:
+        while True:
+            nc = self._ready()
+            if nc is not None:
+                return nc
+            if self.stats.state == "connected":
+                await asyncio.sleep(0.01)  # nats-py noticed the loss first; the callback follows
+            else:
+                await self._wait_connected_quietly()
+
+    async def _wait_drained(self, nc: _Client) -> bool:
+        """Wait until nats-py's outgoing buffer is below ``pending_bytes``; False if the connection went."""
+        delay = 0.001
+        while nc.pending_data_size > self.pending_bytes:
+            if self._ready() is not nc:
+                return False
+            await asyncio.sleep(delay)
+            delay = min(0.05, delay * 2)
+        return self._ready() is nc
+
+    async def _pump(self, route: OutboundRoute, js: bool) -> None:
+        reader = route.reader
+        stats = route.stats
+        provider = route.spec.topic_provider
+        fixed = route.address if provider is None else None
+        ring = isinstance(reader, RingReader)
+        encode = route.encode
+        carry: list[Any] = []
+        while True:
+            if self._ready() is None:
+                await self._wait_ready()
+                if carry and not ring and reader.pending():
+                    carry = []  # a newer value supersedes the one taken before the loss
+            if carry:
+                values, carry = carry, []
+            else:
+                try:
+                    values = await reader.recv_batch(self.batch_size)
+                except BufferLagged as exc:
+                    stats.dropped_lag += exc.missed
+                    stats.last_error = str(exc)
+                    continue
+                except BufferClosed:
+                    return
+            nc = self._ready()
+            if nc is None:
+                carry = values
+                continue
+            nbytes = 0
+            for i, value in enumerate(values):
+                try:
+                    payload = encode(value)
+                    if not isinstance(payload, bytes):
+                        payload = bytes(payload)
+                    if fixed is not None:
+                        subject = fixed
+                    else:
+                        subject = provider(value)  # type: ignore[misc]
+                        problem = _subject_problem(subject, wildcards=False)
+                        if problem is not None:
+                            raise ValueError(problem)
+                    if len(payload) > nc.max_payload:
+                        raise ValueError(
+                            "payload of "
+                            + str(len(payload))
+                            + " bytes exceeds the server's max_payload of "
+                            + str(nc.max_payload)
+                        )
+                except Exception as exc:
+                    stats.failed += 1
+                    stats.last_error = repr(exc)
+                    _log.warning("cannot publish a value of %r: %r", route.key, exc)
+                    continue
+                if nc.pending_data_size > self.pending_bytes and not await self._wait_drained(nc):
+                    carry = values[i:]
+                    break
+                if js and len(self._unacked) >= self.max_inflight:
+                    while len(self._unacked) >= self.max_inflight and self._ready() is nc:
+                        await self._wait_window()
+                    if self._ready() is not nc:
+                        carry = values[i:]
+                        break
+                if not nc.is_connected:
+                    carry = values[i:]
+                    break
+                try:
+                    if js:
+                        self._seq += 1
+                        token = self._seq
+                        msg_id = self._msg_prefix + "-" + str(token)
+                        # registered first: kept (and sent again) if the connection goes now
+                        self._unacked[token] = _Pending(subject, payload, msg_id, stats)
+                        await nc.publish(
+                            subject,
+                            payload,
+                            reply=self._ack_prefix + "." + str(token),
+                            headers={"Nats-Msg-Id": msg_id},
+                        )
+                    else:
+                        await nc.publish(subject, payload)
+                        stats.sent += 1
+                        nbytes += len(payload)
+                except _GONE:
+                    carry = values[i + 1 :] if js else values[i:]
+                    break
+                except Exception as exc:
+                    if js:
+                        self._unacked.pop(token, None)
+                    err = translate_error(exc, self.url, "publish")
+                    stats.failed += 1
+                    stats.last_error = str(err)
+                    _log.warning("%s", err)
+            stats.bytes += nbytes
+
+    async def shutdown(self, timeout: float) -> None:
+        """Flush within ``timeout``, then disconnect.
+
+        Publishes what the readers still hold, waits until the server has read it (a
+        PING/PONG round trip) and, for JetStream, for the acknowledgements; then closes
+        the connection. Values that cannot be sent in time (e.g. while disconnected) are
+        dropped.
+        """
+        deadline = time.monotonic() + max(0.0, timeout) * 0.9
+        pumps = [t for t in self._pumps if not t.done()]
+        if pumps and self.connected:
+            await asyncio.wait(pumps, timeout=max(0.0, deadline - time.monotonic()))
+        nc = self._ready()
+        if nc is not None:
+            try:
+                left = max(0.01, deadline - time.monotonic())
+                await asyncio.wait_for(nc.flush(max(1, round(left + 0.5))), left)
+            except Exception as exc:
+                _log.warning("%s: flush at shutdown: %r", self.url, exc)
+        while self._unacked and self._ready() is not None and time.monotonic() < deadline:
+            try:
+                await asyncio.wait_for(self._wait_window(), max(0.0, deadline - time.monotonic()))
+            except (asyncio.TimeoutError, TimeoutError):
+                break
+        self._closing = True
+        await self._close()
+
+
+def _reason(exc: BaseException | None) -> str:
+    if exc is None:
+        return ""
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+    name = type(exc).__name__
+    return name + ": " + text if text else name

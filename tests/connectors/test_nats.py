@@ -1,0 +1,604 @@
+"""NatsConnector against real nats-servers (the machine's on 4222, and private ones)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from aimdb import AimDbBuilder, BufferCfg, ConnectionFailed, ConnectorTimeout, InvalidConfiguration
+from aimdb.connectors import NatsConnector, ReconnectPolicy
+
+from ._util import Command, Reading, Temp, collector, wait_until
+
+nats = pytest.importorskip("nats")
+pytest.importorskip("nats.aio.client")
+
+pytestmark = [pytest.mark.runtimes("asyncio", "uvloop"), pytest.mark.timeout(60)]
+
+FAST_RETRY = ReconnectPolicy(initial_delay=0.05, max_delay=0.5)
+
+
+def ring(n: int = 64) -> Any:
+    return BufferCfg.SpmcRing(capacity=n)
+
+
+@contextlib.asynccontextmanager
+async def raw_client(url: str) -> AsyncIterator[Any]:
+    """An independent plain nats-py client."""
+    nc = nats.aio.client.Client()  # closed even when connect fails (its socket would leak)
+    try:
+        await nc.connect(url, allow_reconnect=False)
+        yield nc
+    finally:
+        await nc.close()
+
+
+@contextlib.asynccontextmanager
+async def stream(url: str, name: str, subjects: list[str]) -> AsyncIterator[Any]:
+    """A JetStream stream created for the test and deleted afterwards."""
+    async with raw_client(url) as nc:
+        js = nc.jetstream()
+        await js.add_stream(name=name, subjects=subjects)
+        try:
+            yield js
+        finally:
+            with contextlib.suppress(Exception):
+                await js.delete_stream(name)
+
+
+def payload(sensor: str, seq: int, value: float = 0.0) -> bytes:
+    return json.dumps({"sensor": sensor, "seq": seq, "value": value}).encode()
+
+
+# ---------------------------------------------------------------- core NATS
+
+
+async def test_round_trip(rt: Any, nats_url: str, unique_topic: str) -> None:
+    """aimdb record -> nats-server -> aimdb record in another database, typed, in order."""
+    subject = f"{unique_topic}.sensors.temp"
+    pub = NatsConnector(nats_url)
+    sub = NatsConnector(nats_url)
+    got: list[Temp] = []
+    bs = AimDbBuilder().with_connector(sub)
+    bs.configure(Temp, "temp", lambda r: r.buffer(ring()).link_from(f"nats://{subject}").finish()
+                 .tap(collector(got)))
+    bp = AimDbBuilder().with_connector(pub)
+    bp.configure(Temp, "temp", lambda r: r.buffer(ring()).link_to(f"nats://{subject}").finish())
+    async with bs.build() as dbs, bp.build() as dbp:
+        await sub.wait_connected(5)
+        await pub.wait_connected(5)
+        producer = dbp.producer(Temp, "temp")
+        for i in range(20):
+            producer.produce(Temp(float(i)))
+        await wait_until(lambda: len(got) == 20, what="20 values")
+        out = dbp.link_statistics()[0]
+        inn = dbs.link_statistics()[0]
+        assert pub.state == "connected"
+    assert got == [Temp(float(i)) for i in range(20)]
+    assert out.sent == 20 and out.failed == 0 and out.bytes == inn.bytes > 0
+    assert inn.received == 20 and inn.failed == 0
+    assert pub.statistics().connects == 1 and pub.state == "closed"
+
+
+async def test_wildcards_deliver_once_per_matching_record(rt: Any, nats_url: str, unique_topic: str) -> None:
+    t = unique_topic
+    conn = NatsConnector(nats_url)
+    star: list[Temp] = []
+    rest: list[Temp] = []
+    exact: list[Temp] = []
+    exact2: list[Temp] = []
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Temp, "star", lambda r: r.buffer(ring()).link_from(f"nats://{t}.*.temp").finish()
+                .tap(collector(star)))
+    b.configure(Temp, "rest", lambda r: r.buffer(ring()).link_from(f"nats://{t}.>").finish()
+                .tap(collector(rest)))
+    b.configure(Temp, "exact", lambda r: r.buffer(ring()).link_from(f"nats://{t}.a.temp").finish()
+                .tap(collector(exact)))
+    # the same subject twice: one subscription, both records fed
+    b.configure(Temp, "exact2", lambda r: r.buffer(ring()).link_from(f"nats://{t}.a.temp").finish()
+                .tap(collector(exact2)))
+    async with b.build(), raw_client(nats_url) as nc:
+        await conn.wait_connected(5)
+        assert sorted(conn._core) == sorted([f"{t}.*.temp", f"{t}.>", f"{t}.a.temp"])
+        await nc.publish(f"{t}.a.temp", b'{"celsius": 1}')
+        await nc.publish(f"{t}.b.temp", b'{"celsius": 2}')
+        await nc.publish(f"{t}.b.c.temp", b'{"celsius": 3}')  # '>' only: '*' is one token
+        await nc.publish(f"{t}.x", b'{"celsius": 4}')  # '>' only
+        await nc.publish(f"{t}", b'{"celsius": 5}')  # nothing: '>' needs at least one token
+        await nc.flush()
+        await wait_until(lambda: len(rest) == 4, what=f"4 values on > {rest} {star}")
+        await asyncio.sleep(0.1)
+    assert [v.celsius for v in star] == [1, 2]
+    assert [v.celsius for v in rest] == [1, 2, 3, 4]
+    assert [v.celsius for v in exact] == [1] and [v.celsius for v in exact2] == [1]
+
+
+async def test_topic_provider_subject_per_value(rt: Any, nats_url: str, unique_topic: str) -> None:
+    t = unique_topic
+    conn = NatsConnector(nats_url)
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(
+        Reading,
+        "reading",
+        lambda r: r.buffer(ring())
+        .link_to(f"nats://{t}.unused")
+        .with_topic_provider(lambda v: f"{t}.room.{v.sensor}" if v.sensor != "bad" else f"{t}.room.*")
+        .finish(),
+    )
+    async with raw_client(nats_url) as nc:
+        sub = await nc.subscribe(f"{t}.room.>")
+        await nc.flush()
+        async with b.build() as db:
+            await conn.wait_connected(5)
+            p = db.producer(Reading, "reading")
+            p.produce(Reading("kitchen", 1, 20.5))
+            p.produce(Reading("bad", 2, 0.0))  # a wildcard subject: counted as failed, not sent
+            p.produce(Reading("hall", 3, 19.0))
+            msgs = [await sub.next_msg(5), await sub.next_msg(5)]
+            st = db.link_statistics()[0]
+    assert [(m.subject, json.loads(m.data)["seq"]) for m in msgs] == [
+        (f"{t}.room.kitchen", 1),
+        (f"{t}.room.hall", 3),
+    ]
+    assert st.sent == 2 and st.failed == 1 and "wildcard" in (st.last_error or "")
+
+
+async def test_bad_payloads_are_dropped_and_counted(
+    rt: Any, nats_url: str, unique_topic: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    t = unique_topic
+    conn = NatsConnector(nats_url)
+    cmds: list[Command] = []
+    temps: list[Temp] = []
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Command, "cmd", lambda r: r.buffer(ring()).link_from(f"nats://{t}.cmd").finish()
+                .tap(collector(cmds)))
+    b.configure(Temp, "temp", lambda r: r.buffer(ring()).link_from(f"nats://{t}.temp").finish()
+                .tap(collector(temps)))
+    bad = [
+        b"not json at all",
+        b'["a", "list"]',  # wrong shape
+        b'{"action": 5, "level": "high"}',  # wrong field types
+        b'{"action": "x"}',  # missing field
+        b"",  # empty
+        bytes(range(256)) * 4096,  # 1 MiB of garbage (the server's default max_payload)
+    ]
+    caplog.set_level(logging.WARNING, logger="aimdb")
+    async with b.build() as db, raw_client(nats_url) as nc:
+        await conn.wait_connected(5)
+        for i, data in enumerate(bad):
+            await nc.publish(f"{t}.cmd", data)
+            await nc.publish(f"{t}.temp", b'{"celsius": %d}' % i)
+        await nc.publish(f"{t}.cmd", b'{"action": "open", "level": 3}')
+        await nc.flush()
+        await wait_until(lambda: len(cmds) == 1 and len(temps) == len(bad), what="good messages")
+        stats = {s.url: s for s in db.link_statistics()}
+        assert conn.connected and conn.statistics().connects == 1
+        assert conn.statistics().disconnects == 0
+    assert cmds == [Command("open", 3)]
+    assert [v.celsius for v in temps] == list(range(len(bad)))
+    assert stats[f"nats://{t}.cmd"].failed == len(bad)
+    assert stats[f"nats://{t}.cmd"].received == 1
+    assert stats[f"nats://{t}.temp"].failed == 0
+    logged = [r.getMessage() for r in caplog.records if "bad payload" in r.getMessage()]
+    assert len(logged) == len(bad)
+    assert all(f"{t}.cmd" in m and "'cmd'" in m for m in logged)
+
+
+async def test_interop_aimdb_to_plain_nats_py(rt: Any, nats_url: str, unique_topic: str) -> None:
+    subject = f"{unique_topic}.out"
+    conn = NatsConnector(nats_url)
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Reading, "r", lambda r: r.buffer(ring()).link_to(f"nats://{subject}").finish())
+    async with raw_client(nats_url) as nc:
+        sub = await nc.subscribe(subject)
+        await nc.flush()
+        async with b.build() as db:
+            await conn.wait_connected(5)
+            p = db.producer(Reading, "r")
+            for i in range(3):
+                p.produce(Reading("s1", i, i / 2))
+            msgs = [await sub.next_msg(5) for _ in range(3)]
+    expected = [{"sensor": "s1", "seq": i, "value": i / 2} for i in range(3)]
+    assert [json.loads(m.data) for m in msgs] == expected
+    assert all(m.subject == subject for m in msgs)
+
+
+async def test_interop_plain_nats_py_to_aimdb(rt: Any, nats_url: str, unique_topic: str) -> None:
+    subject = f"{unique_topic}.in"
+    conn = NatsConnector(nats_url)
+    got: list[Reading] = []
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Reading, "r", lambda r: r.buffer(ring()).link_from(f"nats://{subject}").finish()
+                .tap(collector(got)))
+    async with b.build(), raw_client(nats_url) as nc:
+        await conn.wait_connected(5)
+        for i in range(3):
+            await nc.publish(subject, payload("ext", i, 1.5), headers={"X-From": "plain"} if i else None)
+        await nc.flush()
+        await wait_until(lambda: len(got) == 3, what="3 values from nats-py")
+    assert got == [Reading("ext", i, 1.5) for i in range(3)]
+
+
+@pytest.mark.parametrize("codec", ["msgpack", "cbor"])
+async def test_binary_codecs(rt: Any, nats_url: str, unique_topic: str, codec: str) -> None:
+    subject = f"{unique_topic}.{codec}"
+    conn = NatsConnector(nats_url)
+    got: list[Reading] = []
+    raw: list[bytes] = []
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Reading, "out", lambda r: r.buffer(ring()).link_to(f"nats://{subject}").codec(codec).finish())
+    b.configure(Reading, "in", lambda r: r.buffer(ring()).link_from(f"nats://{subject}").codec(codec).finish()
+                .tap(collector(got)))
+    b.configure(bytes, "raw", lambda r: r.buffer(ring()).link_from(f"nats://{subject}")
+                .with_deserializer(lambda b: bytes(b)).finish().tap(collector(raw)))
+    async with b.build() as db:
+        await conn.wait_connected(5)
+        db.producer(Reading, "out").produce(Reading("s", 7, 0.25))
+        await wait_until(lambda: bool(got and raw), what="codec round trip")
+    assert got == [Reading("s", 7, 0.25)]
+    if codec == "msgpack":
+        import msgpack
+
+        assert msgpack.unpackb(raw[0]) == {"sensor": "s", "seq": 7, "value": 0.25}
+    else:
+        import cbor2
+
+        assert cbor2.loads(raw[0]) == {"sensor": "s", "seq": 7, "value": 0.25}
+
+
+def test_bad_links_are_reported_at_build() -> None:
+    b = AimDbBuilder().with_connector(NatsConnector("nats://127.0.0.1:9"))
+    b.configure(Temp, "a", lambda r: r.buffer(ring()).link_to("nats://sensors.*.temp").finish())
+    b.configure(Temp, "b", lambda r: r.buffer(ring()).link_to("nats://sensors.>").finish())
+    b.configure(Temp, "c", lambda r: r.buffer(ring()).link_to("nats://sensors..temp").finish())
+    b.configure(Temp, "d", lambda r: r.buffer(ring()).link_from("nats://cmd.>.set").finish())
+    b.configure(Temp, "e", lambda r: r.buffer(ring()).link_from("nats://cmd.a*.set").finish())
+    b.configure(Temp, "f", lambda r: r.buffer(ring()).link_from("nats://cmd set").finish())
+    b.configure(Temp, "g", lambda r: r.buffer(ring()).link_to("nats://ok.subject").qos(1).finish())
+    b.configure(Temp, "h", lambda r: r.buffer(ring()).link_from("nats://ok.>").option("jetstream", "yes")
+                .finish())
+    b.configure(Temp, "i", lambda r: r.buffer(ring()).link_to("nats://").finish())
+    with pytest.raises(InvalidConfiguration) as ei:
+        b.build()
+    text = str(ei.value)
+    assert text.count("has a wildcard") == 2
+    assert "'sensors..temp' has an empty token" in text
+    assert "'>' must be the last token" in text
+    assert "must be whole tokens" in text
+    assert "whitespace" in text
+    assert "unknown NATS link option 'qos'" in text
+    assert "jetstream must be True or False" in text
+    assert "empty NATS subject" in text
+
+
+def test_good_links_and_options_build() -> None:
+    conn = NatsConnector("nats://secret-token@127.0.0.1:9", durable="edge-1", jetstream=True)
+    assert conn.token == "secret-token" and conn.username is None
+    assert conn.url == "nats://127.0.0.1:9"  # no credentials in the URL shown
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Temp, "a", lambda r: r.buffer(ring()).link_to("nats://sensors.kitchen.temp").finish())
+    b.configure(Temp, "b", lambda r: r.buffer(ring()).link_from("nats://cmd.*.set").finish())
+    b.configure(Temp, "c", lambda r: r.buffer(ring()).link_from("nats://cmd.>").option("jetstream", False)
+                .finish())
+    b.build()
+    name = conn.consumer_name("cmd.*.set")
+    assert name is not None and name.startswith("edge-1-cmd_set-") and len(name) == len("edge-1-cmd_set-") + 8
+    assert conn.consumer_name("cmd.*.set") != conn.consumer_name("cmd._.set")
+    assert NatsConnector("nats://u:p@h").username == "u"
+    for bad in ({"start": "middle"}, {"durable": "a.b"}, {"max_inflight": 0}):
+        with pytest.raises(ValueError):
+            NatsConnector("nats://127.0.0.1", **bad)
+    with pytest.raises(ValueError):
+        NatsConnector("mqtt://127.0.0.1")
+
+
+async def test_wrong_password_is_a_clear_connection_failed(rt: Any, private_nats_factory: Any) -> None:
+    server = private_nats_factory(user="aimdb", password="secret")
+    conn = NatsConnector(
+        server.url,
+        username="aimdb",
+        password="wrong",
+        reconnect=ReconnectPolicy(initial_delay=0.02, max_delay=0.05, max_attempts=3),
+    )
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Temp, "t", lambda r: r.buffer(ring()).link_to("nats://x.t").finish())
+    async with b.build():
+        with pytest.raises(ConnectionFailed) as ei:
+            await conn.wait_connected(5)
+    assert "Authorization Violation" in ei.value.reason
+    assert conn.statistics().failed_attempts == 3
+    assert conn.state == "closed"
+
+    ok = NatsConnector(f"nats://aimdb:secret@127.0.0.1:{server.port}")
+    b = AimDbBuilder().with_connector(ok)
+    b.configure(Temp, "t", lambda r: r.buffer(ring()).link_to("nats://x.t").finish())
+    async with b.build():
+        await ok.wait_connected(5)
+
+    tok = private_nats_factory(token="s3cret")
+    for url, should_work in ((f"nats://s3cret@127.0.0.1:{tok.port}", True), (tok.url, False)):
+        conn = NatsConnector(url, reconnect=ReconnectPolicy(0.02, 0.05, max_attempts=2))
+        b = AimDbBuilder().with_connector(conn)
+        b.configure(Temp, "t", lambda r: r.buffer(ring()).link_to("nats://x.t").finish())
+        async with b.build():
+            if should_work:
+                await conn.wait_connected(5)
+            else:
+                with pytest.raises(ConnectionFailed):
+                    await conn.wait_connected(5)
+
+
+async def test_unreachable_server_retries_with_backoff(rt: Any, unique_topic: str) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conn = NatsConnector(f"nats://127.0.0.1:{port}", reconnect=ReconnectPolicy(0.01, 0.05, max_attempts=4))
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Temp, "t", lambda r: r.buffer(ring()).link_to(f"nats://{unique_topic}").finish())
+    t0 = time.monotonic()
+    async with b.build():
+        with pytest.raises(ConnectionFailed) as ei:
+            await conn.wait_connected(5)
+    assert time.monotonic() - t0 < 3
+    assert isinstance(ei.value.__cause__, OSError)
+    assert conn.statistics().failed_attempts == 4
+
+
+@pytest.mark.parametrize(
+    ("kind", "produced", "expected"),
+    [
+        ("ring", 60, list(range(50, 110))),  # backlog within capacity, in order
+        ("ring_overflow", 150, list(range(100, 200))),  # capacity 100: the newest 100, lag counted
+        ("latest", 5, [54]),  # SingleLatest: only the latest
+        ("mailbox", 5, [54]),  # Mailbox: only the newest command
+    ],
+)
+async def test_server_restart_mid_stream(
+    rt: Any, private_nats: Any, unique_topic: str, kind: str, produced: int, expected: list[int]
+) -> None:
+    """Kill the server, produce while it is down, start it again on the same port.
+
+    nats-py reconnects (spaced by the policy), renews the subscription, and the link sends
+    what the buffer kind says; state and statistics follow along.
+    """
+    subject = f"{unique_topic}.seq"
+    cfg = {
+        "ring": BufferCfg.SpmcRing(capacity=100),
+        "ring_overflow": BufferCfg.SpmcRing(capacity=100),
+        "latest": BufferCfg.SingleLatest(),
+        "mailbox": BufferCfg.Mailbox(),
+    }[kind]
+    conn = NatsConnector(private_nats.url, reconnect=FAST_RETRY)
+    got: list[Reading] = []
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Reading, "out", lambda r: r.buffer(cfg).link_to(f"nats://{subject}").finish())
+    b.configure(Reading, "in", lambda r: r.buffer(ring(1000)).link_from(f"nats://{subject}").finish()
+                .tap(collector(got)))
+    async with b.build() as db:
+        await conn.wait_connected(5)
+        p = db.producer(Reading, "out")
+        first = 50 if kind.startswith("ring") else 1
+        for i in range(first):
+            p.produce(Reading("s", i, 0.0))
+        await wait_until(lambda: len(got) == first, what="values before the restart")
+        await asyncio.to_thread(private_nats.kill)
+        await wait_until(lambda: conn.state == "disconnected", what="disconnect noticed")
+        assert "connection lost" in (conn.statistics().last_error or "")
+        with pytest.raises(ConnectorTimeout):
+            await conn.wait_connected(0.2)
+        for i in range(50, 50 + produced):
+            p.produce(Reading("s", i, 0.0))
+        await asyncio.sleep(0.3)  # a few refused reconnect attempts
+        assert conn.statistics().failed_attempts >= 1
+        await asyncio.to_thread(private_nats.start)
+        await conn.wait_connected(10)
+        await wait_until(lambda: len(got) >= first + len(expected), timeout=10, what="backlog")
+        await asyncio.sleep(0.2)  # nothing more (no duplicates) may arrive
+        out_stats = next(s for s in db.link_statistics() if s.direction == "out")
+    seqs = [v.seq for v in got]
+    assert seqs[:first] == list(range(first))
+    assert seqs[first:] == expected
+    st = conn.statistics()
+    assert st.reconnects == 1 and st.disconnects == 1 and st.connects == 2
+    if kind == "ring_overflow":
+        assert out_stats.dropped_lag == produced - 100
+    else:
+        assert out_stats.dropped_lag == 0
+
+
+async def test_gives_up_per_policy_after_the_connection_is_lost(rt: Any, private_nats: Any) -> None:
+    conn = NatsConnector(private_nats.url, reconnect=ReconnectPolicy(0.02, 0.05, max_attempts=3))
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Temp, "t", lambda r: r.buffer(ring()).link_to("nats://x.t").finish())
+    async with b.build() as db:
+        await conn.wait_connected(5)
+        await asyncio.to_thread(private_nats.kill)
+        await wait_until(lambda: conn.state == "failed", timeout=10, what="giving up")
+        with pytest.raises(ConnectionFailed) as ei:
+            await conn.wait_connected(1)
+        assert "gave up after 3 reconnect attempts" in str(ei.value)
+        assert conn.statistics().failed_attempts == 3
+        db.producer(Temp, "t").produce(Temp(1.0))  # the database keeps running
+    assert conn.state == "closed"
+
+
+async def test_stalled_server_lags_the_reader_not_the_producer(
+    rt: Any, private_nats: Any, unique_topic: str
+) -> None:
+    """A server that stops reading: the producer never blocks, memory stays bounded, lag is counted."""
+    conn = NatsConnector(private_nats.url, pending_bytes=512 * 1024)
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(bytes, "blob", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=64)).link_to(
+        f"nats://{unique_topic}.blob").with_serializer(lambda v: v).finish())
+    async with b.build() as db:
+        await conn.wait_connected(5)
+        os.kill(private_nats.pid, signal.SIGSTOP)
+        try:
+            p = db.producer(bytes, "blob")
+            blob = b"x" * 65536
+            t0 = time.monotonic()
+            for _ in range(2000):  # 128 MiB offered
+                p.produce(blob)
+                await asyncio.sleep(0)
+            assert time.monotonic() - t0 < 10
+            await asyncio.sleep(0.2)
+            st = db.link_statistics()[0]
+            nc = conn._nc
+            pending = nc.pending_data_size if nc is not None else 0
+        finally:
+            os.kill(private_nats.pid, signal.SIGCONT)
+    assert st.dropped_lag > 0
+    assert st.sent < 2000
+    assert pending <= 512 * 1024 + 2 * 65536  # our limit plus the value in hand
+
+
+# ---------------------------------------------------------------- JetStream
+
+
+async def test_jetstream_round_trip_with_acks(rt: Any, nats_url: str, unique_topic: str) -> None:
+    t = unique_topic
+    got: list[Reading] = []
+    conn = NatsConnector(nats_url, jetstream=True, start="earliest")
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Reading, "out", lambda r: r.buffer(ring()).link_to(f"nats://{t}.readings").finish())
+    b.configure(Reading, "in", lambda r: r.buffer(ring()).link_from(f"nats://{t}.*").finish()
+                .tap(collector(got)))
+    async with stream(nats_url, t, [f"{t}.>"]) as js:
+        async with b.build() as db:
+            await conn.wait_connected(5)
+            p = db.producer(Reading, "out")
+            for i in range(30):
+                p.produce(Reading("js", i, 1.0))
+            await wait_until(lambda: len(got) == 30, what="30 values through the stream")
+            await wait_until(lambda: db.link_statistics()[0].sent == 30, what="30 acks")
+            assert conn.unacked == 0
+        info = await js.stream_info(t)
+        assert info.state.messages == 30
+        consumers = await js.consumers_info(t) if hasattr(js, "consumers_info") else None
+    assert [v.seq for v in got] == list(range(30))
+    if consumers is not None:
+        assert all(c.num_ack_pending == 0 for c in consumers)
+
+
+async def test_jetstream_publish_without_a_stream_is_counted_as_failed(
+    rt: Any, nats_url: str, unique_topic: str
+) -> None:
+    conn = NatsConnector(nats_url)
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Temp, "t", lambda r: r.buffer(ring()).link_to(f"nats://{unique_topic}.nostream")
+                .option("jetstream", True).finish())
+    async with b.build() as db:
+        await conn.wait_connected(5)
+        for i in range(3):
+            db.producer(Temp, "t").produce(Temp(float(i)))
+        await wait_until(lambda: db.link_statistics()[0].failed == 3, what="3 failures")
+        st = db.link_statistics()[0]
+        assert conn.connected and conn.unacked == 0
+    assert st.sent == 0 and "no JetStream stream captures" in (st.last_error or "")
+
+
+async def test_jetstream_consumer_waits_for_its_stream(rt: Any, nats_url: str, unique_topic: str) -> None:
+    """A link_from whose stream does not exist yet: reported on the link, retried, then served."""
+    t = unique_topic
+    got: list[Temp] = []
+    conn = NatsConnector(nats_url, jetstream=True, start="earliest")
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Temp, "in", lambda r: r.buffer(ring()).link_from(f"nats://{t}.temp").finish()
+                .tap(collector(got)))
+    async with b.build() as db:
+        await conn.wait_connected(5)
+        assert "JetStream consumer" in (db.link_statistics()[0].last_error or "")
+        async with stream(nats_url, t, [f"{t}.>"]) as js:
+            await js.publish(f"{t}.temp", b'{"celsius": 21.5}')
+            await wait_until(lambda: len(got) == 1, timeout=10, what="value after the stream appeared")
+    assert got == [Temp(21.5)]
+
+
+@pytest.mark.slow
+async def test_jetstream_durable_consumer_resumes(rt: Any, nats_url: str, unique_topic: str) -> None:
+    t = unique_topic
+
+    async def consume(expect: int) -> list[int]:
+        got: list[Reading] = []
+        conn = NatsConnector(nats_url, jetstream=True, durable="resume", start="earliest")
+        b = AimDbBuilder().with_connector(conn)
+        b.configure(Reading, "r", lambda r: r.buffer(ring()).link_from(f"nats://{t}.r").finish()
+                    .tap(collector(got)))
+        async with b.build():
+            await conn.wait_connected(5)
+            await wait_until(lambda: len(got) >= expect, timeout=10, what=f"{expect} values")
+            await asyncio.sleep(0.3)  # nothing more may arrive
+        return [v.seq for v in got]
+
+    async with stream(nats_url, t, [f"{t}.>"]) as js:
+        for i in range(5):
+            await js.publish(f"{t}.r", payload("d", i))
+        assert await consume(5) == list(range(5))
+        for i in range(5, 8):
+            await js.publish(f"{t}.r", payload("d", i))
+        assert await consume(3) == [5, 6, 7]  # resumed after the last acknowledged message
+        name = NatsConnector(nats_url, durable="resume").consumer_name(f"{t}.r")
+        info = await js.consumer_info(t, name)
+        assert info.num_ack_pending == 0 and info.delivered.stream_seq == 8
+
+
+@pytest.mark.slow
+async def test_jetstream_server_restart_loses_nothing(rt: Any, private_nats: Any, unique_topic: str) -> None:
+    """Kill the server in the middle of a stream of JetStream publishes, start it again.
+
+    Publishes not acknowledged when it died are sent again (the stream drops the ones it
+    already had, by message id), the values produced while it was down follow from the
+    ring, and the durable consumer picks up where it was: every value arrives exactly once.
+    """
+    t = unique_topic
+    n = 1500
+    got: list[Reading] = []
+    conn = NatsConnector(private_nats.url, jetstream=True, durable="restart", reconnect=FAST_RETRY)
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Reading, "out", lambda r: r.buffer(ring(n)).link_to(f"nats://{t}.seq").finish())
+    b.configure(Reading, "in", lambda r: r.buffer(ring(n)).link_from(f"nats://{t}.seq").finish()
+                .tap(collector(got)))
+    async with raw_client(private_nats.url) as nc:  # file storage: survives the restart
+        await nc.jetstream().add_stream(name=t, subjects=[f"{t}.>"])
+    async with b.build() as db:
+        await conn.wait_connected(5)
+        p = db.producer(Reading, "out")
+
+        async def produce() -> None:  # about 5k values/s, before, during and after the outage
+            for i in range(n):
+                p.produce(Reading("s", i, 0.0))
+                if i % 10 == 9:
+                    await asyncio.sleep(0.002)
+
+        task = asyncio.create_task(produce())
+        await wait_until(lambda: len(got) >= 200, what="the stream flowing")
+        in_flight = conn.unacked
+        await asyncio.to_thread(private_nats.kill)
+        await wait_until(lambda: conn.state == "disconnected", what="disconnect noticed")
+        await asyncio.sleep(0.1)
+        await asyncio.to_thread(private_nats.start)
+        await conn.wait_connected(10)
+        await asyncio.wait_for(task, 20)
+        await wait_until(lambda: len(got) >= n, timeout=20, what=f"{n} values, got {len(got)}")
+        await wait_until(lambda: conn.unacked == 0, what="every publish acknowledged")
+        await asyncio.sleep(0.3)
+        out = next(s for s in db.link_statistics() if s.direction == "out")
+    seqs = [v.seq for v in got]
+    assert seqs == list(range(n)), (in_flight, len(seqs), len(set(seqs)))
+    assert out.sent == n and out.failed == 0 and out.dropped_lag == 0
+    assert conn.statistics().reconnects == 1
+    async with raw_client(private_nats.url) as nc:
+        info = await nc.jetstream().stream_info(t)
+    assert info.state.messages == n  # resent duplicates were dropped by the stream
