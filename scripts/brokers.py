@@ -61,6 +61,7 @@ SYSTEM_NATS_HOST = "127.0.0.1"
 SYSTEM_NATS_PORT = 4222
 SYSTEM_NATS_STORE = "/var/lib/nats-server"
 SYSTEM_NATS_LOG = "/var/log/nats-server.log"
+SYSTEM_NATS_PIDFILE = "/run/nats-server-4222.pid"
 
 _LIVE: set[_Process] = set()
 
@@ -951,8 +952,8 @@ def ensure_system_nats(timeout: float = 10.0) -> str:
     """Make sure the machine's nats-server (JetStream) listens on 127.0.0.1:4222; return its URL.
 
     Starts it as a daemon (``start-stop-daemon ... nats-server -a 127.0.0.1 -p 4222 -js -sd
-    /var/lib/nats-server``) when nothing listens there.  The daemon is the machine's
-    service, not ours: it is left running.
+    /var/lib/nats-server``, as ``scripts/setup-test-env`` does) when nothing listens there.
+    The daemon is the machine's service, not ours: it is left running.
     """
     host, port = SYSTEM_NATS_HOST, SYSTEM_NATS_PORT
     url = f"nats://{host}:{port}"
@@ -961,7 +962,21 @@ def ensure_system_nats(timeout: float = 10.0) -> str:
     args = ["-a", host, "-p", str(port), "-js", "-sd", SYSTEM_NATS_STORE, "-l", SYSTEM_NATS_LOG]
     ssd = shutil.which("start-stop-daemon")
     if ssd:
-        argv = [ssd, "--start", "--oknodo", "--background", "--exec", _nats_bin(), "--", *args]
+        # the pid file keeps start-stop-daemon from taking any running nats-server (a private
+        # one on another port) for this one
+        argv = [
+            ssd,
+            "--start",
+            "--oknodo",
+            "--background",
+            "--make-pidfile",
+            "--pidfile",
+            SYSTEM_NATS_PIDFILE,
+            "--exec",
+            _nats_bin(),
+            "--",
+            *args,
+        ]
         res = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
         said = res.stderr.decode(errors="replace")
     else:
