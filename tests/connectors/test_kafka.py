@@ -190,3 +190,61 @@ def test_bad_kafka_link_options_are_reported() -> None:
         b.build()
     text = str(ei.value)
     assert "not a valid Kafka topic" in text and "partition" in text
+
+
+async def test_broker_stalled_mid_stream(rt: Any, private_tansu: Any, unique_topic: str) -> None:
+    """State follows the broker while aiokafka retries; the ring's backlog goes out after."""
+    import os
+    import signal
+
+    t = private_tansu
+    t.create_topic(unique_topic, partitions=1)
+    conn = KafkaConnector(t.url, health_interval=0.2, reconnect=ReconnectPolicy(0.05, 0.5))
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Reading, "r", lambda r: r.buffer(ring(64)).link_to(f"kafka://{unique_topic}").finish())
+    async with b.build() as db:
+        await conn.wait_connected(20)
+        p = db.producer(Reading, "r")
+        for i in range(5):
+            p.produce(Reading("a", i, float(i)))
+        await wait_until(lambda: db.link_statistics()[0].sent == 5, timeout=20, what="first acks")
+        os.kill(t.pid, signal.SIGSTOP)  # the broker stops answering (connections stay open)
+        try:
+            await wait_until(lambda: conn.state == "disconnected", timeout=15, what="state disconnected")
+            assert "broker unreachable" in (conn.statistics().last_error or "")
+            for i in range(5, 15):  # held in the ring while the broker is away
+                p.produce(Reading("a", i, float(i)))
+            await asyncio.sleep(0.5)
+            assert db.link_statistics()[0].sent == 5
+        finally:
+            os.kill(t.pid, signal.SIGCONT)
+        await wait_until(lambda: conn.state == "connected", timeout=30, what="state connected again")
+        await wait_until(lambda: db.link_statistics()[0].sent == 15, timeout=30, what="backlog acks")
+        stats = conn.statistics()
+    assert stats.disconnects >= 1 and stats.reconnects >= 1
+    recs = await _raw_consume(t.address, unique_topic, 15)
+    assert [json.loads(r.value)["seq"] for r in recs] == list(range(15))
+
+
+async def test_broker_restart_mid_stream(rt: Any, private_tansu: Any, unique_topic: str) -> None:
+    """A real restart (in-memory Tansu comes back empty): the link reconnects and goes on."""
+    t = private_tansu
+    conn = KafkaConnector(t.url, health_interval=0.2, reconnect=ReconnectPolicy(0.05, 0.5))
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Reading, "r", lambda r: r.buffer(ring(64)).link_to(f"kafka://{unique_topic}").finish())
+    async with b.build() as db:
+        await conn.wait_connected(20)
+        p = db.producer(Reading, "r")
+        for i in range(5):
+            p.produce(Reading("a", i, float(i)))
+        await wait_until(lambda: db.link_statistics()[0].sent == 5, timeout=20, what="first acks")
+        await asyncio.to_thread(t.stop)
+        await wait_until(lambda: conn.state == "disconnected", timeout=15, what="state disconnected")
+        await asyncio.to_thread(t.start)
+        await asyncio.to_thread(t.create_topic, unique_topic, 1)  # the old topic is gone with the memory
+        await wait_until(lambda: conn.state == "connected", timeout=30, what="state connected again")
+        for i in range(5, 15):
+            p.produce(Reading("a", i, float(i)))
+        await wait_until(lambda: db.link_statistics()[0].sent == 15, timeout=30, what="acks after restart")
+    recs = await _raw_consume(t.address, unique_topic, 10)
+    assert [json.loads(r.value)["seq"] for r in recs] == list(range(5, 15))

@@ -28,13 +28,15 @@ Behaviour:
   not decode is logged with topic, partition, offset and record key, counted, dropped.
 * Connecting: the producer and consumer are started by the reconnect loop of
   :class:`~aimdb.connectors.BaseConnector`; once started, aiokafka itself reconnects to
-  brokers that go away. Errors are translated to :class:`~aimdb.ConnectionFailed` /
+  brokers that go away, and a reachability check every ``health_interval`` seconds keeps
+  ``state`` truthful meanwhile. Errors are translated to :class:`~aimdb.ConnectionFailed` /
   :class:`~aimdb.PublishError` with the aiokafka error as ``__cause__``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -48,9 +50,10 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
         "aimdb.connectors.kafka needs aiokafka: install it with pip install 'aimdb[kafka]'"
     ) from _exc
 
+from .._aio import wait_for as _wait_for
 from .._core._connector import ConnectorRoutes, InboundRoute, OutboundRoute
 from .._core._links import LinkSpec
-from .._errors import BufferClosed, BufferLagged
+from .._errors import BufferClosed, BufferLagged, ConnectionFailed
 from ._base import BaseConnector, ReconnectPolicy, parse_endpoint, translate_error
 
 __all__ = ["KafkaConnector"]
@@ -80,6 +83,12 @@ class KafkaConnector(BaseConnector):
         consumer_options: more keyword arguments for ``AIOKafkaConsumer``.
         reconnect: :class:`~aimdb.connectors.ReconnectPolicy`.
         connect_timeout: seconds for starting producer and consumer.
+        health_interval: seconds between broker reachability checks while connected
+            (``0`` turns them off). aiokafka reconnects by itself and keeps consumer
+            positions, so an unreachable broker does not tear the clients down; after two
+            failed checks in a row the state becomes ``"disconnected"`` (outbound routes stop
+            reading their records, so a ring's reader lags as with MQTT) and it returns to
+            ``"connected"`` with the first check that succeeds.
 
     Raises:
         ValueError: bad URL or option.
@@ -104,6 +113,7 @@ class KafkaConnector(BaseConnector):
         consumer_options: dict[str, Any] | None = None,
         reconnect: ReconnectPolicy | None = None,
         connect_timeout: float = 15.0,
+        health_interval: float = 1.0,
     ) -> None:
         ep = parse_endpoint(url, {"kafka": 9092})
         super().__init__(ep, reconnect, connect_timeout)
@@ -120,6 +130,9 @@ class KafkaConnector(BaseConnector):
         self.start = start
         self.commit = commit
         self.batch_size = batch_size
+        if health_interval < 0:
+            raise ValueError("health_interval must be >= 0")
+        self.health_interval = health_interval
         self.producer_options: dict[str, Any] = {
             "acks": acks,
             "compression_type": compression,
@@ -187,6 +200,57 @@ class KafkaConnector(BaseConnector):
             await self._consumer.start()
 
     async def _serve(self) -> str | None:
+        health = asyncio.ensure_future(self._watch_health()) if self.health_interval > 0 else None
+        try:
+            return await self._serve_records()
+        finally:
+            if health is not None:
+                health.cancel()
+                with contextlib.suppress(BaseException):
+                    await health
+
+    async def _watch_health(self) -> None:
+        """Keep ``state`` truthful while aiokafka reconnects internally (see ``health_interval``)."""
+        client = self._producer.client if self._producer is not None else self._consumer_client()
+        failures = 0
+        down = False
+        while True:
+            await asyncio.sleep(self.health_interval)
+            try:
+                await _wait_for(client.fetch_all_metadata(), max(1.0, 2 * self.health_interval))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                if failures >= 2 and not down:
+                    down = True
+                    why = str(exc) or type(exc).__name__
+                    err = ConnectionFailed(self.url, "broker unreachable: " + why)
+                    self._record_error(err)
+                    self.stats.disconnects += 1
+                    self.stats.connected_since = None
+                    _log.warning("%s: %s (the client keeps retrying)", self.url, err)
+                    self._set_state("disconnected")
+                continue
+            failures = 0
+            if down:
+                # The cluster may have changed while it was away (a restarted broker,
+                # recreated topics): refresh the clients' metadata before sending again.
+                for c in {id(x): x for x in (client, self._consumer_client())}.values():
+                    if c is not None:
+                        with contextlib.suppress(Exception):
+                            await _wait_for(c.force_metadata_update(), max(1.0, 2 * self.health_interval))
+                down = False
+                self.stats.connects += 1
+                self.stats.reconnects += 1
+                self.stats.connected_since = time.time()
+                _log.info("%s: broker reachable again", self.url)
+                self._set_state("connected")
+
+    def _consumer_client(self) -> Any:
+        return self._consumer._client if self._consumer is not None else None
+
+    async def _serve_records(self) -> str | None:
         consumer = self._consumer
         if consumer is None:
             await asyncio.Event().wait()  # outbound only: aiokafka reconnects by itself
