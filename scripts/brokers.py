@@ -895,6 +895,10 @@ class PrivateNats(_Broker):
         user: user name required from clients (with ``password``).
         password: password of ``user``.
         token: authorization token required from clients (instead of user/password).
+        certfile: PEM server certificate (chain); with ``keyfile`` the server requires TLS
+            and ``url`` is ``tls://...`` (default: plain TCP, ``nats://``).
+        keyfile: PEM private key of ``certfile``.
+        cafile: PEM CA bundle; with it the server requires and verifies client certificates.
         extra_args: more nats-server arguments.
     """
 
@@ -909,9 +913,21 @@ class PrivateNats(_Broker):
         user: str | None = None,
         password: str | None = None,
         token: str | None = None,
+        certfile: str | os.PathLike[str] | None = None,
+        keyfile: str | os.PathLike[str] | None = None,
+        cafile: str | os.PathLike[str] | None = None,
         extra_args: list[str] | None = None,
     ) -> None:
         super().__init__(port)
+        if (certfile is None) != (keyfile is None):
+            raise ValueError("TLS needs both certfile and keyfile")
+        if cafile is not None and certfile is None:
+            raise ValueError("cafile (client certificates) needs TLS (certfile, keyfile)")
+        self.certfile = None if certfile is None else Path(certfile).resolve()
+        self.keyfile = None if keyfile is None else Path(keyfile).resolve()
+        self.cafile = None if cafile is None else Path(cafile).resolve()
+        if self.certfile is not None:
+            self.scheme = "tls"
         if (user is None) != (password is None):
             raise ValueError("user and password go together")
         if token is not None and user is not None:
@@ -934,6 +950,10 @@ class PrivateNats(_Broker):
             argv += ["--user", self.user, "--pass", str(self.password)]
         if self.token is not None:
             argv += ["--auth", self.token]
+        if self.certfile is not None:
+            argv += ["--tls", "--tlscert", str(self.certfile), "--tlskey", str(self.keyfile)]
+            if self.cafile is not None:
+                argv += ["--tlsverify", "--tlscacert", str(self.cafile)]
         return argv + self.extra_args
 
     def _ready(self, deadline: float) -> None:

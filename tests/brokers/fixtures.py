@@ -24,7 +24,8 @@ Fixtures:
 * ``private_nats`` (function): a started ``PrivateNats`` (JetStream, store in a private temp
   dir that survives restarts) on a free port; ``.url``, ``.port``, ``.kill()``, ``.start()``...
 * ``private_nats_factory`` (function): ``factory(**kwargs) -> PrivateNats`` (started), e.g.
-  ``factory(user="u", password="pw")`` or ``factory(token="t")``; all stopped at teardown.
+  ``factory(user="u", password="pw")``, ``factory(token="t")`` or, TLS only (``.url`` is then
+  ``tls://...``), ``factory(certfile=..., keyfile=..., cafile=...)``; all stopped at teardown.
 * ``unique_topic`` (function): a fresh name valid as an MQTT topic and a Kafka topic.
 
 Tests using any of these get the ``broker`` marker automatically, so ``-m "not broker"``

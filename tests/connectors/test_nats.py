@@ -464,6 +464,33 @@ async def test_stalled_server_lags_the_reader_not_the_producer(
     assert pending <= 512 * 1024 + 2 * 65536  # our limit plus the value in hand
 
 
+@pytest.mark.parametrize("jetstream", [False, True])
+async def test_stop_publishes_what_the_reader_still_holds(
+    rt: Any, nats_url: str, unique_topic: str, jetstream: bool
+) -> None:
+    subject = f"{unique_topic}.flush"
+    conn = NatsConnector(nats_url, jetstream=jetstream)
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Reading, "r", lambda r: r.buffer(ring(1000)).link_to(f"nats://{subject}").finish())
+    async with contextlib.AsyncExitStack() as stack:
+        if jetstream:
+            await stack.enter_async_context(stream(nats_url, unique_topic, [f"{unique_topic}.>"]))
+        nc = await stack.enter_async_context(raw_client(nats_url))
+        sub = await nc.subscribe(subject)
+        await nc.flush()
+        async with b.build() as db:
+            await conn.wait_connected(5)
+            p = db.producer(Reading, "r")
+            for i in range(500):
+                p.produce(Reading("f", i, 0.0))
+        # leaving the block stopped the database: the connector's shutdown sent everything
+        st = conn.link_statistics()[0]
+        assert st.sent == 500 and st.failed == 0  # JetStream: 500 acknowledgements
+        assert conn.state == "closed" and conn.unacked == 0
+        msgs = [await sub.next_msg(5) for _ in range(500)]
+    assert [json.loads(m.data)["seq"] for m in msgs] == list(range(500))
+
+
 # ---------------------------------------------------------------- JetStream
 
 
@@ -524,6 +551,25 @@ async def test_jetstream_consumer_waits_for_its_stream(rt: Any, nats_url: str, u
             await js.publish(f"{t}.temp", b'{"celsius": 21.5}')
             await wait_until(lambda: len(got) == 1, timeout=10, what="value after the stream appeared")
     assert got == [Temp(21.5)]
+
+
+async def test_jetstream_consumer_that_is_not_a_pull_consumer_is_reported(
+    rt: Any, nats_url: str, unique_topic: str
+) -> None:
+    """A durable of that name exists as a push consumer: the link says so, nothing spins."""
+    from nats.js.api import ConsumerConfig
+
+    t = unique_topic
+    conn = NatsConnector(nats_url, jetstream=True, durable="taken")
+    name = conn.consumer_name(f"{t}.x")
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Temp, "in", lambda r: r.buffer(ring()).link_from(f"nats://{t}.x").finish())
+    async with stream(nats_url, t, [f"{t}.>"]), raw_client(nats_url) as nc:
+        await nc.jsm().add_consumer(t, ConsumerConfig(durable_name=name, deliver_subject=f"{t}-push.deliver"))
+        async with b.build() as db:
+            await conn.wait_connected(5)
+            await wait_until(lambda: "push" in (db.link_statistics()[0].last_error or ""), what="the problem")
+            assert conn.connected
 
 
 @pytest.mark.slow

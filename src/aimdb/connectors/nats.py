@@ -518,6 +518,7 @@ class NatsConnector(BaseConnector):
     async def _pull(self, st: _JsIn) -> None:
         """Keep one pull request of ``batch_size`` messages open on the consumer of ``st``."""
         request = json.dumps({"batch": self.batch_size, "expires": int(_PULL_EXPIRES * 1e9)}).encode()
+        backoff = 0.0
         while True:
             nc = await self._wait_ready()
             if st.client is not nc:
@@ -532,6 +533,7 @@ class NatsConnector(BaseConnector):
                     continue
             st.done.clear()
             st.received = 0
+            asked = time.monotonic()
             try:
                 await nc.publish(st.next_subject, request, reply=st.inbox)
             except _GONE:
@@ -540,6 +542,12 @@ class NatsConnector(BaseConnector):
                 await asyncio.wait_for(st.done.wait(), _PULL_EXPIRES + 1.0)
             except (asyncio.TimeoutError, TimeoutError):
                 pass  # no answer (lost with a connection): ask again
+            if st.received == 0 and time.monotonic() - asked < 0.05:
+                # refused at once (e.g. not a pull consumer): do not hammer the server
+                backoff = min(2.0, max(0.05, backoff * 2))
+                await asyncio.sleep(backoff)
+            else:
+                backoff = 0.0
 
     def _puller(self, st: _JsIn) -> Any:
         """The callback of a pull consumer's inbox: messages and the request's end."""
@@ -552,14 +560,21 @@ class NatsConnector(BaseConnector):
             if status:
                 if status == "100":
                     return  # idle heartbeat
-                if status == "503" or (
-                    status == "409" and "deleted" in str(headers.get("Description", "")).lower()
-                ):
+                text = str(headers.get("Description", "")).lower()
+                if status == "503" or (status == "409" and "deleted" in text):
                     _log.warning(
                         "%s: JetStream consumer for %r is gone; creating it again", self.url, st.subject
                     )
                     st.client = None
-                st.done.set()  # 404/408/409: this pull request is over
+                elif status not in ("404", "408") and not (
+                    status == "409" and any(w in text for w in ("timeout", "shutdown", "leadership"))
+                ):
+                    problem = "JetStream pull on " + repr(st.subject) + ": " + status + " " + text
+                    for r in routes:
+                        if r.stats.last_error != problem:
+                            _log.warning("%s: %s", self.url, problem)
+                        r.stats.last_error = problem
+                st.done.set()  # this pull request is over
                 return
             st.received += 1
             if st.received >= self.batch_size:
@@ -683,16 +698,18 @@ class NatsConnector(BaseConnector):
             st.done.set()  # a pull request may be lost with the old connection: ask again
 
     async def _close(self) -> None:
-        clients = [c for c in (self._nc, self._connecting) if c is not None]
+        # A client whose connect failed gets a short time: after a failed TLS upgrade
+        # nats-py's close() waits forever for the plain stream (its socket is closed already).
+        clients = [(c, t) for c, t in ((self._nc, 5.0), (self._connecting, 0.5)) if c is not None]
         self._nc = None
         self._connecting = None
         for st in self._js_states.values():
             st.client = None
             st.done.set()
         self._wake_window()
-        for nc in clients:
+        for nc, timeout in clients:
             try:
-                await asyncio.wait_for(nc.close(), 5.0)
+                await asyncio.wait_for(nc.close(), timeout)
             except Exception as exc:
                 _log.debug("%s: closing: %r", self.url, exc)
 
