@@ -572,6 +572,32 @@ async def test_jetstream_consumer_that_is_not_a_pull_consumer_is_reported(
             assert conn.connected
 
 
+async def test_jetstream_consumer_deleted_underneath_is_created_again(
+    rt: Any, nats_url: str, unique_topic: str
+) -> None:
+    """The server ignores pulls on a missing consumer; the connector notices and recreates it."""
+    t = unique_topic
+    got: list[Temp] = []
+    conn = NatsConnector(nats_url, jetstream=True, durable="again", start="earliest")
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Temp, "in", lambda r: r.buffer(ring()).link_from(f"nats://{t}.x").finish()
+                .tap(collector(got)))
+    async with stream(nats_url, t, [f"{t}.>"]) as js, raw_client(nats_url) as nc:
+        async with b.build():
+            await conn.wait_connected(5)
+            await js.publish(f"{t}.x", b'{"celsius": 1}')
+            await wait_until(lambda: len(got) == 1, what="first value")
+            name = conn.consumer_name(f"{t}.x")
+            assert name is not None
+            await nc.jsm().delete_consumer(t, name)
+            await js.publish(f"{t}.x", b'{"celsius": 2}')
+            await wait_until(lambda: len(got) == 2, timeout=15, what="value after the consumer came back")
+            await asyncio.sleep(0.2)
+            info = await nc.jsm().consumer_info(t, name)
+    assert [v.celsius for v in got] == [1, 2]  # the first one again (from "earliest") was dropped
+    assert conn.duplicates_dropped == 1 and info.num_ack_pending == 0
+
+
 @pytest.mark.slow
 async def test_jetstream_durable_consumer_resumes(rt: Any, nats_url: str, unique_topic: str) -> None:
     t = unique_topic

@@ -170,6 +170,7 @@ class _JsIn:
         "retry_at",
         "routes",
         "seen",
+        "sub",
         "subject",
     )
 
@@ -178,6 +179,7 @@ class _JsIn:
         self.routes = routes
         self.client: _Client | None = None  # the connection the consumer's inbox is on
         self.inbox = ""
+        self.sub: Any = None  # the inbox subscription
         self.next_subject = ""
         self.done = asyncio.Event()  # the open pull request is over
         self.received = 0
@@ -495,8 +497,14 @@ class NatsConnector(BaseConnector):
                     inactive_threshold=None if self.durable is not None else 60.0,
                 )
                 await jsm.add_consumer(stream, config)
+            old, st.sub = st.sub, None
+            if old is not None:  # the inbox of the consumer before (on this or a closed client)
+                try:
+                    await old.unsubscribe()
+                except Exception as exc:
+                    _log.debug("%s: unsubscribing %s: %r", self.url, st.subject, exc)
             inbox = nc.new_inbox()
-            await nc.subscribe(inbox, cb=self._puller(st))
+            st.sub = await nc.subscribe(inbox, cb=self._puller(st))
         except _GONE:
             raise
         except Exception as exc:
@@ -541,7 +549,12 @@ class NatsConnector(BaseConnector):
             try:
                 await asyncio.wait_for(st.done.wait(), _PULL_EXPIRES + 1.0)
             except (asyncio.TimeoutError, TimeoutError):
-                pass  # no answer (lost with a connection): ask again
+                # Not even the server's "request timeout" came back: the request was lost with
+                # a connection, or the consumer is gone (the server ignores pulls on a missing
+                # consumer). Open it again: that finds it, or creates it.
+                if st.client is nc and st.received == 0:
+                    st.client = None
+                continue
             if st.received == 0 and time.monotonic() - asked < 0.05:
                 # refused at once (e.g. not a pull consumer): do not hammer the server
                 backoff = min(2.0, max(0.05, backoff * 2))
@@ -648,7 +661,12 @@ class NatsConnector(BaseConnector):
         if nc is not self._nc or self._closing:
             return
         if self.stats.state != "disconnected":
-            _log.debug("%s: %r", self.url, exc)
+            if isinstance(exc, (OSError, asyncio.TimeoutError, _nerr.StaleConnectionError)):
+                _log.debug("%s: %r", self.url, exc)  # a loss: nats-py reconnects, that is logged
+            else:  # e.g. a permissions violation reported by the server
+                _log.warning("%s: %s", self.url, _reason(exc))
+                self.stats.last_error = _reason(exc)
+                self.stats.last_error_at = time.time()
             return
         # a failed reconnect attempt of nats-py
         self._attempt += 1
