@@ -163,6 +163,7 @@ class _JsIn:
     __slots__ = (
         "client",
         "done",
+        "ephemeral",
         "inbox",
         "next_subject",
         "order",
@@ -186,6 +187,7 @@ class _JsIn:
         self.retry_at = 0.0
         self.seen: set[int] = set()  # stream sequences delivered (the last _SEEN_WINDOW)
         self.order: deque[int] = deque()
+        self.ephemeral = "aimdb-" + uuid.uuid4().hex[:20]  # the name without ``durable``
 
 
 class _Pending:
@@ -218,12 +220,14 @@ class NatsConnector(BaseConnector):
         jetstream: JetStream for links that do not set ``.option("jetstream", ...)``.
         durable: JetStream: make ``link_from`` consumers durable, one per subject, named
             from this prefix (see :meth:`consumer_name`); ``None`` uses ephemeral consumers,
-            which live as long as the connection.
+            which the server drops 60 s after the last pull or when it restarts; a new one
+            then starts as ``start`` says (with ``"latest"``, what came in between is skipped).
         start: JetStream: where a new consumer starts, ``"latest"`` (new messages only) or
             ``"earliest"`` (everything in the stream).
         stream: JetStream: the stream that ``link_from`` consumers read (default: looked up
             from the subject).
-        ack_timeout: JetStream: seconds to wait for a publish acknowledgement while connected.
+        ack_timeout: JetStream: seconds to wait for a publish acknowledgement while connected;
+            a publish without one counts as ``failed`` and is not sent again.
         max_inflight: JetStream: most publishes awaiting acknowledgement at a time.
         batch_size: most values taken from one reader at a time.
         pending_bytes: most bytes waiting in nats-py's outgoing buffer before a route stops
@@ -237,6 +241,11 @@ class NatsConnector(BaseConnector):
             attempts, of the first connection and of nats-py's reconnects alike.
         connect_timeout: seconds one connection attempt (TCP, TLS, handshake, subscriptions)
             may take.
+
+    Attributes:
+        slow_consumer_drops: messages nats-py dropped because a subscription's queue was full.
+        duplicates_dropped: JetStream messages delivered again after they had been delivered
+            (redeliveries after a server crash), acknowledged and dropped.
 
     Raises:
         ValueError: bad URL or option.
@@ -299,9 +308,7 @@ class NatsConnector(BaseConnector):
         self.options: dict[str, Any] = dict(options or {})
         host = "[" + ep.host + "]" if ":" in ep.host else ep.host
         self._server = ("tls" if self.tls else "nats") + "://" + host + ":" + str(ep.port)
-        #: messages nats-py dropped because a subscription's queue was full (slow consumer)
         self.slow_consumer_drops = 0
-        #: JetStream messages delivered again that were already delivered (and dropped)
         self.duplicates_dropped = 0
 
         self._nc: _Client | None = None
@@ -414,7 +421,7 @@ class NatsConnector(BaseConnector):
             "tls_hostname": self.tls_hostname,
             "ping_interval": self.ping_interval,
             "max_outstanding_pings": self.max_outstanding_pings,
-            # room for one more payload beyond our own limit, so nats-py never force-flushes
+            # above our own limit plus a payload: nats-py would force a flush (and wait) there
             "pending_size": self.pending_bytes + 8 * 1024 * 1024,
             "flush_timeout": max(1.0, self.connect_timeout),
             **self.options,
@@ -477,16 +484,15 @@ class NatsConnector(BaseConnector):
         jsm = nc.jsm()
         try:
             stream = self.stream or await jsm.find_stream_name_by_subject(st.subject)
-            name = self.consumer_name(st.subject)
+            # an ephemeral consumer keeps its name for the connector's life, so that after a
+            # lost pull request the one that still exists is found again, not replaced
+            name = self.consumer_name(st.subject) or st.ephemeral
             exists = False
-            if name is not None:
-                try:
-                    await jsm.consumer_info(stream, name)
-                    exists = True
-                except _NotFoundError:
-                    pass
-            else:
-                name = "aimdb-" + uuid.uuid4().hex[:20]
+            try:
+                await jsm.consumer_info(stream, name)
+                exists = True
+            except _NotFoundError:
+                pass
             if not exists:
                 config = _ConsumerConfig(
                     name=name,
