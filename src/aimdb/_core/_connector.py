@@ -14,7 +14,7 @@ connector has it, then cancels ``run``.
 """
 
 from .._compat import TYPE_CHECKING, get_logger
-from .._errors import DeserializeError, TypeMismatch
+from .._errors import BufferClosed, BufferLagged, DeserializeError, TypeMismatch
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -107,6 +107,23 @@ class OutboundRoute:
         """Return the destination address for ``value`` (topic provider, or the fixed address)."""
         tp = self.spec.topic_provider
         return tp(value) if tp is not None else self.address
+
+    async def next_batch(self, limit: int) -> "list[Any] | None":
+        """Wait for the next 1..``limit`` values of the record, in order.
+
+        A ring reader that fell behind (``BufferLagged``) is counted in
+        ``stats.dropped_lag`` (its text in ``stats.last_error``) and the wait goes on with
+        the oldest value still held. Returns ``None`` once the record's buffer is closed and
+        nothing is left to send.
+        """
+        while True:
+            try:
+                return await self.reader.recv_batch(limit)
+            except BufferLagged as exc:
+                self.stats.dropped_lag += exc.missed
+                self.stats.last_error = str(exc)
+            except BufferClosed:
+                return None
 
     def __repr__(self) -> str:
         return "<OutboundRoute " + repr(self.key) + " -> " + self.spec.url + ">"

@@ -53,7 +53,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
 from .._aio import wait_for as _wait_for
 from .._core._connector import ConnectorRoutes, InboundRoute, OutboundRoute
 from .._core._links import LinkSpec
-from .._errors import BufferClosed, BufferLagged, ConnectionFailed
+from .._errors import BufferClosed, ConnectionFailed
 from ._base import BaseConnector, ReconnectPolicy, parse_endpoint, translate_error
 
 __all__ = ["KafkaConnector"]
@@ -293,7 +293,6 @@ class KafkaConnector(BaseConnector):
     # ------------------------------------------------------------ outbound
 
     async def _pump(self, route: OutboundRoute) -> None:
-        reader = route.reader
         stats = route.stats
         opts = route.spec.options
         keyfn = opts.get("key")
@@ -308,14 +307,10 @@ class KafkaConnector(BaseConnector):
             if carry:
                 values, carry = carry, []
             else:
-                try:
-                    values = await reader.recv_batch(self.batch_size)
-                except BufferLagged as exc:
-                    stats.dropped_lag += exc.missed
-                    stats.last_error = str(exc)
-                    continue
-                except BufferClosed:
+                taken = await route.next_batch(self.batch_size)
+                if taken is None:
                     return
+                values = taken
             producer = self._producer
             if producer is None:
                 carry = values

@@ -53,7 +53,7 @@ from typing import Any
 from .._core._buffers import RingReader
 from .._core._connector import ConnectorRoutes, InboundRoute, OutboundRoute
 from .._core._links import LinkSpec
-from .._errors import BufferClosed, BufferLagged, ConnectionFailed
+from .._errors import BufferClosed, ConnectionFailed
 from ._base import BaseConnector, ReconnectPolicy, parse_endpoint
 from ._mqtt_wire import (
     CONNACK_REASONS,
@@ -319,14 +319,10 @@ class MqttConnector(BaseConnector):
             if carry:
                 values, carry = carry, []
             else:
-                try:
-                    values = await reader.recv_batch(batch)
-                except BufferLagged as exc:
-                    stats.dropped_lag += exc.missed
-                    stats.last_error = str(exc)
-                    continue
-                except BufferClosed:
+                taken = await route.next_batch(batch)
+                if taken is None:
                     return
+                values = taken
             proto = self._proto
             if proto is None or not proto.is_open or self.stats.state != "connected":
                 carry = values

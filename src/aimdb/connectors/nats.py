@@ -91,7 +91,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
 from .._core._buffers import RingReader
 from .._core._connector import ConnectorRoutes, InboundRoute, OutboundRoute
 from .._core._links import LinkSpec
-from .._errors import BufferClosed, BufferLagged, ConnectionFailed, ConnectorTimeout
+from .._errors import BufferClosed, ConnectionFailed, ConnectorTimeout
 from ._base import BaseConnector, ReconnectPolicy, parse_endpoint, translate_error
 
 __all__ = ("NatsConnector",)
@@ -856,14 +856,10 @@ class NatsConnector(BaseConnector):
             if carry:
                 values, carry = carry, []
             else:
-                try:
-                    values = await reader.recv_batch(self.batch_size)
-                except BufferLagged as exc:
-                    stats.dropped_lag += exc.missed
-                    stats.last_error = str(exc)
-                    continue
-                except BufferClosed:
+                taken = await route.next_batch(self.batch_size)
+                if taken is None:
                     return
+                values = taken
             nc = self._ready()
             if nc is None:
                 carry = values
