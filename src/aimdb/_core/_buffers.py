@@ -608,13 +608,20 @@ class Reader(Generic[T_co]):
         """Return the next value now; raise ``BufferEmpty``, ``BufferLagged`` or ``BufferClosed``."""
         raise NotImplementedError
 
-    def try_recv_batch(self, limit: "int | None" = None) -> "list[T_co]":  # pragma: no cover
+    def try_recv_batch(self, limit: "int | None" = None) -> "list[T_co]":
         """Return every pending value (at most ``limit``) now, possibly an empty list.
 
         Raises ``BufferLagged`` (once) like ``try_recv``, and ``BufferClosed`` when the
-        buffer is closed and nothing is pending.
+        buffer is closed and nothing is pending. This implementation serves the
+        single-slot kinds, which hold at most one value for a reader (``[value]`` or
+        ``[]``); ring readers override it.
         """
-        raise NotImplementedError
+        if limit is not None and limit < 1:
+            raise ValueError("limit must be at least 1")
+        try:
+            return [self.try_recv()]
+        except BufferEmpty:
+            return []
 
     def peek(self) -> "T_co | None":
         """Return the buffer's current value without consuming (``None`` for rings)."""
@@ -851,15 +858,6 @@ class LatestReader(_Reader[T_co]):
             raise BufferClosed(b.key)
         raise BufferEmpty(b.key)
 
-    def try_recv_batch(self, limit: "int | None" = None) -> "list[T_co]":
-        """Return ``[newest]`` when an unseen value is held, else ``[]``."""
-        if limit is not None and limit < 1:
-            raise ValueError("limit must be at least 1")
-        try:
-            return [self.try_recv()]
-        except BufferEmpty:
-            return []
-
 
 class MailboxReader(_Reader[T_co]):
     """Reader of a :class:`MailboxBuffer`: takes the shared slot's value."""
@@ -880,15 +878,6 @@ class MailboxReader(_Reader[T_co]):
         if b._closed:
             raise BufferClosed(b.key)
         raise BufferEmpty(b.key)
-
-    def try_recv_batch(self, limit: "int | None" = None) -> "list[T_co]":
-        """Return ``[value]`` when the slot holds one (taking it), else ``[]``."""
-        if limit is not None and limit < 1:
-            raise ValueError("limit must be at least 1")
-        try:
-            return [self.try_recv()]
-        except BufferEmpty:
-            return []
 
 
 try:  # CPython: async-generator iteration over slices (MicroPython has no async generators)
