@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from ._connector import ConnectorRoutes
 
 PROTOCOL_VERSION = "1.1"
+"""Remote-access protocol version (``MAJOR.MINOR``); the one definition, also used by
+:mod:`aimdb.remote` (this module is importable on MicroPython, that one is not)."""
 
 
 class SerialLink(Connector):

@@ -14,10 +14,9 @@ from typing import Any
 
 import msgspec
 
-PROTOCOL_VERSION = "1.1"
-"""Protocol version spoken by this implementation (``MAJOR.MINOR``)."""
+from .._core._serial_link import PROTOCOL_VERSION as PROTOCOL_VERSION
 
-PROTOCOL_MAJOR = 1
+PROTOCOL_MAJOR = int(PROTOCOL_VERSION.split(".")[0])
 
 DEFAULT_TCP_PORT = 7433
 DEFAULT_MAX_FRAME = 64 * 1024
