@@ -293,14 +293,7 @@ class AsyncClient:
             raise RemoteError("timeout", f"connecting to {ep} timed out") from None
         except OSError as exc:
             raise RemoteError("connection_failed", f"cannot connect to {ep}: {exc.strerror or exc}") from None
-        client = cls(reader, writer, endpoint=str(ep))
-        client.timeout = timeout
-        try:
-            await client.hello(token=token, client_name=client_name)
-        except BaseException:
-            await client.aclose()
-            raise
-        return client
+        return await cls._greet(cls(reader, writer, endpoint=str(ep)), token, client_name, timeout)
 
     @classmethod
     async def from_streams(
@@ -313,7 +306,11 @@ class AsyncClient:
         timeout: float = 5.0,
     ) -> AsyncClient:
         """Speak the protocol over an already open byte stream and perform ``hello``."""
-        client = cls(reader, writer)
+        return await cls._greet(cls(reader, writer), token, client_name, timeout)
+
+    @staticmethod
+    async def _greet(client: AsyncClient, token: str | None, client_name: str, timeout: float) -> AsyncClient:
+        """Perform ``hello`` on a new client; close it when that fails."""
         client.timeout = timeout
         try:
             await client.hello(token=token, client_name=client_name)
