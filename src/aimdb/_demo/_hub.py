@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import resource
@@ -28,7 +27,15 @@ from typing import Any
 
 from aimdb import AimDbBuilder, BufferCfg, BufferLagged, Context, SerialLink
 
-from ._procs import StationSpec, Supervised, exit_when_stdin_closes, micropython_runner, station_command
+from ._procs import (
+    StationSpec,
+    Supervised,
+    exit_when_stdin_closes,
+    micropython_runner,
+    pipe_server,
+    station_command,
+    stop_all,
+)
 from .station import DewPoint, Humidity, Temperature, dew_point, run_station, topic
 
 KAFKA_TOPIC = "aimdb-demo.dewpoint"
@@ -58,7 +65,7 @@ def plan(mqtt: bool, runtimes: dict[str, str] | None = None) -> tuple[list[Stati
             transport = "mqtt" if mqtt else "socket"
         else:
             transport = "pipe"
-        specs.append(StationSpec(name, runtime, transport, note, gateway=mqtt and transport == "pipe"))
+        specs.append(StationSpec(name, runtime, transport, gateway=mqtt and transport == "pipe"))
     return specs, notes
 
 
@@ -79,7 +86,6 @@ class StationView:
     lost: int = 0
     lag: int = 0
     restarts: int = 0
-    pid: int | None = None
     stale: bool = False
     latencies_us: deque[int] = field(default_factory=lambda: deque(maxlen=200_000))
     rate: float = 0.0
@@ -326,30 +332,20 @@ async def run_hub(args: argparse.Namespace) -> int:
 
             return emit
 
-        def on_event(names: list[str]) -> Any:
+        def on_event(view: StationView) -> Any:
             def event(kind: str, info: dict[str, Any]) -> None:
-                for n in names:
-                    view = views[n]
-                    if kind == "started":
-                        if info["starts"] > 1:
-                            view.restarts += 1
-                        if len(names) == 1:
-                            view.pid = info["pid"]
-                            spec = view.spec
-                            say(f"aimdb demo: station {n} ({spec.runtime}, {spec.link}) pid {info['pid']}")
-                    elif kind == "exited":
-                        say(
-                            f"aimdb demo: station {n} exited (code {info['code']}); "
-                            f"restarting in {info['restart_in']:g} s"
-                        )
+                spec = view.spec
+                if kind == "started":
+                    if info["starts"] > 1:
+                        view.restarts += 1
+                    say(f"aimdb demo: station {spec.name} ({spec.runtime}, {spec.link}) pid {info['pid']}")
+                elif kind == "exited":
+                    say(
+                        f"aimdb demo: station {spec.name} exited (code {info['code']}); "
+                        f"restarting in {info['restart_in']:g} s"
+                    )
 
             return event
-
-        def serve_pipe(name: str) -> Any:
-            async def serve(reader: asyncio.StreamReader, writer: Any) -> None:
-                await server.serve_stream(reader, writer, peer=f"pipe:{name}")
-
-            return serve
 
         if args.mqtt is None:
             for s in specs:
@@ -359,8 +355,8 @@ async def run_hub(args: argparse.Namespace) -> int:
                         s.name,
                         station_command(s, args.hz, link),
                         on_line(s.name),
-                        serve_pipe(s.name) if s.transport == "pipe" else None,
-                        on_event([s.name]),
+                        pipe_server(server, s.name) if s.transport == "pipe" else None,
+                        on_event(views[s.name]),
                     )
                 )
         else:
@@ -373,7 +369,7 @@ async def run_hub(args: argparse.Namespace) -> int:
                         [*station_command(s, args.hz, args.mqtt), "--topic-prefix", prefix],
                         on_line(s.name),
                         None,
-                        on_event([s.name]),
+                        on_event(views[s.name]),
                     )
                 )
             if piped:
@@ -388,7 +384,7 @@ async def run_hub(args: argparse.Namespace) -> int:
                     prefix,
                 ]
                 gw += ["--hz", f"{args.hz:g}", "--stations", ",".join(f"{s.name}:{s.runtime}" for s in piped)]
-                supervisors.append(Supervised("gateway", gw, on_line("gateway"), None, on_event([])))
+                supervisors.append(Supervised("gateway", gw, on_line("gateway")))
         tasks = [asyncio.ensure_future(s.run()) for s in supervisors]
         mode = {"mode": "mqtt" if args.mqtt else "default", "kafka": bool(args.kafka), "hz": args.hz}
         if not headless:
@@ -426,12 +422,7 @@ async def run_hub(args: argparse.Namespace) -> int:
         finally:
             if live is not None:
                 live.stop()
-            await asyncio.gather(*(s.stop() for s in supervisors), return_exceptions=True)
-            for t in tasks:
-                t.cancel()
-            for t in tasks:
-                with contextlib.suppress(BaseException):
-                    await t
+            await stop_all(supervisors, tasks)
             wall, cpu = time.monotonic() - start, _cpu() - cpu0
             for line in logs:
                 print(line, file=sys.stderr)
@@ -472,9 +463,6 @@ async def run_gateway(args: argparse.Namespace) -> int:
         server = await remote.wait_started()
         for s in specs:
 
-            async def serve(reader: asyncio.StreamReader, writer: Any, n: str = s.name) -> None:
-                await server.serve_stream(reader, writer, peer=f"pipe:{n}")
-
             def line(text: str, n: str = s.name) -> None:
                 print(f"[{n}] {text}", file=sys.stderr, flush=True)
 
@@ -486,7 +474,8 @@ async def run_gateway(args: argparse.Namespace) -> int:
                         flush=True,
                     )
 
-            sups.append(Supervised(s.name, station_command(s, args.hz, "stdout"), line, serve, event))
+            cmd = station_command(s, args.hz, "stdout")
+            sups.append(Supervised(s.name, cmd, line, pipe_server(server, s.name), event))
         tasks = [asyncio.ensure_future(s.run()) for s in sups]
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -494,10 +483,7 @@ async def run_gateway(args: argparse.Namespace) -> int:
         try:
             await stop.wait()
         finally:
-            await asyncio.gather(*(s.stop() for s in sups), return_exceptions=True)
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await stop_all(sups, tasks)
     return 0
 
 

@@ -34,7 +34,6 @@ class StationSpec:
     name: str
     runtime: str
     transport: str
-    note: str = ""
     gateway: bool = False
 
     @property
@@ -108,7 +107,6 @@ class Supervised:
     on_stdout: Callable[[asyncio.StreamReader, Any], Awaitable[None]] | None = None
     on_event: Callable[[str, dict[str, Any]], None] = lambda kind, info: None
     restart_delay: float = 2.0
-    pid: int | None = None
     starts: int = 0
     _proc: asyncio.subprocess.Process | None = field(default=None, repr=False)
     _stopping: bool = False
@@ -125,7 +123,6 @@ class Supervised:
                 start_new_session=True,
             )
             self._proc = proc
-            self.pid = proc.pid
             self.starts += 1
             self.on_event("started", {"pid": proc.pid, "starts": self.starts})
             tasks = [asyncio.ensure_future(self._lines(proc))]
@@ -180,6 +177,23 @@ class Supervised:
         self._killpg(proc.pid, signal.SIGKILL)  # whatever of the group is left
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(proc.wait(), grace)
+
+
+def pipe_server(server: Any, name: str) -> Callable[[asyncio.StreamReader, Any], Awaitable[None]]:
+    """Return an ``on_stdout`` that serves a pipe station's stdout/stdin as one remote session."""
+
+    async def serve(reader: asyncio.StreamReader, writer: Any) -> None:
+        await server.serve_stream(reader, writer, peer=f"pipe:{name}")
+
+    return serve
+
+
+async def stop_all(supervised: list[Supervised], tasks: list[asyncio.Task[None]]) -> None:
+    """Stop every child (in parallel), then end their supervising tasks."""
+    await asyncio.gather(*(s.stop() for s in supervised), return_exceptions=True)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def exit_when_stdin_closes() -> None:
