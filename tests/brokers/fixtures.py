@@ -97,23 +97,21 @@ def _start(broker: Any) -> Any:
     return broker
 
 
-@pytest.fixture
-def private_mosquitto() -> Iterator[PrivateMosquitto]:
-    """A started no-loss Mosquitto on a free port, stopped at teardown."""
-    broker = _start(PrivateMosquitto())
+def _running(broker: Any) -> Iterator[Any]:
+    """Start ``broker`` for one fixture and close it at teardown."""
+    _start(broker)
     try:
         yield broker
     finally:
         broker.close()
 
 
-@pytest.fixture
-def private_mosquitto_factory() -> Iterator[Callable[..., PrivateMosquitto]]:
-    """Factory for private Mosquittos with options (users=..., max_queued_messages=...)."""
-    started: list[PrivateMosquitto] = []
+def _factory(cls: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
+    """Yield ``factory(**options)`` starting brokers of ``cls``; close them all at teardown."""
+    started: list[Any] = []
 
-    def factory(**kwargs: Any) -> PrivateMosquitto:
-        broker = _start(PrivateMosquitto(**kwargs))
+    def factory(**kwargs: Any) -> Any:
+        broker = _start(cls(**kwargs))
         started.append(broker)
         return broker
 
@@ -124,24 +122,28 @@ def private_mosquitto_factory() -> Iterator[Callable[..., PrivateMosquitto]]:
             broker.close()
 
 
+@pytest.fixture
+def private_mosquitto() -> Iterator[PrivateMosquitto]:
+    """A started no-loss Mosquitto on a free port, stopped at teardown."""
+    yield from _running(PrivateMosquitto())
+
+
+@pytest.fixture
+def private_mosquitto_factory() -> Iterator[Callable[..., PrivateMosquitto]]:
+    """Factory for private Mosquittos with options (users=..., max_queued_messages=...)."""
+    yield from _factory(PrivateMosquitto)
+
+
 @pytest.fixture(scope="session")
 def tansu() -> Iterator[Tansu]:
     """A Kafka-protocol broker (Tansu, in-memory) shared by the session."""
-    broker = _start(Tansu())
-    try:
-        yield broker
-    finally:
-        broker.close()
+    yield from _running(Tansu())
 
 
 @pytest.fixture
 def private_tansu() -> Iterator[Tansu]:
     """A Tansu of the test's own (restart it freely), stopped at teardown."""
-    broker = _start(Tansu())
-    try:
-        yield broker
-    finally:
-        broker.close()
+    yield from _running(Tansu())
 
 
 @pytest.fixture(scope="session")
@@ -156,28 +158,13 @@ def nats_url() -> str:
 @pytest.fixture
 def private_nats() -> Iterator[PrivateNats]:
     """A started nats-server with JetStream on a free port (restart it freely), stopped at teardown."""
-    broker = _start(PrivateNats())
-    try:
-        yield broker
-    finally:
-        broker.close()
+    yield from _running(PrivateNats())
 
 
 @pytest.fixture
 def private_nats_factory() -> Iterator[Callable[..., PrivateNats]]:
     """Factory for private nats-servers with options (user=/password=, token=, jetstream=)."""
-    started: list[PrivateNats] = []
-
-    def factory(**kwargs: Any) -> PrivateNats:
-        broker = _start(PrivateNats(**kwargs))
-        started.append(broker)
-        return broker
-
-    try:
-        yield factory
-    finally:
-        for broker in started:
-            broker.close()
+    yield from _factory(PrivateNats)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
