@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import resource
@@ -115,12 +116,26 @@ class StationView:
             self.rate = (self.values - n0) / max(now - t0, 1e-6)
         self._rate_mark = (now, self.values)
 
-    def percentile_ms(self, q: float) -> float | None:
-        """The ``q`` quantile (0..1) of produce-to-hub latency, in ms."""
-        if not self.latencies_us:
-            return None
-        data = sorted(self.latencies_us)
-        return data[min(len(data) - 1, int(q * len(data)))] / 1000.0
+    def latency_ms(self, *qs: float, recent: int | None = None) -> list[float | None]:
+        """Quantiles ``qs`` (0..1) of produce-to-hub latency in ms, from one sort.
+
+        ``recent`` limits them to the newest samples (the live view), so refreshing the
+        table does not sort the whole history every time.
+        """
+        samples = self.latencies_us
+        if recent is not None and len(samples) > recent:
+            return quantiles_ms(sorted(itertools.islice(reversed(samples), recent)), qs)
+        return quantiles_ms(sorted(samples), qs)
+
+
+LIVE_WINDOW = 1000
+"""Latency samples per station behind the live table's and log lines' p50/p99."""
+
+
+def quantiles_ms(sorted_us: list[int], qs: tuple[float, ...]) -> list[float | None]:
+    """Quantiles ``qs`` (0..1) of sorted microsecond samples, in ms (``None`` when empty)."""
+    n = len(sorted_us)
+    return [sorted_us[min(n - 1, int(q * n))] / 1000.0 if n else None for q in qs]
 
 
 def _view_tap(view: StationView, field_name: str, attr: str) -> Any:
@@ -231,7 +246,7 @@ def _render(views: dict[str, StationView], elapsed: float, header: str) -> Any:
             _fmt(v.dewpoint),
             _fmt(v.age(), 1),
             _fmt(v.rate, 1),
-            f"{_fmt(v.percentile_ms(0.5), 1)}/{_fmt(v.percentile_ms(0.99), 1)}",
+            "/".join(_fmt(x, 1) for x in v.latency_ms(0.5, 0.99, recent=LIVE_WINDOW)),
             f"{v.lost}/{v.lag}",
             status,
             style=style,
@@ -245,7 +260,7 @@ def _line(v: StationView, elapsed: float) -> str:
         f"temp={_fmt(v.last.get('temperature'))} hum={_fmt(v.last.get('humidity'), 1)} "
         f"dew={_fmt(v.dewpoint)} age={_fmt(v.age(), 2)}s rate={v.rate:.1f}/s values={v.values} "
         f"dewpoints={v.dewpoints} lost={v.lost} lag={v.lag} "
-        f"p99={_fmt(v.percentile_ms(0.99), 2)}ms {_status(v)}"
+        f"p99={_fmt(v.latency_ms(0.99, recent=LIVE_WINDOW)[0], 2)}ms {_status(v)}"
     )
 
 
@@ -255,6 +270,7 @@ def summary(views: dict[str, StationView], wall: float, cpu: float, mode: dict[s
     all_lat: list[int] = []
     for name, v in views.items():
         all_lat.extend(v.latencies_us)
+        p50, p99 = v.latency_ms(0.5, 0.99)
         stations[name] = {
             "runtime": v.spec.runtime,
             "link": v.spec.link,
@@ -264,19 +280,17 @@ def summary(views: dict[str, StationView], wall: float, cpu: float, mode: dict[s
             "lost": v.lost,
             "lag": v.lag,
             "restarts": v.restarts,
-            "p50_ms": v.percentile_ms(0.5),
-            "p99_ms": v.percentile_ms(0.99),
+            "p50_ms": p50,
+            "p99_ms": p99,
         }
     all_lat.sort()
-
-    def q(p: float) -> float | None:
-        return all_lat[min(len(all_lat) - 1, int(p * len(all_lat)))] / 1000.0 if all_lat else None
+    q50, q99, qmax = quantiles_ms(all_lat, (0.5, 0.99, 1.0))
 
     return {
         **mode,
         "duration_s": round(wall, 2),
         "hub_cpu_percent": round(100.0 * cpu / max(wall, 1e-9), 2),
-        "latency_ms": {"p50": q(0.5), "p99": q(0.99), "max": q(1.0), "samples": len(all_lat)},
+        "latency_ms": {"p50": q50, "p99": q99, "max": qmax, "samples": len(all_lat)},
         "stations": stations,
     }
 
