@@ -211,13 +211,21 @@ class KafkaConnector(BaseConnector):
 
     async def _watch_health(self) -> None:
         """Keep ``state`` truthful while aiokafka reconnects internally (see ``health_interval``)."""
-        client = self._producer.client if self._producer is not None else self._consumer_client()
+        clients = [
+            c
+            for c in (
+                self._producer.client if self._producer is not None else None,
+                self._consumer._client if self._consumer is not None else None,
+            )
+            if c is not None
+        ]
+        timeout = max(1.0, 2 * self.health_interval)
         failures = 0
         down = False
         while True:
             await asyncio.sleep(self.health_interval)
             try:
-                await _wait_for(client.fetch_all_metadata(), max(1.0, 2 * self.health_interval))
+                await _wait_for(clients[0].fetch_all_metadata(), timeout)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -236,19 +244,15 @@ class KafkaConnector(BaseConnector):
             if down:
                 # The cluster may have changed while it was away (a restarted broker,
                 # recreated topics): refresh the clients' metadata before sending again.
-                for c in {id(x): x for x in (client, self._consumer_client())}.values():
-                    if c is not None:
-                        with contextlib.suppress(Exception):
-                            await _wait_for(c.force_metadata_update(), max(1.0, 2 * self.health_interval))
+                for c in clients:
+                    with contextlib.suppress(Exception):
+                        await _wait_for(c.force_metadata_update(), timeout)
                 down = False
                 self.stats.connects += 1
                 self.stats.reconnects += 1
                 self.stats.connected_since = time.time()
                 _log.info("%s: broker reachable again", self.url)
                 self._set_state("connected")
-
-    def _consumer_client(self) -> Any:
-        return self._consumer._client if self._consumer is not None else None
 
     async def _serve_records(self) -> str | None:
         consumer = self._consumer
