@@ -247,13 +247,18 @@ def test_without_micropython_the_station_runs_on_cpython_with_one_note(demos: An
     assert summary["stations"]["valley"]["values"] >= 5
 
 
-def test_live_table_on_a_terminal(tmp_path: Path) -> None:
-    """Without --headless on a TTY the demo draws the rich table, then stops cleanly."""
+@pytest.mark.parametrize("columns", [80, 160])
+def test_live_table_on_a_terminal(tmp_path: Path, columns: int) -> None:
+    """Without --headless on a TTY the demo draws the rich table, then stops cleanly.
+
+    At 80 columns nothing is cut short (runtime and link are left out); wide, they are shown.
+    """
     import pty
     import select
 
     master, slave = pty.openpty()
-    env = {**os.environ, "AIMDB_RUNTIME_DIR": str(tmp_path), "COLUMNS": "160", "LINES": "40", "TERM": "xterm"}
+    env = {**os.environ, "AIMDB_RUNTIME_DIR": str(tmp_path), "LINES": "40", "TERM": "xterm"}
+    env["COLUMNS"] = str(columns)
     proc = subprocess.Popen(
         [sys.executable, "-m", "aimdb._demo", "--duration", "3"], stdout=slave, stderr=slave, env=env
     )
@@ -280,8 +285,12 @@ def test_live_table_on_a_terminal(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     text = out.decode(errors="replace")
-    assert "aimdb weather mesh" in text and "dew °C" in text
+    assert "aimdb weather mesh" in text and "dew °C" in text and "lost/lag" in text
     assert all(name in text for name in STATIONS)
+    if columns == 80:
+        assert "…" not in text, text[-2000:]
+    else:
+        assert "micropython" in text and "aimdb/pipe" in text
     assert "aimdb demo: stopped cleanly" in text and "Traceback" not in text
 
 

@@ -215,32 +215,39 @@ def _status(view: StationView) -> str:
     return "STALE" if view.stale else "ok"
 
 
-def _render(views: dict[str, StationView], elapsed: float, header: str) -> Any:
+WIDE_TABLE = 110
+"""Terminal columns from which the table also shows each station's runtime and link."""
+
+
+def _render(views: dict[str, StationView], elapsed: float, header: str, width: int = WIDE_TABLE) -> Any:
+    """Return the live table.
+
+    Below :data:`WIDE_TABLE` columns it leaves out runtime and link (the start-up lines
+    name them) and the vertical rules, so it fits an 80-column terminal.
+    """
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=f"aimdb weather mesh — {elapsed:5.1f} s", caption=header, expand=False)
-    cols = (
-        "station",
-        "runtime",
-        "link",
-        "temp °C",
-        "hum %",
-        "dew °C",
-        "age s",
-        "values/s",
-        "p50/p99 ms",
-        "lost/lag",
-        "",
+    wide = width >= WIDE_TABLE
+    table = Table(
+        title=f"aimdb weather mesh — {elapsed:5.1f} s",
+        caption=header,
+        expand=False,
+        box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD,
+        collapse_padding=not wide,
+        pad_edge=wide,
     )
+    cols = ["station", "runtime", "link"] if wide else ["station"]
+    cols += ["temp °C", "hum %", "dew °C", "age s", "values/s", "p50/p99 ms", "lost/lag", ""]
     for col in cols:
         table.add_column(col, justify="left" if col in ("station", "runtime", "link", "") else "right")
     for v in views.values():
         status = _status(v)
         style = "red" if status == "STALE" else ("dim" if status == "waiting" else "")
+        where = [v.spec.runtime, v.spec.link] if wide else []
         table.add_row(
             v.spec.name,
-            v.spec.runtime,
-            v.spec.link,
+            *where,
             _fmt(v.last.get("temperature")),
             _fmt(v.last.get("humidity"), 1),
             _fmt(v.dewpoint),
@@ -405,7 +412,8 @@ async def run_hub(args: argparse.Namespace) -> int:
             try:
                 from rich.live import Live
 
-                live = Live(_render(views, 0.0, ""), refresh_per_second=4, transient=False)
+                live = Live(refresh_per_second=4, transient=False)
+                live.update(_render(views, 0.0, "", live.console.width))
                 live.start()
             except ImportError:
                 headless = True
@@ -432,7 +440,7 @@ async def run_hub(args: argparse.Namespace) -> int:
                         for v in views.values():
                             say(_line(v, elapsed))
                 if live is not None:
-                    live.update(_render(views, elapsed, header))
+                    live.update(_render(views, elapsed, header, live.console.width))
         finally:
             if live is not None:
                 live.stop()
