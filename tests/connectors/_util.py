@@ -31,12 +31,21 @@ class Command:
     level: int
 
 
-async def wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll ``pred`` every 5 ms until it is true; fail the test after ``timeout``."""
+async def wait_until(
+    pred: Callable[[], bool],
+    timeout: float = 10.0,
+    what: str = "condition",
+    detail: Callable[[], object] | None = None,
+) -> None:
+    """Poll ``pred`` every 5 ms until it is true; fail the test after ``timeout``.
+
+    ``detail``, when given, is called at the timeout and its result shown in the failure.
+    """
     deadline = time.monotonic() + timeout
     while not pred():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            extra = f" ({detail()!r})" if detail is not None else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{extra}")
         await asyncio.sleep(0.005)
 
 
