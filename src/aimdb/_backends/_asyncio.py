@@ -8,6 +8,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .._aio import wait_for as _wait_for
+
 
 class _Waiter:
     """One-shot wake-up: a future that ``wake()`` resolves (idempotent)."""
@@ -96,7 +98,7 @@ class AsyncioBackend:
 
     async def wait_for(self, fn: Callable[[], Awaitable[Any]], timeout: float) -> bool:
         try:
-            await asyncio.wait_for(fn(), max(timeout, 0.0))
+            await _wait_for(fn(), max(timeout, 0.0))
         except asyncio.TimeoutError:
             return False
         return True

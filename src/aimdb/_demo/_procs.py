@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aimdb
+from aimdb._aio import wait_for
 
 MPY_PACKAGE = "@micropython/micropython-webassembly-pyscript"
 
@@ -139,7 +140,7 @@ class Supervised:
             finally:
                 self._killpg(proc.pid, signal.SIGKILL)  # leftovers of the process group
                 with contextlib.suppress(BaseException):
-                    await asyncio.wait_for(waiter, 1.0)  # pipes close once the group is gone
+                    await wait_for(waiter, 1.0)  # pipes close once the group is gone
                 for t in tasks:
                     t.cancel()
                 for t in tasks:
@@ -176,7 +177,7 @@ class Supervised:
             await asyncio.sleep(0.02)
         self._killpg(proc.pid, signal.SIGKILL)  # whatever of the group is left
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(proc.wait(), grace)
+            await wait_for(proc.wait(), grace)
 
 
 def pipe_server(server: Any, name: str) -> Callable[[asyncio.StreamReader, Any], Awaitable[None]]:

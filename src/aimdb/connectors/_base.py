@@ -347,7 +347,7 @@ class BaseConnector(Connector):
                 err = ConnectorTimeout(msg, self.url)
                 raise err from self._last_exc
             with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
-                await asyncio.wait_for(ev.wait(), left)
+                await _wait_for(ev.wait(), left)
 
     # ------------------------------------------------------------ Connector protocol
 

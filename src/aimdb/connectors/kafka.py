@@ -290,7 +290,7 @@ class KafkaConnector(BaseConnector):
             if client is None:
                 continue
             try:
-                await asyncio.wait_for(client.stop(), 5.0)
+                await _wait_for(client.stop(), 5.0)
             except Exception as exc:
                 _log.debug("stopping %r: %r", client, exc)
 
@@ -357,7 +357,7 @@ class KafkaConnector(BaseConnector):
         producer = self._producer
         if producer is not None and self.connected:
             try:
-                await asyncio.wait_for(producer.flush(), max(0.01, deadline - time.monotonic()))
+                await _wait_for(producer.flush(), max(0.01, deadline - time.monotonic()))
             except Exception as exc:
                 _log.warning("%s: flush at shutdown: %r", self.url, exc)
         self._closing = True

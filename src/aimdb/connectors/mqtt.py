@@ -50,6 +50,7 @@ import time
 import uuid
 from typing import Any
 
+from .._aio import wait_for
 from .._core._buffers import RingReader
 from .._core._connector import ConnectorRoutes, InboundRoute, OutboundRoute
 from .._core._links import LinkSpec
@@ -467,7 +468,7 @@ class MqttConnector(BaseConnector):
         try:
             while proto.is_open:
                 try:
-                    await asyncio.wait_for(asyncio.shield(proto.closed), ka / 2 if ka else None)
+                    await wait_for(asyncio.shield(proto.closed), ka / 2 if ka else None)
                 except (asyncio.TimeoutError, TimeoutError):
                     if time.monotonic() - proto.last_in > ka * 1.5:
                         proto.abort("no answer from the broker within 1.5 keep-alive intervals")
@@ -486,7 +487,7 @@ class MqttConnector(BaseConnector):
             proto.write(DISCONNECT)
             proto.transport.close()
             try:
-                await asyncio.wait_for(asyncio.shield(proto.closed), 1.0)
+                await wait_for(asyncio.shield(proto.closed), 1.0)
             except (asyncio.TimeoutError, TimeoutError):
                 proto.transport.abort()
 
@@ -505,7 +506,7 @@ class MqttConnector(BaseConnector):
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._window_waiters.append(fut)  # woken by every acknowledgement
             try:
-                await asyncio.wait_for(fut, max(0.0, deadline - time.monotonic()))
+                await wait_for(fut, max(0.0, deadline - time.monotonic()))
             except (asyncio.TimeoutError, TimeoutError):
                 break
         self._closing = True

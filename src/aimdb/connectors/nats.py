@@ -88,6 +88,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
         "aimdb.connectors.nats needs nats-py: install it with pip install 'aimdb[nats]'"
     ) from _exc
 
+from .._aio import wait_for
 from .._core._buffers import RingReader
 from .._core._connector import ConnectorRoutes, InboundRoute, OutboundRoute
 from .._core._links import LinkSpec
@@ -553,7 +554,7 @@ class NatsConnector(BaseConnector):
             except _GONE:
                 continue
             try:
-                await asyncio.wait_for(st.done.wait(), _PULL_EXPIRES + 1.0)
+                await wait_for(st.done.wait(), _PULL_EXPIRES + 1.0)
             except (asyncio.TimeoutError, TimeoutError):
                 # Not even the server's "request timeout" came back: the request was lost with
                 # a connection, or the consumer is gone (the server ignores pulls on a missing
@@ -627,7 +628,7 @@ class NatsConnector(BaseConnector):
         assert closed is not None
         while not closed.is_set():
             try:
-                await asyncio.wait_for(closed.wait(), 0.5)
+                await wait_for(closed.wait(), 0.5)
             except (asyncio.TimeoutError, TimeoutError):
                 pass
             nc = self._nc
@@ -733,7 +734,7 @@ class NatsConnector(BaseConnector):
         self._wake_window()
         for nc, timeout in clients:
             try:
-                await asyncio.wait_for(nc.close(), timeout)
+                await wait_for(nc.close(), timeout)
             except Exception as exc:
                 _log.debug("%s: closing: %r", self.url, exc)
 
@@ -946,12 +947,12 @@ class NatsConnector(BaseConnector):
         if nc is not None:
             try:
                 left = max(0.01, deadline - time.monotonic())
-                await asyncio.wait_for(nc.flush(max(1, round(left + 0.5))), left)
+                await wait_for(nc.flush(max(1, round(left + 0.5))), left)
             except Exception as exc:
                 _log.warning("%s: flush at shutdown: %r", self.url, exc)
         while self._unacked and self._ready() is not None and time.monotonic() < deadline:
             try:
-                await asyncio.wait_for(self._wait_window(), max(0.0, deadline - time.monotonic()))
+                await wait_for(self._wait_window(), max(0.0, deadline - time.monotonic()))
             except (asyncio.TimeoutError, TimeoutError):
                 break
         self._closing = True

@@ -215,7 +215,7 @@ class Subscription:
                 if left <= 0:
                     raise TimeoutError("no event within the timeout")
                 try:
-                    await asyncio.wait_for(self._wake.wait(), left)
+                    await wait_for(self._wake.wait(), left)
                 except asyncio.TimeoutError:
                     raise TimeoutError("no event within the timeout") from None
 
@@ -452,7 +452,7 @@ class AsyncClient:
             # The server may have said why (e.g. too_many_connections) before closing:
             # let the read loop deliver that, briefly.
             with contextlib.suppress(asyncio.TimeoutError, RemoteError):
-                await asyncio.wait_for(asyncio.shield(fut), min(t, 1.0))
+                await wait_for(asyncio.shield(fut), min(t, 1.0))
             self._pending.pop(rid, None)
             self._pending_subs.pop(rid, None)
             if fut.done() and not fut.cancelled() and fut.exception() is not None:

@@ -100,7 +100,7 @@ class AimdbConnector:
     async def wait_connected(self, timeout: float | None = None) -> bool:
         """Wait until connected; returns False on timeout."""
         try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
+            await wait_for(self._connected.wait(), timeout)
         except asyncio.TimeoutError:
             return False
         return True
@@ -257,4 +257,4 @@ class AimdbConnector:
         client = self._client
         if client is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.aclose(), timeout)
+                await wait_for(client.aclose(), timeout)

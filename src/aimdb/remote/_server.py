@@ -28,6 +28,7 @@ from typing import Any
 import msgspec
 
 from .. import Buffer, BufferListener
+from .._aio import wait_for
 from .._errors import BufferClosed, BufferEmpty, BufferLagged, DeserializeError, TypeMismatch
 from . import _protocol as P
 from ._discovery import default_socket_path, ensure_runtime_dir, someone_listens
@@ -384,7 +385,7 @@ class _Session:
                         self.send(P.error_frame(None, P.HANDSHAKE_REQUIRED, "handshake timed out"))
                         break
                     try:
-                        data = await asyncio.wait_for(self.reader.read(_READ_CHUNK), left)
+                        data = await wait_for(self.reader.read(_READ_CHUNK), left)
                     except asyncio.TimeoutError:
                         continue
                 if not data:
@@ -406,7 +407,7 @@ class _Session:
             self.closing = True
             self._wake.set()
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
-                await asyncio.wait_for(asyncio.shield(writer_task), 1.0)
+                await wait_for(asyncio.shield(writer_task), 1.0)
             writer_task.cancel()
             self.cleanup()
             with contextlib.suppress(Exception):
@@ -907,7 +908,7 @@ class RemoteServer:
         self._feeds.clear()
         for srv in self._servers:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(srv.wait_closed(), 1.0)
+                await wait_for(srv.wait_closed(), 1.0)
         self._servers.clear()
         if self._unix_path is not None and self._unix_ino is not None:
             try:
@@ -946,12 +947,12 @@ class RemoteServer:
             )
             with contextlib.suppress(Exception):
                 writer.write(P.error_frame(None, code, msg))
-                await asyncio.wait_for(writer.drain(), 1.0)
+                await wait_for(writer.drain(), 1.0)
                 if writer.can_write_eof():
                     writer.write_eof()
                 # Read what the client already sent until it hangs up (bounded), so
                 # closing does not reset the connection before it read the reply.
-                await asyncio.wait_for(_discard_until_eof(reader), 1.0)
+                await wait_for(_discard_until_eof(reader), 1.0)
             with contextlib.suppress(Exception):
                 writer.close()
             return
@@ -1156,7 +1157,7 @@ class RemoteAccess:
             TimeoutError: the database did not start the server in time.
         """
         try:
-            await asyncio.wait_for(self._event().wait(), timeout)
+            await wait_for(self._event().wait(), timeout)
         except asyncio.TimeoutError:
             raise TimeoutError("remote access did not start (is the database running?)") from None
         if self._error is not None:
@@ -1168,7 +1169,7 @@ class RemoteAccess:
         """Close the server (bounded by ``timeout``)."""
         if self.server is not None:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.server.aclose(), timeout)
+                await wait_for(self.server.aclose(), timeout)
 
 
 def matching_keys(infos: Iterable[Any], pattern: str) -> list[str]:
