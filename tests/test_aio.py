@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from aimdb._aio import wait_for
+from aimdb._aio import _wait_for_pre312, wait_for
 from aimdb._backends._asyncio import AsyncioBackend
 
 Waiter = Callable[[Awaitable[Any]], Awaitable[Any]]
@@ -47,8 +47,9 @@ def _run(coro: Awaitable[Any]) -> Any:
     return asyncio.run(coro)  # type: ignore[arg-type]
 
 
-def test_a_cancel_is_never_lost() -> None:
-    cancelled, result = _run(_cancel_as_inner_finishes(lambda aw: wait_for(aw, 5.0)))
+@pytest.mark.parametrize("helper", [wait_for, _wait_for_pre312], ids=["wait_for", "pre-3.12 helper"])
+def test_a_cancel_is_never_lost(helper: Any) -> None:
+    cancelled, result = _run(_cancel_as_inner_finishes(lambda aw: helper(aw, 5.0)))
     assert cancelled, f"the cancellation was lost; the task returned {result!r}"
 
 
@@ -76,8 +77,9 @@ def test_result_timeout_and_error() -> None:
             await asyncio.sleep(0)
             return 7
 
-        assert await wait_for(value(), 1.0) == 7
-        assert await wait_for(value(), None) == 7
+        for helper in (wait_for, _wait_for_pre312):
+            assert await helper(value(), 1.0) == 7
+            assert await helper(value(), None) == 7
 
         cancelled: list[bool] = []
 
@@ -88,15 +90,16 @@ def test_result_timeout_and_error() -> None:
                 cancelled.append(True)
                 raise
 
-        with pytest.raises(asyncio.TimeoutError):
-            await wait_for(slow(), 0.01)
-        assert cancelled == [True]  # the timed-out awaitable was cancelled and awaited
-
         async def boom() -> None:
             raise ValueError("boom")
 
-        with pytest.raises(ValueError, match="boom"):
-            await wait_for(boom(), 1.0)
+        for helper in (wait_for, _wait_for_pre312):
+            cancelled.clear()
+            with pytest.raises(asyncio.TimeoutError):
+                await helper(slow(), 0.01)
+            assert cancelled == [True]  # the timed-out awaitable was cancelled and awaited
+            with pytest.raises(ValueError, match="boom"):
+                await helper(boom(), 1.0)
 
         rt = AsyncioBackend()
         assert await rt.wait_for(value, 1.0) is True

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable
 from typing import TypeVar
 
 _T = TypeVar("_T")
 
 
-async def wait_for(aw: Awaitable[_T], timeout: float | None) -> _T:
-    """``asyncio.wait_for`` that never loses a cancellation.
+async def _wait_for_pre312(aw: Awaitable[_T], timeout: float | None) -> _T:
+    """``asyncio.wait_for`` that never loses a cancellation (what :func:`wait_for` is before 3.12).
 
     Before Python 3.12, ``asyncio.wait_for`` returns (or raises) the inner result when the
     caller is cancelled just as the inner awaitable finishes, and the cancellation is gone
@@ -37,3 +38,9 @@ async def wait_for(aw: Awaitable[_T], timeout: float | None) -> _T:
             return fut.result()  # finished (or failed) while being cancelled
         raise asyncio.TimeoutError
     return fut.result()
+
+
+if sys.version_info >= (3, 12):
+    wait_for = asyncio.wait_for  # fixed there, and cheaper (no extra task)
+else:
+    wait_for = _wait_for_pre312
