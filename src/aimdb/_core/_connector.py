@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from ._buffers import Reader
     from ._links import LinkSpec
 
+_log: "Any" = get_logger("aimdb")
+
 
 class LinkStatistics:
     """Counters of one link (route).
@@ -108,6 +110,17 @@ class OutboundRoute:
         tp = self.spec.topic_provider
         return tp(value) if tp is not None else self.address
 
+    def value_failed(self, reason: str) -> None:
+        """Count one value that was not sent and will not be; log why.
+
+        For a value that did not encode, had an invalid address or was refused by the
+        broker: adds 1 to ``stats.failed``, keeps ``reason`` in ``stats.last_error`` and
+        logs a warning. The connector goes on with the next value.
+        """
+        self.stats.failed += 1
+        self.stats.last_error = reason
+        _log.warning("value of %r not sent to %s: %s", self.key, self.spec.url, reason)
+
     async def next_batch(self, limit: int) -> "list[Any] | None":
         """Wait for the next 1..``limit`` values of the record, in order.
 
@@ -140,7 +153,7 @@ class InboundRoute:
         stats: :class:`LinkStatistics`.
     """
 
-    __slots__ = ("_buf", "_check", "_decode", "_log", "address", "key", "spec", "stats", "type")
+    __slots__ = ("_buf", "_check", "_decode", "address", "key", "spec", "stats", "type")
 
     def __init__(
         self,
@@ -158,7 +171,6 @@ class InboundRoute:
         self._buf = buf
         self._decode = decode
         self._check = check
-        self._log: Any = get_logger("aimdb")
         self.stats = LinkStatistics(spec.url, "in")
 
     def decode(self, payload: bytes) -> "Any":
@@ -187,7 +199,7 @@ class InboundRoute:
         except DeserializeError as exc:
             self.stats.failed += 1
             self.stats.last_error = exc.reason
-            self._log.warning(
+            _log.warning(
                 "dropped bad payload for %r from %s (%d bytes): %s",
                 self.key,
                 source or self.spec.url,

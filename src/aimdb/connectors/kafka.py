@@ -327,9 +327,7 @@ class KafkaConnector(BaseConnector):
                     if isinstance(key, str):
                         key = key.encode()
                 except Exception as exc:
-                    stats.failed += 1
-                    stats.last_error = repr(exc)
-                    _log.warning("cannot produce a value of %r: %r", route.key, exc)
+                    route.value_failed(repr(exc))
                     continue
                 try:
                     fut = await producer.send(topic, payload, key=key, partition=part)
@@ -337,10 +335,7 @@ class KafkaConnector(BaseConnector):
                     if self._producer is not producer:
                         carry = values[i:]
                         break
-                    err = translate_error(exc, self.url, "publish")
-                    stats.failed += 1
-                    stats.last_error = str(err)
-                    _log.warning("%s", err)
+                    route.value_failed(str(translate_error(exc, self.url, "publish")))
                     continue
                 fut.add_done_callback(partial(_acked, stats, len(payload), self.url))
 

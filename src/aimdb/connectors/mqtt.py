@@ -346,9 +346,7 @@ class MqttConnector(BaseConnector):
                             raise ValueError(problem)
                         topic = t.encode()
                 except Exception as exc:
-                    stats.failed += 1
-                    stats.last_error = repr(exc)
-                    _log.warning("cannot publish a value of %r: %r", route.key, exc)
+                    route.value_failed(repr(exc))
                     continue
                 if qos:
                     if len(self._unacked) >= self._window:

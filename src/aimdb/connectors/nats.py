@@ -886,9 +886,7 @@ class NatsConnector(BaseConnector):
                             + str(nc.max_payload)
                         )
                 except Exception as exc:
-                    stats.failed += 1
-                    stats.last_error = repr(exc)
-                    _log.warning("cannot publish a value of %r: %r", route.key, exc)
+                    route.value_failed(repr(exc))
                     continue
                 if nc.pending_data_size > self.pending_bytes and not await self._wait_drained(nc):
                     carry = values[i:]
@@ -925,10 +923,7 @@ class NatsConnector(BaseConnector):
                 except Exception as exc:
                     if js:
                         self._unacked.pop(token, None)
-                    err = translate_error(exc, self.url, "publish")
-                    stats.failed += 1
-                    stats.last_error = str(err)
-                    _log.warning("%s", err)
+                    route.value_failed(str(translate_error(exc, self.url, "publish")))
             stats.bytes += nbytes
 
     async def shutdown(self, timeout: float) -> None:
