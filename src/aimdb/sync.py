@@ -35,6 +35,7 @@ from typing import Any, Generic, TypeVar
 
 from . import Buffer, BufferListener
 from ._core._database import AimDb
+from ._core._handles import _Handle
 from ._errors import (
     AttachFailed,
     BufferClosed,
@@ -177,7 +178,7 @@ class _Call:
 # ---------------------------------------------------------------- producer
 
 
-class SyncProducer(Generic[T]):
+class SyncProducer(_Handle, Generic[T]):
     """Writes one record from any thread; obtained from :meth:`SyncHandle.producer`.
 
     Thread-safe: any number of threads may share one producer. Values set by one thread
@@ -188,18 +189,15 @@ class SyncProducer(Generic[T]):
 
     __slots__ = (
         "_bridge",
-        "_buf",
         "_capacity",
         "_check",
         "_closed",
         "_done",
         "_inbox",
-        "_key",
         "_lock",
         "_scheduled",
         "_space",
         "_submitted",
-        "_type",
         "_waiters",
     )
 
@@ -208,10 +206,8 @@ class SyncProducer(Generic[T]):
     ) -> None:
         if type(queue_size) is not int or queue_size < 1:
             raise ValueError("queue_size must be an int >= 1, got " + repr(queue_size))
+        _Handle.__init__(self, key, tp, buf)
         self._bridge = bridge
-        self._key = key
-        self._type = tp
-        self._buf = buf
         self._check = check
         self._capacity = queue_size
         self._lock = threading.Lock()
@@ -223,16 +219,6 @@ class SyncProducer(Generic[T]):
         self._submitted = 0
         self._done = 0
         bridge.register(self)
-
-    @property
-    def key(self) -> str:
-        """The record key."""
-        return self._key
-
-    @property
-    def type(self) -> type[Any]:
-        """The record's declared type."""
-        return self._type
 
     def set(self, value: T, timeout: float | None = None) -> None:
         """Hand ``value`` to the database; it is produced on the loop, in order.
@@ -355,14 +341,11 @@ class SyncProducer(Generic[T]):
             self._closed = True
             self._space.notify_all()
 
-    def __repr__(self) -> str:
-        return "<SyncProducer " + repr(self._key) + " " + getattr(self._type, "__name__", "?") + ">"
-
 
 # ---------------------------------------------------------------- consumer
 
 
-class SyncConsumer(Generic[T]):
+class SyncConsumer(_Handle, Generic[T]):
     """Reads one record from any thread; obtained from :meth:`SyncHandle.consumer`.
 
     Subscribed when created: every value produced afterwards is delivered according to
@@ -384,10 +367,8 @@ class SyncConsumer(Generic[T]):
     """
 
     def __init__(self, bridge: _Bridge, key: str, tp: type[Any], buf: Buffer[Any]) -> None:
+        _Handle.__init__(self, key, tp, buf)
         self._bridge = bridge
-        self._key = key
-        self._type = tp
-        self._buf = buf
         self._kind: str = buf.kind
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -408,16 +389,6 @@ class SyncConsumer(Generic[T]):
         except BaseException:
             bridge.unregister(self)
             raise
-
-    @property
-    def key(self) -> str:
-        """The record key."""
-        return self._key
-
-    @property
-    def type(self) -> type[Any]:
-        """The record's declared type."""
-        return self._type
 
     @property
     def lagged(self) -> int:
@@ -666,9 +637,6 @@ class SyncConsumer(Generic[T]):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        return "<SyncConsumer " + repr(self._key) + " " + getattr(self._type, "__name__", "?") + ">"
 
 
 # ---------------------------------------------------------------- handle
