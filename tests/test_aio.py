@@ -29,7 +29,7 @@ async def _cancel_as_inner_finishes(waiter: Waiter) -> tuple[bool, Any]:
         inner_done = True
         return "value"
 
-    task = asyncio.create_task(waiter(inner()))
+    task = asyncio.ensure_future(waiter(inner()))
     for _ in range(3):
         await asyncio.sleep(0)  # the task waits, inner waits for ev
     ev.set()  # inner's wake-up is scheduled before ours
@@ -43,13 +43,9 @@ async def _cancel_as_inner_finishes(waiter: Waiter) -> tuple[bool, Any]:
     return False, result
 
 
-def _run(coro: Awaitable[Any]) -> Any:
-    return asyncio.run(coro)  # type: ignore[arg-type]
-
-
 @pytest.mark.parametrize("helper", [wait_for, _wait_for_pre312], ids=["wait_for", "pre-3.12 helper"])
 def test_a_cancel_is_never_lost(helper: Any) -> None:
-    cancelled, result = _run(_cancel_as_inner_finishes(lambda aw: helper(aw, 5.0)))
+    cancelled, result = asyncio.run(_cancel_as_inner_finishes(lambda aw: helper(aw, 5.0)))
     assert cancelled, f"the cancellation was lost; the task returned {result!r}"
 
 
@@ -59,7 +55,7 @@ def test_the_asyncio_backend_keeps_a_cancel() -> None:
     async def via_backend(aw: Awaitable[Any]) -> Any:
         return await rt.wait_for(lambda: aw, 5.0)
 
-    cancelled, result = _run(_cancel_as_inner_finishes(via_backend))
+    cancelled, result = asyncio.run(_cancel_as_inner_finishes(via_backend))
     assert cancelled, f"the cancellation was lost; the backend returned {result!r}"
 
 
@@ -67,7 +63,7 @@ def test_the_asyncio_backend_keeps_a_cancel() -> None:
 def test_the_race_is_real_with_the_standard_library() -> None:
     # the same scenario with asyncio.wait_for loses the cancellation before 3.12: the test
     # above would fail without the helper
-    cancelled, result = _run(_cancel_as_inner_finishes(lambda aw: asyncio.wait_for(aw, 5.0)))
+    cancelled, result = asyncio.run(_cancel_as_inner_finishes(lambda aw: asyncio.wait_for(aw, 5.0)))
     assert not cancelled and result == "value"
 
 
@@ -105,4 +101,4 @@ def test_result_timeout_and_error() -> None:
         assert await rt.wait_for(value, 1.0) is True
         assert await rt.wait_for(lambda: asyncio.sleep(10), 0.01) is False
 
-    _run(main())
+    asyncio.run(main())

@@ -1,4 +1,4 @@
-"""asyncio helpers shared by the CPython-only parts (connectors, remote access)."""
+"""asyncio helpers shared by the CPython-only parts (asyncio backend, connectors, remote access, demo)."""
 
 from __future__ import annotations
 
