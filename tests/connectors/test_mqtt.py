@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from typing import Any
 
 import pytest
@@ -13,7 +12,22 @@ import pytest
 from aimdb import AimDbBuilder, BufferCfg, ConnectionFailed, ConnectorTimeout
 from aimdb.connectors import MqttConnector, ReconnectPolicy
 
-from ._util import Command, MosquittoSub, Reading, Temp, collector, mosquitto_pub, wait_until
+from ._util import (
+    CODECS,
+    RESTART_CASES,
+    Command,
+    MosquittoSub,
+    Reading,
+    Temp,
+    codec_round_trip,
+    collector,
+    mosquitto_pub,
+    restart_mid_stream,
+    round_trip,
+    stalled_broker_lags_the_reader,
+    unreachable_retries_with_backoff,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.runtimes("asyncio", "uvloop"), pytest.mark.timeout(60)]
 
@@ -28,29 +42,12 @@ def ring(n: int = 64) -> Any:
 @pytest.mark.parametrize("protocol", [5, "3.1.1"])
 async def test_round_trip(rt: Any, mosquitto_url: str, unique_topic: str, qos: int, protocol: Any) -> None:
     """aimdb record -> Mosquitto -> aimdb record in another database, typed, in order."""
-    topic = f"{unique_topic}/sensors/temp"
-    pub = MqttConnector(mosquitto_url, protocol=protocol)
-    sub = MqttConnector(mosquitto_url, protocol=protocol)
-    got: list[Temp] = []
-
-    bs = AimDbBuilder().with_connector(sub)
-    bs.configure(Temp, "temp", lambda r: r.buffer(ring()).link_from(f"mqtt://{topic}").qos(qos).finish()
-                 .tap(collector(got)))
-    bp = AimDbBuilder().with_connector(pub)
-    bp.configure(Temp, "temp", lambda r: r.buffer(ring()).link_to(f"mqtt://{topic}").qos(qos).finish())
-    async with bs.build() as dbs, bp.build() as dbp:
-        await sub.wait_connected(5)
-        await pub.wait_connected(5)
-        producer = dbp.producer(Temp, "temp")
-        for i in range(20):
-            producer.produce(Temp(float(i)))
-        await wait_until(lambda: len(got) == 20, what="20 values")
-        out = {s.url: s for s in dbp.link_statistics()}
-        inn = {s.url: s for s in dbs.link_statistics()}
-    assert got == [Temp(float(i)) for i in range(20)]
-    assert out[f"mqtt://{topic}"].sent == 20 and out[f"mqtt://{topic}"].failed == 0
-    assert inn[f"mqtt://{topic}"].received == 20
-    assert pub.statistics().connects == 1 and pub.state == "closed"
+    await round_trip(
+        MqttConnector(mosquitto_url, protocol=protocol),
+        MqttConnector(mosquitto_url, protocol=protocol),
+        f"mqtt://{unique_topic}/sensors/temp",
+        link_options=lambda ln: ln.qos(qos),
+    )
 
 
 async def test_wildcards_route_to_every_matching_record(
@@ -190,31 +187,9 @@ async def test_interop_mosquitto_pub_to_aimdb(rt: Any, mosquitto_url: str, uniqu
     assert got == [Reading("ext", q, 1.5) for q in (0, 1, 2)]
 
 
-@pytest.mark.parametrize("codec", ["msgpack", "cbor"])
+@pytest.mark.parametrize("codec", CODECS)
 async def test_binary_codecs(rt: Any, mosquitto_url: str, unique_topic: str, codec: str) -> None:
-    topic = f"{unique_topic}/{codec}"
-    conn = MqttConnector(mosquitto_url)
-    got: list[Reading] = []
-    raw: list[bytes] = []
-    b = AimDbBuilder().with_connector(conn)
-    b.configure(Reading, "out", lambda r: r.buffer(ring()).link_to(f"mqtt://{topic}").codec(codec).finish())
-    b.configure(Reading, "in", lambda r: r.buffer(ring()).link_from(f"mqtt://{topic}").codec(codec).finish()
-                .tap(collector(got)))
-    b.configure(bytes, "raw", lambda r: r.buffer(ring()).link_from(f"mqtt://{topic}")
-                .with_deserializer(lambda b: bytes(b)).finish().tap(collector(raw)))
-    async with b.build() as db:
-        await conn.wait_connected(5)
-        db.producer(Reading, "out").produce(Reading("s", 7, 0.25))
-        await wait_until(lambda: got and raw, what="codec round trip")
-    assert got == [Reading("s", 7, 0.25)]
-    if codec == "msgpack":
-        import msgpack
-
-        assert msgpack.unpackb(raw[0]) == {"sensor": "s", "seq": 7, "value": 0.25}
-    else:
-        import cbor2
-
-        assert cbor2.loads(raw[0]) == {"sensor": "s", "seq": 7, "value": 0.25}
+    await codec_round_trip(MqttConnector(mosquitto_url), f"mqtt://{unique_topic}/{codec}", codec)
 
 
 async def test_wrong_password_is_a_clear_connection_failed(rt: Any, private_mosquitto_factory: Any) -> None:
@@ -255,32 +230,10 @@ async def test_wrong_password_is_a_clear_connection_failed(rt: Any, private_mosq
 
 
 async def test_unreachable_broker_retries_with_backoff(rt: Any, unique_topic: str) -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    conn = MqttConnector(f"mqtt://127.0.0.1:{port}", reconnect=ReconnectPolicy(0.01, 0.05, max_attempts=4))
-    b = AimDbBuilder().with_connector(conn)
-    b.configure(Temp, "t", lambda r: r.buffer(ring()).link_to(f"mqtt://{unique_topic}").finish())
-    t0 = time.monotonic()
-    async with b.build():
-        with pytest.raises(ConnectionFailed) as ei:
-            await conn.wait_connected(5)
-    assert time.monotonic() - t0 < 3
-    assert isinstance(ei.value.__cause__, OSError)
-    assert conn.statistics().failed_attempts == 4
+    await unreachable_retries_with_backoff(MqttConnector, "mqtt", f"mqtt://{unique_topic}")
 
 
-@pytest.mark.parametrize(
-    ("kind", "produced", "expected"),
-    [
-        ("ring", 60, list(range(50, 110))),  # backlog within capacity, in order
-        ("ring_overflow", 150, list(range(100, 200))),  # capacity 100: the newest 100, lag counted
-        ("latest", 5, [54]),  # SingleLatest: only the latest
-        ("mailbox", 5, [54]),  # Mailbox: only the newest command
-    ],
-)
+@pytest.mark.parametrize(("kind", "produced", "expected"), RESTART_CASES)
 async def test_broker_restart_mid_stream(
     rt: Any, private_mosquitto: Any, unique_topic: str, kind: str, produced: int, expected: list[int]
 ) -> None:
@@ -289,78 +242,31 @@ async def test_broker_restart_mid_stream(
     The link reconnects by itself, re-subscribes, and sends what the buffer kind says;
     at QoS 1 nothing arrives twice.
     """
-    topic = f"{unique_topic}/seq"
-    cfg = {
-        "ring": BufferCfg.SpmcRing(capacity=100),
-        "ring_overflow": BufferCfg.SpmcRing(capacity=100),
-        "latest": BufferCfg.SingleLatest(),
-        "mailbox": BufferCfg.Mailbox(),
-    }[kind]
     conn = MqttConnector(private_mosquitto.url, reconnect=FAST_RETRY, keepalive=5)
-    got: list[Reading] = []
-    b = AimDbBuilder().with_connector(conn)
-    b.configure(Reading, "out", lambda r: r.buffer(cfg).link_to(f"mqtt://{topic}").qos(1).finish())
-    b.configure(Reading, "in", lambda r: r.buffer(ring(1000)).link_from(f"mqtt://{topic}").qos(1).finish()
-                .tap(collector(got)))
-    async with b.build() as db:
-        await conn.wait_connected(5)
-        p = db.producer(Reading, "out")
-        first = 50 if kind.startswith("ring") else 1
-        for i in range(first):
-            p.produce(Reading("s", i, 0.0))
-            if not kind.startswith("ring"):
-                await asyncio.sleep(0.01)
-        await wait_until(lambda: len(got) == first, what="values before the restart")
-        await asyncio.to_thread(private_mosquitto.kill)
-        await wait_until(lambda: conn.state != "connected", what="disconnect noticed")
-        start = 50
-        for i in range(start, start + produced):
-            p.produce(Reading("s", i, 0.0))
-        await asyncio.to_thread(private_mosquitto.start)
-        await conn.wait_connected(10)
-        n_before = first
-        await wait_until(lambda: len(got) >= n_before + len(expected), timeout=10, what="backlog")
-        await asyncio.sleep(0.2)  # nothing more (no duplicates) may arrive
-        out_stats = next(s for s in db.link_statistics() if s.direction == "out")
-    seqs = [v.seq for v in got]
-    assert seqs[:first] == list(range(first)) if kind.startswith("ring") else seqs[:1] == [0]
-    assert seqs[first:] == expected
-    assert conn.statistics().reconnects == 1
-    assert conn.statistics().disconnects == 1
-    if kind == "ring_overflow":
-        assert out_stats.dropped_lag == produced - 100
-    else:
-        assert out_stats.dropped_lag == 0
+    await restart_mid_stream(
+        conn,
+        private_mosquitto,
+        f"mqtt://{unique_topic}/seq",
+        kind,
+        produced,
+        expected,
+        disconnected=lambda: conn.state != "connected",
+        link_options=lambda ln: ln.qos(1),
+        pace=0.01,
+    )
 
 
 async def test_stalled_broker_lags_the_reader_not_the_producer(
     rt: Any, private_mosquitto: Any, unique_topic: str
 ) -> None:
     """A broker that stops reading: the producer never blocks, the ring reader lags (counted)."""
-    import os
-    import signal
-
     conn = MqttConnector(private_mosquitto.url, keepalive=0)
-    b = AimDbBuilder().with_connector(conn)
-    b.configure(bytes, "blob", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=64)).link_to(
-        f"mqtt://{unique_topic}/blob").with_serializer(lambda v: v).finish())
-    async with b.build() as db:
-        await conn.wait_connected(5)
-        os.kill(private_mosquitto.pid, signal.SIGSTOP)
-        try:
-            p = db.producer(bytes, "blob")
-            blob = b"x" * 65536
-            t0 = time.monotonic()
-            for _ in range(2000):  # 128 MiB offered
-                p.produce(blob)
-                await asyncio.sleep(0)
-            assert time.monotonic() - t0 < 10
-            await asyncio.sleep(0.2)
-            st = db.link_statistics()[0]
-            transport = conn._proto.transport if conn._proto else None
-            buffered = transport.get_write_buffer_size() if transport else 0
-        finally:
-            os.kill(private_mosquitto.pid, signal.SIGCONT)
-    assert st.dropped_lag > 0
-    assert st.sent < 2000
+
+    def write_buffer() -> int:
+        transport = conn._proto.transport if conn._proto else None
+        return transport.get_write_buffer_size() if transport else 0
+
+    buffered = await stalled_broker_lags_the_reader(
+        conn, private_mosquitto, f"mqtt://{unique_topic}/blob", write_buffer
+    )
     assert buffered < 4 * 1024 * 1024  # bounded by the write high-water mark plus one batch

@@ -6,9 +6,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import signal
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,7 +14,20 @@ import pytest
 from aimdb import AimDbBuilder, BufferCfg, ConnectionFailed, ConnectorTimeout, InvalidConfiguration
 from aimdb.connectors import NatsConnector, ReconnectPolicy
 
-from ._util import Command, Reading, Temp, collector, wait_until
+from ._util import (
+    CODECS,
+    RESTART_CASES,
+    Command,
+    Reading,
+    Temp,
+    codec_round_trip,
+    collector,
+    restart_mid_stream,
+    round_trip,
+    stalled_broker_lags_the_reader,
+    unreachable_retries_with_backoff,
+    wait_until,
+)
 
 nats = pytest.importorskip("nats")
 pytest.importorskip("nats.aio.client")
@@ -64,29 +74,16 @@ def payload(sensor: str, seq: int, value: float = 0.0) -> bytes:
 
 async def test_round_trip(rt: Any, nats_url: str, unique_topic: str) -> None:
     """aimdb record -> nats-server -> aimdb record in another database, typed, in order."""
-    subject = f"{unique_topic}.sensors.temp"
     pub = NatsConnector(nats_url)
-    sub = NatsConnector(nats_url)
-    got: list[Temp] = []
-    bs = AimDbBuilder().with_connector(sub)
-    bs.configure(Temp, "temp", lambda r: r.buffer(ring()).link_from(f"nats://{subject}").finish()
-                 .tap(collector(got)))
-    bp = AimDbBuilder().with_connector(pub)
-    bp.configure(Temp, "temp", lambda r: r.buffer(ring()).link_to(f"nats://{subject}").finish())
-    async with bs.build() as dbs, bp.build() as dbp:
-        await sub.wait_connected(5)
-        await pub.wait_connected(5)
-        producer = dbp.producer(Temp, "temp")
-        for i in range(20):
-            producer.produce(Temp(float(i)))
-        await wait_until(lambda: len(got) == 20, what="20 values")
-        out = dbp.link_statistics()[0]
-        inn = dbs.link_statistics()[0]
+
+    def still_connected() -> None:
         assert pub.state == "connected"
-    assert got == [Temp(float(i)) for i in range(20)]
-    assert out.sent == 20 and out.failed == 0 and out.bytes == inn.bytes > 0
-    assert inn.received == 20 and inn.failed == 0
-    assert pub.statistics().connects == 1 and pub.state == "closed"
+
+    out, inn = await round_trip(
+        pub, NatsConnector(nats_url), f"nats://{unique_topic}.sensors.temp", while_open=still_connected
+    )
+    assert out.bytes == inn.bytes > 0
+    assert inn.failed == 0
 
 
 async def test_wildcards_deliver_once_per_matching_record(rt: Any, nats_url: str, unique_topic: str) -> None:
@@ -232,31 +229,9 @@ async def test_interop_plain_nats_py_to_aimdb(rt: Any, nats_url: str, unique_top
     assert got == [Reading("ext", i, 1.5) for i in range(3)]
 
 
-@pytest.mark.parametrize("codec", ["msgpack", "cbor"])
+@pytest.mark.parametrize("codec", CODECS)
 async def test_binary_codecs(rt: Any, nats_url: str, unique_topic: str, codec: str) -> None:
-    subject = f"{unique_topic}.{codec}"
-    conn = NatsConnector(nats_url)
-    got: list[Reading] = []
-    raw: list[bytes] = []
-    b = AimDbBuilder().with_connector(conn)
-    b.configure(Reading, "out", lambda r: r.buffer(ring()).link_to(f"nats://{subject}").codec(codec).finish())
-    b.configure(Reading, "in", lambda r: r.buffer(ring()).link_from(f"nats://{subject}").codec(codec).finish()
-                .tap(collector(got)))
-    b.configure(bytes, "raw", lambda r: r.buffer(ring()).link_from(f"nats://{subject}")
-                .with_deserializer(lambda b: bytes(b)).finish().tap(collector(raw)))
-    async with b.build() as db:
-        await conn.wait_connected(5)
-        db.producer(Reading, "out").produce(Reading("s", 7, 0.25))
-        await wait_until(lambda: bool(got and raw), what="codec round trip")
-    assert got == [Reading("s", 7, 0.25)]
-    if codec == "msgpack":
-        import msgpack
-
-        assert msgpack.unpackb(raw[0]) == {"sensor": "s", "seq": 7, "value": 0.25}
-    else:
-        import cbor2
-
-        assert cbor2.loads(raw[0]) == {"sensor": "s", "seq": 7, "value": 0.25}
+    await codec_round_trip(NatsConnector(nats_url), f"nats://{unique_topic}.{codec}", codec)
 
 
 def test_bad_links_are_reported_at_build() -> None:
@@ -342,32 +317,10 @@ async def test_wrong_password_is_a_clear_connection_failed(rt: Any, private_nats
 
 
 async def test_unreachable_server_retries_with_backoff(rt: Any, unique_topic: str) -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    conn = NatsConnector(f"nats://127.0.0.1:{port}", reconnect=ReconnectPolicy(0.01, 0.05, max_attempts=4))
-    b = AimDbBuilder().with_connector(conn)
-    b.configure(Temp, "t", lambda r: r.buffer(ring()).link_to(f"nats://{unique_topic}").finish())
-    t0 = time.monotonic()
-    async with b.build():
-        with pytest.raises(ConnectionFailed) as ei:
-            await conn.wait_connected(5)
-    assert time.monotonic() - t0 < 3
-    assert isinstance(ei.value.__cause__, OSError)
-    assert conn.statistics().failed_attempts == 4
+    await unreachable_retries_with_backoff(NatsConnector, "nats", f"nats://{unique_topic}")
 
 
-@pytest.mark.parametrize(
-    ("kind", "produced", "expected"),
-    [
-        ("ring", 60, list(range(50, 110))),  # backlog within capacity, in order
-        ("ring_overflow", 150, list(range(100, 200))),  # capacity 100: the newest 100, lag counted
-        ("latest", 5, [54]),  # SingleLatest: only the latest
-        ("mailbox", 5, [54]),  # Mailbox: only the newest command
-    ],
-)
+@pytest.mark.parametrize(("kind", "produced", "expected"), RESTART_CASES)
 async def test_server_restart_mid_stream(
     rt: Any, private_nats: Any, unique_topic: str, kind: str, produced: int, expected: list[int]
 ) -> None:
@@ -376,49 +329,29 @@ async def test_server_restart_mid_stream(
     nats-py reconnects (spaced by the policy), renews the subscription, and the link sends
     what the buffer kind says; state and statistics follow along.
     """
-    subject = f"{unique_topic}.seq"
-    cfg = {
-        "ring": BufferCfg.SpmcRing(capacity=100),
-        "ring_overflow": BufferCfg.SpmcRing(capacity=100),
-        "latest": BufferCfg.SingleLatest(),
-        "mailbox": BufferCfg.Mailbox(),
-    }[kind]
     conn = NatsConnector(private_nats.url, reconnect=FAST_RETRY)
-    got: list[Reading] = []
-    b = AimDbBuilder().with_connector(conn)
-    b.configure(Reading, "out", lambda r: r.buffer(cfg).link_to(f"nats://{subject}").finish())
-    b.configure(Reading, "in", lambda r: r.buffer(ring(1000)).link_from(f"nats://{subject}").finish()
-                .tap(collector(got)))
-    async with b.build() as db:
-        await conn.wait_connected(5)
-        p = db.producer(Reading, "out")
-        first = 50 if kind.startswith("ring") else 1
-        for i in range(first):
-            p.produce(Reading("s", i, 0.0))
-        await wait_until(lambda: len(got) == first, what="values before the restart")
-        await asyncio.to_thread(private_nats.kill)
-        await wait_until(lambda: conn.state == "disconnected", what="disconnect noticed")
+
+    async def when_down() -> None:
         assert "connection lost" in (conn.statistics().last_error or "")
         with pytest.raises(ConnectorTimeout):
             await conn.wait_connected(0.2)
-        for i in range(50, 50 + produced):
-            p.produce(Reading("s", i, 0.0))
+
+    async def before_restart() -> None:
         await asyncio.sleep(0.3)  # a few refused reconnect attempts
         assert conn.statistics().failed_attempts >= 1
-        await asyncio.to_thread(private_nats.start)
-        await conn.wait_connected(10)
-        await wait_until(lambda: len(got) >= first + len(expected), timeout=10, what="backlog")
-        await asyncio.sleep(0.2)  # nothing more (no duplicates) may arrive
-        out_stats = next(s for s in db.link_statistics() if s.direction == "out")
-    seqs = [v.seq for v in got]
-    assert seqs[:first] == list(range(first))
-    assert seqs[first:] == expected
-    st = conn.statistics()
-    assert st.reconnects == 1 and st.disconnects == 1 and st.connects == 2
-    if kind == "ring_overflow":
-        assert out_stats.dropped_lag == produced - 100
-    else:
-        assert out_stats.dropped_lag == 0
+
+    await restart_mid_stream(
+        conn,
+        private_nats,
+        f"nats://{unique_topic}.seq",
+        kind,
+        produced,
+        expected,
+        disconnected=lambda: conn.state == "disconnected",
+        when_down=when_down,
+        before_restart=before_restart,
+    )
+    assert conn.statistics().connects == 2
 
 
 async def test_gives_up_per_policy_after_the_connection_is_lost(rt: Any, private_nats: Any) -> None:
@@ -442,28 +375,14 @@ async def test_stalled_server_lags_the_reader_not_the_producer(
 ) -> None:
     """A server that stops reading: the producer never blocks, memory stays bounded, lag is counted."""
     conn = NatsConnector(private_nats.url, pending_bytes=512 * 1024)
-    b = AimDbBuilder().with_connector(conn)
-    b.configure(bytes, "blob", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=64)).link_to(
-        f"nats://{unique_topic}.blob").with_serializer(lambda v: v).finish())
-    async with b.build() as db:
-        await conn.wait_connected(5)
-        os.kill(private_nats.pid, signal.SIGSTOP)
-        try:
-            p = db.producer(bytes, "blob")
-            blob = b"x" * 65536
-            t0 = time.monotonic()
-            for _ in range(2000):  # 128 MiB offered
-                p.produce(blob)
-                await asyncio.sleep(0)
-            assert time.monotonic() - t0 < 10
-            await asyncio.sleep(0.2)
-            st = db.link_statistics()[0]
-            nc = conn._nc
-            pending = nc.pending_data_size if nc is not None else 0
-        finally:
-            os.kill(private_nats.pid, signal.SIGCONT)
-    assert st.dropped_lag > 0
-    assert st.sent < 2000
+
+    def pending_data() -> int:
+        nc = conn._nc
+        return nc.pending_data_size if nc is not None else 0
+
+    pending = await stalled_broker_lags_the_reader(
+        conn, private_nats, f"nats://{unique_topic}.blob", pending_data
+    )
     assert pending <= 512 * 1024 + 2 * 65536  # our limit plus the value in hand
 
 
