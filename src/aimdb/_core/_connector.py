@@ -191,8 +191,11 @@ class InboundRoute:
         """Decode ``payload`` and produce it into the record.
 
         A payload that does not decode is logged (with ``source``, e.g. the topic, and the
-        record key), counted in ``stats.failed`` and dropped; nothing is raised, so one bad
-        message never disturbs the connection or other records. Returns True when produced.
+        record key), counted in ``stats.failed`` and dropped. Nothing is raised, so one bad
+        message never disturbs the connection or other records: a record whose buffer is
+        closed (the database is stopping) takes nothing, and an unexpected error while
+        producing (e.g. from a buffer listener) is logged with its traceback. Returns True
+        when produced.
         """
         try:
             value = self.decode(payload)
@@ -208,9 +211,15 @@ class InboundRoute:
                 extra={"record_key": self.key, "stage": "link_from"},
             )
             return False
+        try:
+            self._buf.produce(value)
+        except BufferClosed:
+            return False
+        except Exception:
+            _log.exception("delivering %s to %r failed", source or self.spec.url, self.key)
+            return False
         self.stats.received += 1
         self.stats.bytes += len(payload)
-        self._buf.produce(value)
         return True
 
     def __repr__(self) -> str:

@@ -37,9 +37,6 @@ __all__ = [
 
 _log = logging.getLogger("aimdb.connectors")
 
-#: Connection states, in the order a healthy connector goes through them.
-STATES = ("idle", "connecting", "connected", "disconnected", "failed", "closed")
-
 
 class Endpoint:
     """A parsed connector URL.
@@ -246,10 +243,6 @@ def _reason(exc: BaseException) -> str:
         text = exc.strerror
     name = type(exc).__name__
     return name + ": " + text if text else name
-
-
-class _Lost(Exception):
-    """Internal: the current connection is gone (raised to a waiting pump)."""
 
 
 class BaseConnector(Connector):

@@ -53,7 +53,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
 from .._aio import wait_for as _wait_for
 from .._core._connector import ConnectorRoutes, InboundRoute, OutboundRoute
 from .._core._links import LinkSpec
-from .._errors import BufferClosed, ConnectionFailed
+from .._errors import ConnectionFailed
 from ._base import BaseConnector, ReconnectPolicy, parse_endpoint, translate_error
 
 __all__ = ["KafkaConnector"]
@@ -265,21 +265,11 @@ class KafkaConnector(BaseConnector):
             batches = await consumer.getmany(timeout_ms=1000, max_records=self.batch_size)
             for tp, records in batches.items():
                 routes = by_topic.get(tp.topic, ())
+                source = tp.topic + " partition " + str(tp.partition)
                 for rec in records:
                     payload = rec.value if rec.value is not None else b""
                     for r in routes:
-                        try:
-                            ok = r.deliver(payload, tp.topic)
-                        except BufferClosed:
-                            continue
-                        if not ok:
-                            _log.warning(
-                                "bad payload at %s partition %d offset %d for %r",
-                                tp.topic,
-                                tp.partition,
-                                rec.offset,
-                                r.key,
-                            )
+                        r.deliver(payload, source)  # a bad payload is logged and counted there
             if commit and batches:
                 await consumer.commit()
 

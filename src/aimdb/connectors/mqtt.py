@@ -54,7 +54,7 @@ from .._aio import wait_for
 from .._core._buffers import RingReader
 from .._core._connector import ConnectorRoutes, InboundRoute, OutboundRoute
 from .._core._links import LinkSpec
-from .._errors import BufferClosed, ConnectionFailed
+from .._errors import ConnectionFailed
 from ._base import BaseConnector, ReconnectPolicy, parse_endpoint
 from ._mqtt_wire import (
     CONNACK_REASONS,
@@ -268,12 +268,7 @@ class MqttConnector(BaseConnector):
             self.unrouted += 1
             return
         for r in routes:
-            try:
-                r.deliver(payload, topic)
-            except BufferClosed:
-                pass
-            except Exception:  # never let one record disturb the connection
-                _log.exception("delivering %s to %r failed", topic, r.key)
+            r.deliver(payload, topic)  # never raises: a bad payload is logged and counted
 
     def _on_ack(self, pid: int, rc: int) -> None:
         entry = self._unacked.pop(pid, None)

@@ -92,8 +92,8 @@ from .._aio import wait_for
 from .._core._buffers import RingReader
 from .._core._connector import ConnectorRoutes, InboundRoute, OutboundRoute
 from .._core._links import LinkSpec
-from .._errors import BufferClosed, ConnectionFailed, ConnectorTimeout
-from ._base import BaseConnector, ReconnectPolicy, parse_endpoint, translate_error
+from .._errors import ConnectionFailed, ConnectorTimeout
+from ._base import BaseConnector, ReconnectPolicy, _reason, parse_endpoint, translate_error
 
 __all__ = ("NatsConnector",)
 
@@ -150,12 +150,7 @@ def _consumer_name(durable: str, subject: str) -> str:
 
 def _deliver(routes: list[InboundRoute], data: bytes, subject: str) -> None:
     for r in routes:
-        try:
-            r.deliver(data, subject)
-        except BufferClosed:
-            pass
-        except Exception:  # never let one record disturb the connection
-            _log.exception("delivering %s to %r failed", subject, r.key)
+        r.deliver(data, subject)  # never raises: a bad payload is logged and counted
 
 
 class _JsIn:
@@ -315,7 +310,6 @@ class NatsConnector(BaseConnector):
         self._nc: _Client | None = None
         self._connecting: _Client | None = None
         self._core: dict[str, list[InboundRoute]] = {}
-        self._js_in: dict[str, list[InboundRoute]] = {}
         self._js_states: dict[str, _JsIn] = {}
         self._need_acks = False
         self._ack_prefix = ""
@@ -376,13 +370,12 @@ class NatsConnector(BaseConnector):
 
     async def _start_routes(self, routes: ConnectorRoutes) -> None:
         self._core = {}
-        self._js_in = {}
+        js_in: dict[str, list[InboundRoute]] = {}
         for r in routes.inbound:
-            table = self._js_in if self._uses_js(r.spec) else self._core
+            table = js_in if self._uses_js(r.spec) else self._core
             table.setdefault(r.address, []).append(r)
-        self._js_states = {subject: _JsIn(subject, routes) for subject, routes in self._js_in.items()}
+        self._js_states = {subject: _JsIn(subject, routes) for subject, routes in js_in.items()}
         self._need_acks = any(self._uses_js(r.spec) for r in routes.outbound)
-        self._closed_ev = asyncio.Event()
         self._pumps = [
             self._spawn(self._pump(r, self._uses_js(r.spec)), "aimdb.nats.out[" + r.key + "]")
             for r in routes.outbound
@@ -459,8 +452,8 @@ class NatsConnector(BaseConnector):
         for subject, routes in self._core.items():
             await nc.subscribe(subject, cb=self._deliverer(routes))
         if self._need_acks:
-            self._ack_prefix = nc.new_inbox()
-            await nc.subscribe(self._ack_prefix + ".*", cb=self._on_ack)
+            self._ack_prefix = nc.new_inbox() + "."  # acknowledgements come to <prefix><token>
+            await nc.subscribe(self._ack_prefix + "*", cb=self._on_ack)
         for st in self._js_states.values():
             await self._open_consumer(nc, st)
         await nc.flush(max(1, round(self.connect_timeout)))  # the server has the subscriptions
@@ -631,8 +624,7 @@ class NatsConnector(BaseConnector):
                 await wait_for(closed.wait(), 0.5)
             except (asyncio.TimeoutError, TimeoutError):
                 pass
-            nc = self._nc
-            if nc is None or not nc.is_connected or self.stats.state != "connected":
+            if self._ready() is None:
                 continue
             if self._unacked:
                 self._expire_acks()
@@ -795,7 +787,7 @@ class NatsConnector(BaseConnector):
         """Publish again, in order, what the last connection did not see acknowledged."""
         if not self._unacked:
             return
-        prefix = self._ack_prefix + "."
+        prefix = self._ack_prefix
         for token, e in list(self._unacked.items()):
             e.sent_at = time.monotonic()
             await nc.publish(
@@ -910,7 +902,7 @@ class NatsConnector(BaseConnector):
                         await nc.publish(
                             subject,
                             payload,
-                            reply=self._ack_prefix + "." + str(token),
+                            reply=self._ack_prefix + str(token),
                             headers={"Nats-Msg-Id": msg_id},
                         )
                     else:
@@ -953,12 +945,3 @@ class NatsConnector(BaseConnector):
         self._closing = True
         await self._close()
 
-
-def _reason(exc: BaseException | None) -> str:
-    if exc is None:
-        return ""
-    text = str(exc)
-    if isinstance(exc, OSError) and exc.strerror:
-        text = exc.strerror
-    name = type(exc).__name__
-    return name + ": " + text if text else name
