@@ -83,6 +83,24 @@ def wall_ns() -> "int | None":
         return None
 
 
+try:
+    from random import random as _random
+except ImportError:  # pragma: no cover
+
+    def _random() -> float:
+        return 0.5
+
+
+def backoff_delay(first: float, cap: float, attempt: int) -> float:
+    """Seconds to wait before retry number ``attempt`` (0 for the first retry).
+
+    ``first`` doubled per attempt, at most ``cap``, times a random factor in [0.5, 1.0]
+    so that many peers do not retry in step. The doubling stops at 2**30, so any number
+    of attempts gives a delay (a float power would overflow after about 1,000).
+    """
+    return min(cap, first * (1 << min(attempt, 30))) * (0.5 + 0.5 * _random())
+
+
 class _PrintLogger:
     """Minimal stand-in for :class:`logging.Logger` where ``logging`` is absent."""
 

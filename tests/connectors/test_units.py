@@ -62,6 +62,15 @@ def test_backoff_grows_with_jitter_and_caps() -> None:
     assert p.gives_up(5) and not p.gives_up(4)
 
 
+@pytest.mark.parametrize("multiplier", [2, 2.0, 1.5])
+def test_backoff_after_thousands_of_attempts_stays_at_the_cap(multiplier: float) -> None:
+    # an unlimited policy retrying every 30 s reaches attempt 1,025 after about 8.5 hours;
+    # multiplier ** 1024 overflowed there and ended the connector
+    p = ReconnectPolicy(initial_delay=0.1, max_delay=30.0, multiplier=multiplier, jitter=0.1)
+    for attempt in (1_025, 5_000, 10**6):
+        assert 27.0 <= p.delay(attempt) <= 33.0
+
+
 def test_error_translation_keeps_cause() -> None:
     from aimdb import ConnectionFailed, ConnectorTimeout, PublishError
 

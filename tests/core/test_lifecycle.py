@@ -255,6 +255,30 @@ async def test_on_error_restart_keeps_reader(rt: Any) -> None:
     assert st.restarts == 2 and st.errors == 2 and attempts[0] == 3
 
 
+async def test_a_stage_restarts_past_a_thousand_times(rt: Any, caplog: Any) -> None:
+    # the restart delay doubled without bound: 2**1024 no longer fits a float, and the
+    # database's own error handling raised OverflowError at restart 1,025
+    failures = 1_030
+    calls = [0]
+
+    async def flaky(ctx: Any, consumer: Any) -> None:
+        calls[0] += 1
+        if calls[0] <= failures:
+            raise ValueError("flaky")
+
+    caplog.set_level(logging.CRITICAL, logger="aimdb")  # 1,030 tracebacks are not the point
+    b = AimDbBuilder(restart_backoff=(0.0, 0.0))
+    b.configure(int, "n", lambda r: r.buffer(BufferCfg.SingleLatest()).tap(flaky, on_error="restart"))
+    async with b.build() as db:
+        for _ in range(2_000):
+            await rt.sleep(0.001)
+            if calls[0] > failures:
+                break
+        st = db.stage_statistics("n")[0]
+    assert calls[0] == failures + 1
+    assert st.restarts == failures and st.errors == failures
+
+
 async def test_on_error_stop_reraises(rt: Any) -> None:
     async def src(ctx: Any, producer: Any) -> None:
         await ctx.time.sleep(0.01)

@@ -1,6 +1,6 @@
 """The running database: records, handles, stages and their lifecycle (MicroPython-safe)."""
 
-from .._compat import TYPE_CHECKING, get_logger
+from .._compat import TYPE_CHECKING, backoff_delay, get_logger
 from .._errors import (
     BufferClosed,
     BufferEmpty,
@@ -32,14 +32,6 @@ def partial(fn: "Any", *args: "Any") -> "Any":
         return fn(*args)
 
     return call
-
-
-try:
-    from random import random as _random
-except ImportError:  # pragma: no cover
-
-    def _random() -> float:
-        return 0.5
 
 
 _log: "Any" = get_logger("aimdb")
@@ -640,7 +632,7 @@ class AimDb:
                     if policy != "restart" or self._state != "running":
                         return
                     base, cap = self._restart_backoff
-                    delay = min(cap, base * (2**attempt)) * (0.5 + 0.5 * _random())
+                    delay = backoff_delay(base, cap, attempt)
                     attempt += 1
                     s.restarts += 1
                     await rt.sleep(delay)

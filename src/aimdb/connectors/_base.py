@@ -144,7 +144,11 @@ class ReconnectPolicy:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after the ``attempt``-th consecutive failure (1-based), jittered."""
-        base = min(self.max_delay, self.initial_delay * self.multiplier ** max(0, attempt - 1))
+        try:
+            grown = self.initial_delay * self.multiplier ** max(0, attempt - 1)
+        except OverflowError:  # after about a thousand attempts: far beyond max_delay
+            grown = self.max_delay
+        base = min(self.max_delay, grown)
         if self.jitter:
             base *= 1.0 + random.uniform(-self.jitter, self.jitter)
         return max(0.0, base)

@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from .._aio import wait_for
+from .._compat import backoff_delay
 from .._errors import BufferClosed
 from . import _protocol as P
 from ._client import AsyncClient, RemoteError
@@ -143,7 +144,7 @@ class AimdbConnector:
                     _log.warning(
                         "aimdb link to %s: %s (retrying)", self.endpoint or "stream", self.last_error
                     )
-                delay = min(cap, first * (2 ** min(attempt, 30))) * (0.5 + 0.5 * random.random())
+                delay = backoff_delay(first, cap, attempt)
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue
