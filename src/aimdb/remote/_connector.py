@@ -199,10 +199,10 @@ class AimdbConnector:
                     await t
 
     async def _inbound(self, sub: Any, routes: list[Any]) -> None:
-        async for ev in sub:
+        async for ev in sub:  # the server sends only the keys the routes' address matched
+            source = "aimdb://" + ev.key
             for r in routes:
-                if r.address == ev.key or P.pattern_matches(r.address, ev.key):
-                    r.deliver(ev.raw, "aimdb://" + ev.key)
+                r.deliver(ev.raw, source)
         raise RemoteError("connection_closed", "subscription ended")
 
     async def _outbound(self, client: AsyncClient, route: Any, idx: int, pending: dict[int, bytes]) -> None:

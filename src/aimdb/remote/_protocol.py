@@ -229,8 +229,10 @@ def pattern_matches(pattern: str, key: str) -> bool:
     """Match a dot-separated ``key`` against ``pattern``.
 
     ``*`` matches exactly one segment and ``#`` zero or more segments (anywhere in the
-    pattern); other segments match literally.
+    pattern); other segments match literally, so a pattern always matches a key equal to it.
     """
+    if pattern == key:
+        return True
     return _match(pattern.split("."), key.split("."))
 
 

@@ -21,7 +21,7 @@ import socket
 import stat
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -591,7 +591,7 @@ class _Session:
         self._slots_left()
         keys = []
         for info in server.readable_infos():
-            if info.key == pattern or P.pattern_matches(pattern, info.key):
+            if P.pattern_matches(pattern, info.key):
                 if server.db.buffer(info.key) is not None:
                     keys.append(info.key)
         if not keys:
@@ -993,7 +993,7 @@ class RemoteServer:
                 for info in self.readable_infos():
                     if not info.remote_writable or info.buffer_kind == "none":
                         continue
-                    if any(a == info.key or P.pattern_matches(a, info.key) for a in allow):
+                    if any(P.pattern_matches(a, info.key) for a in allow):
                         out.append(info.key)
             self._writable_cache = out
         return self._writable_cache
@@ -1171,7 +1171,3 @@ class RemoteAccess:
             with contextlib.suppress(asyncio.TimeoutError):
                 await wait_for(self.server.aclose(), timeout)
 
-
-def matching_keys(infos: Iterable[Any], pattern: str) -> list[str]:
-    """Return the keys of ``infos`` matching ``pattern`` (exact key or ``*``/``#`` pattern)."""
-    return [i.key for i in infos if i.key == pattern or P.pattern_matches(pattern, i.key)]
