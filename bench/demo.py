@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import json
 import os
-import resource
 import signal
 import socket
 import subprocess
@@ -50,24 +49,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import DOCS, ROOT, command_line, load_average, machine_info, table, write_between_markers
 
+from aimdb._demo._hub import _cpu, quantiles_ms
+
 DOC = ROOT / "docs" / "benchmarks-demo.md"
 SCRIPT = Path(__file__).resolve()
 STATIONS = 3
 SENSORS = 2
 DEFAULT_TARGET_MS = 5.0
 MQTT_TARGET_MS = 50.0
-
-
-def _q(sorted_values: list[int], q: float) -> float | None:
-    """The demo hub's quantile rule: ``sorted[int(q * n)]`` (``q`` in 0..1), µs -> ms."""
-    if not sorted_values:
-        return None
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))] / 1000.0
-
-
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 def _broker(url: str) -> tuple[str, int]:
@@ -145,13 +134,9 @@ class Tally:
 
     def result(self, expected: int, wall: float, cpu: float) -> dict[str, Any]:
         data = sorted(self.lat_us)
+        p50, p99, top = quantiles_ms(data, (0.5, 0.99, 1.0))  # the hub's own quantile rule
         return {
-            "latency_ms": {
-                "p50": _q(data, 0.5),
-                "p99": _q(data, 0.99),
-                "max": _q(data, 1.0),
-                "samples": len(data),
-            },
+            "latency_ms": {"p50": p50, "p99": p99, "max": top, "samples": len(data)},
             "lost": self.lost + max(0, expected - self.last_seq),
             "cpu_percent": round(100.0 * cpu / max(wall, 1e-9), 2),
             "duration_s": round(wall, 2),

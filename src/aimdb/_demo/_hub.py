@@ -44,12 +44,11 @@ STALE_AFTER = 2.0
 FIELDS = (("temperature", Temperature, "celsius"), ("humidity", Humidity, "percent"))
 
 
-def plan(mqtt: bool, runtimes: dict[str, str] | None = None) -> tuple[list[StationSpec], list[str]]:
+def plan(mqtt: bool) -> tuple[list[StationSpec], list[str]]:
     """Decide where each station runs; returns the stations and one-line notes for the user."""
     notes: list[str] = []
-    want = {"alpine": "asyncio", "coast": "trio", "valley": "micropython", **(runtimes or {})}
     specs = []
-    for name, runtime in want.items():
+    for name, runtime in (("alpine", "asyncio"), ("coast", "trio"), ("valley", "micropython")):
         note = ""
         if runtime == "micropython":
             prefix, reason = micropython_runner()
@@ -357,8 +356,7 @@ async def run_hub(args: argparse.Namespace) -> int:
             def event(kind: str, info: dict[str, Any]) -> None:
                 spec = view.spec
                 if kind == "started":
-                    if info["starts"] > 1:
-                        view.restarts += 1
+                    view.restarts = info["starts"] - 1
                     say(f"aimdb demo: station {spec.name} ({spec.runtime}, {spec.link}) pid {info['pid']}")
                 elif kind == "exited":
                     say(
@@ -368,31 +366,24 @@ async def run_hub(args: argparse.Namespace) -> int:
 
             return event
 
-        if args.mqtt is None:
-            for s in specs:
-                link = f"unix://{sock}" if s.transport == "socket" else "stdout"
-                supervisors.append(
-                    Supervised(
-                        s.name,
-                        station_command(s, args.hz, link),
-                        on_line(s.name),
-                        pipe_server(server, s.name) if s.transport == "pipe" else None,
-                        on_event(views[s.name]),
-                    )
+        for s in specs:
+            if s.gateway:
+                continue  # started by the gateway below
+            if s.transport == "mqtt":
+                argv = [*station_command(s, args.hz, args.mqtt or ""), "--topic-prefix", prefix]
+            else:
+                argv = station_command(s, args.hz, f"unix://{sock}" if s.transport == "socket" else "stdout")
+            supervisors.append(
+                Supervised(
+                    s.name,
+                    argv,
+                    on_line(s.name),
+                    pipe_server(server, s.name) if s.transport == "pipe" else None,
+                    on_event(views[s.name]),
                 )
-        else:
-            direct = [s for s in specs if s.transport == "mqtt"]
-            piped = [s for s in specs if s.transport == "pipe"]
-            for s in direct:
-                supervisors.append(
-                    Supervised(
-                        s.name,
-                        [*station_command(s, args.hz, args.mqtt), "--topic-prefix", prefix],
-                        on_line(s.name),
-                        None,
-                        on_event(views[s.name]),
-                    )
-                )
+            )
+        if args.mqtt is not None:
+            piped = [s for s in specs if s.gateway]
             if piped:
                 gw = [
                     sys.executable,
