@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
 from aimdb import AimDbBuilder, BufferCfg, InvalidConfiguration
+from aimdb._core._buffers import LatestBuffer, MailboxBuffer, RingBuffer
+from aimdb._core._connector import OutboundRoute
+from aimdb._core._links import LinkSpec
 from aimdb.connectors import MqttConnector, ReconnectPolicy
 from aimdb.connectors._base import _wait_for, parse_endpoint, translate_error
 from aimdb.connectors._mqtt_wire import filter_covers, topic_matches, validate_filter
@@ -50,7 +54,9 @@ def test_endpoint_parsing() -> None:
         "p",
         "mqtt://127.0.0.1:1883",
     )
-    assert parse_endpoint("mqtts://[::1]:9", {"mqtts": 8883}, ("mqtts",)).tls
+    v6 = parse_endpoint("mqtts://[::1]:9", {"mqtts": 8883}, ("mqtts",))
+    assert v6.tls and (v6.host, v6.hostport, v6.url) == ("::1", "[::1]:9", "mqtts://[::1]:9")
+    assert ep.hostport == "127.0.0.1:1883"
     for bad in ("http://x", "mqtt://", "mqtt://host/topic", "nourl"):
         with pytest.raises(ValueError):
             parse_endpoint(bad, {"mqtt": 1883})
@@ -136,3 +142,32 @@ def test_connectors_package_is_lazy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30, check=True)
     assert out.stdout.decode().split() == ["False", "False"]
+
+
+def _route(buf: Any) -> OutboundRoute:
+    return OutboundRoute("k", int, LinkSpec("out", "mqtt://t"), buf.subscribe(), lambda v: b"")
+
+
+@pytest.mark.parametrize("kind", ["latest", "mailbox"])
+async def test_newest_only_records_drop_carried_values_once_a_newer_one_arrives(rt: Any, kind: str) -> None:
+    buf = LatestBuffer("k") if kind == "latest" else MailboxBuffer("k")
+    route = _route(buf)
+    buf.produce(1)
+    carry = await route.next_values([], 8)
+    assert carry == [1]
+    assert await route.next_values(carry, 8) == [1]  # nothing newer: the carried value stays
+    buf.produce(2)
+    assert await route.next_values(carry, 8) == [2]  # the carried 1 is stale
+
+
+async def test_a_ring_sends_carried_values_before_newer_ones(rt: Any) -> None:
+    buf: RingBuffer[int] = RingBuffer("k", 8)
+    route = _route(buf)
+    for i in range(3):
+        buf.produce(i)
+    carry = await route.next_values([], 2)
+    assert carry == [0, 1]
+    assert await route.next_values(carry, 8) == [0, 1]
+    assert await route.next_values([], 8) == [2]
+    buf.close()
+    assert await route.next_values([], 8) is None

@@ -15,6 +15,7 @@ connector has it, then cancels ``run``.
 
 from .._compat import TYPE_CHECKING, get_logger
 from .._errors import BufferClosed, BufferLagged, DeserializeError, TypeMismatch
+from ._buffers import RingReader
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -87,7 +88,7 @@ class OutboundRoute:
         stats: :class:`LinkStatistics` to update.
     """
 
-    __slots__ = ("address", "encode", "key", "reader", "spec", "stats", "type")
+    __slots__ = ("_ring", "address", "encode", "key", "reader", "spec", "stats", "type")
 
     def __init__(
         self,
@@ -104,6 +105,7 @@ class OutboundRoute:
         self.reader = reader
         self.encode = encode
         self.stats = LinkStatistics(spec.url, "out")
+        self._ring = isinstance(reader, RingReader)  # keeps every value, not only the newest
 
     def address_for(self, value: "Any") -> str:
         """Return the destination address for ``value`` (topic provider, or the fixed address)."""
@@ -137,6 +139,19 @@ class OutboundRoute:
                 self.stats.last_error = str(exc)
             except BufferClosed:
                 return None
+
+    async def next_values(self, carry: "list[Any]", limit: int) -> "list[Any] | None":
+        """Return the values to send next, in order, or ``None`` when there are no more.
+
+        ``carry`` holds values taken earlier but not sent because the connection went
+        away. They come first, except when the record keeps only its newest value
+        (SingleLatest, Mailbox) and a newer one has arrived since: then the carried values
+        are stale and the newer one is returned instead. Without ``carry`` this is
+        :meth:`next_batch`.
+        """
+        if carry and (self._ring or not self.reader.pending()):
+            return carry
+        return await self.next_batch(limit)
 
     def __repr__(self) -> str:
         return "<OutboundRoute " + repr(self.key) + " -> " + self.spec.url + ">"

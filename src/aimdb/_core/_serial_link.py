@@ -42,6 +42,11 @@ class SerialLink(Connector):
         name: client name sent in ``hello``.
         token: the peer's token, if it has one.
         hello_every: seconds between repeated ``hello`` frames (``0`` sends one only).
+
+    Attributes:
+        frames: frames written so far, ``hello`` frames included.
+        write_errors: writes that raised (the frame is lost; a value's loss also
+            counts in its route's ``failed``).
     """
 
     scheme = "aimdb"

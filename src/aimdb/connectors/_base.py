@@ -50,9 +50,10 @@ class Endpoint:
         tls: True for TLS schemes (``mqtts``, ``kafka+ssl``).
         params: query parameters.
         url: the URL without credentials (safe to log).
+        hostport: ``host:port`` with an IPv6 host in brackets (``[::1]:1883``).
     """
 
-    __slots__ = ("host", "params", "password", "port", "scheme", "tls", "url", "username")
+    __slots__ = ("host", "hostport", "params", "password", "port", "scheme", "tls", "url", "username")
 
     def __init__(
         self,
@@ -71,8 +72,8 @@ class Endpoint:
         self.password = password
         self.tls = tls
         self.params = dict(params or {})
-        shown = "[" + host + "]" if ":" in host else host
-        self.url = scheme + "://" + shown + ":" + str(port)
+        self.hostport = ("[" + host + "]" if ":" in host else host) + ":" + str(port)
+        self.url = scheme + "://" + self.hostport
 
     def __repr__(self) -> str:
         return "Endpoint(" + repr(self.url) + ")"
@@ -416,11 +417,14 @@ class BaseConnector(Connector):
                 reason = str(translate_error(exc, self.url, "connection"))
             finally:
                 self.stats.connected_since = None
+            # a connector that watches its connection itself may have counted the loss already
+            counted = self.stats.state != "connected"
             await self._close()
             if self._closing:
                 self._set_state("closed")
                 await asyncio.Event().wait()  # shutdown in progress: wait to be cancelled
-            self.stats.disconnects += 1
+            if not counted:
+                self.stats.disconnects += 1
             text = "connection lost" + (": " + reason if reason else "")
             self._record_error(ConnectionFailed(self.url, text))
             _log.warning("%s: %s; reconnecting", self.url, text)

@@ -123,8 +123,7 @@ class KafkaConnector(BaseConnector):
             raise ValueError("commit must be 'auto' or 'batch'")
         if acks not in (0, 1, "all", -1):
             raise ValueError("acks must be 0, 1 or 'all'")
-        host = "[" + ep.host + "]" if ":" in ep.host else ep.host
-        self.bootstrap = [host + ":" + str(ep.port), *(bootstrap_servers or [])]
+        self.bootstrap = [ep.hostport, *(bootstrap_servers or [])]
         self.client_id = client_id
         self.group_id = group_id
         self.start = start
@@ -298,13 +297,10 @@ class KafkaConnector(BaseConnector):
         while True:
             if self.stats.state != "connected":
                 await self._wait_connected_quietly()
-            if carry:
-                values, carry = carry, []
-            else:
-                taken = await route.next_batch(self.batch_size)
-                if taken is None:
-                    return
-                values = taken
+            taken = await route.next_values(carry, self.batch_size)
+            if taken is None:
+                return
+            values, carry = taken, []
             producer = self._producer
             if producer is None:
                 carry = values

@@ -51,7 +51,6 @@ import uuid
 from typing import Any
 
 from .._aio import wait_for
-from .._core._buffers import RingReader
 from .._core._connector import ConnectorRoutes, InboundRoute, OutboundRoute
 from .._core._links import LinkSpec
 from .._errors import ConnectionFailed
@@ -296,29 +295,22 @@ class MqttConnector(BaseConnector):
     # ------------------------------------------------------------ outbound
 
     async def _pump(self, route: OutboundRoute) -> None:
-        reader = route.reader
         stats = route.stats
         opts = route.spec.options
         qos = int(opts.get("qos", self.default_qos))
         retain = bool(opts.get("retain", False))
         provider = route.spec.topic_provider
         fixed = None if provider is not None else route.address.encode()
-        ring = isinstance(reader, RingReader)
         encode = route.encode
         carry: list[Any] = []
         batch = self.batch_size
         while True:
             if self.stats.state != "connected":
                 await self._wait_connected_quietly()
-                if carry and not ring and reader.pending():
-                    carry = []  # a newer value supersedes the one taken before the loss
-            if carry:
-                values, carry = carry, []
-            else:
-                taken = await route.next_batch(batch)
-                if taken is None:
-                    return
-                values = taken
+            taken = await route.next_values(carry, batch)
+            if taken is None:
+                return
+            values, carry = taken, []
             proto = self._proto
             if proto is None or not proto.is_open or self.stats.state != "connected":
                 carry = values

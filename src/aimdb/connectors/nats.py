@@ -89,7 +89,6 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
     ) from _exc
 
 from .._aio import wait_for
-from .._core._buffers import RingReader
 from .._core._connector import ConnectorRoutes, InboundRoute, OutboundRoute
 from .._core._links import LinkSpec
 from .._errors import ConnectionFailed, ConnectorTimeout
@@ -147,6 +146,20 @@ def _consumer_name(durable: str, subject: str) -> str:
     digest = hashlib.sha1(subject.encode()).hexdigest()[:8]
     return durable + "-" + _NAME_UNSAFE.sub("_", subject).strip("_")[:64] + "-" + digest
 
+
+
+def _note_problem(
+    url: str, stats: list[Any], text: str, level: int = logging.WARNING, then: str = ""
+) -> None:
+    """Set ``text`` as the last error of every statistics object in ``stats``.
+
+    The problem is logged (with ``then`` appended, e.g. what happens next) only when it is
+    news to one of them, so a problem that repeats is logged once, when it starts.
+    """
+    if any(st.last_error != text for st in stats):
+        _log.log(level, "%s: %s%s", url, text, then)
+    for st in stats:
+        st.last_error = text
 
 def _deliver(routes: list[InboundRoute], data: bytes, subject: str) -> None:
     for r in routes:
@@ -302,8 +315,7 @@ class NatsConnector(BaseConnector):
         self.ping_interval = ping_interval
         self.max_outstanding_pings = max_outstanding_pings
         self.options: dict[str, Any] = dict(options or {})
-        host = "[" + ep.host + "]" if ":" in ep.host else ep.host
-        self._server = ("tls" if self.tls else "nats") + "://" + host + ":" + str(ep.port)
+        self._server = ("tls" if self.tls else "nats") + "://" + ep.hostport
         self.slow_consumer_drops = 0
         self.duplicates_dropped = 0
 
@@ -321,7 +333,6 @@ class NatsConnector(BaseConnector):
         self._closed_ev: asyncio.Event | None = None
         self._client_err: BaseException | None = None
         self._attempt = 0
-        self._lost_counted = False
         self._gave_up = False
 
     # ------------------------------------------------------------ public
@@ -390,7 +401,6 @@ class NatsConnector(BaseConnector):
         self._connecting = nc
         self._client_err = None
         self._gave_up = False
-        self._lost_counted = False
         self._closed_ev = asyncio.Event()
 
         async def on_error(exc: Exception) -> None:
@@ -511,10 +521,7 @@ class NatsConnector(BaseConnector):
             text = "JetStream consumer for " + repr(st.subject) + " failed: " + _reason(exc)
             if isinstance(exc, _NotFoundError):
                 text += " (no stream captures this subject: create one)"
-            for r in st.routes:
-                if r.stats.last_error != text:
-                    _log.error("%s: %s; retrying", self.url, text)
-                r.stats.last_error = text
+            _note_problem(self.url, [r.stats for r in st.routes], text, logging.ERROR, "; retrying")
             st.retry_at = time.monotonic() + 2.0
             return False
         st.client = nc
@@ -583,10 +590,7 @@ class NatsConnector(BaseConnector):
                     status == "409" and any(w in text for w in ("timeout", "shutdown", "leadership"))
                 ):
                     problem = "JetStream pull on " + repr(st.subject) + ": " + status + " " + text
-                    for r in routes:
-                        if r.stats.last_error != problem:
-                            _log.warning("%s: %s", self.url, problem)
-                        r.stats.last_error = problem
+                    _note_problem(self.url, [r.stats for r in routes], problem)
                 st.done.set()  # this pull request is over
                 return
             st.received += 1
@@ -638,8 +642,6 @@ class NatsConnector(BaseConnector):
             self._set_state("failed")
             self._wake_window()
             await asyncio.Event().wait()  # stays failed until the database stops
-        if self._lost_counted:
-            self.stats.disconnects -= 1  # the callback counted this loss; the loop counts it again
         err_text = _reason(self._client_err) if self._client_err is not None else "connection closed"
         return err_text
 
@@ -689,7 +691,6 @@ class NatsConnector(BaseConnector):
             return
         self.stats.disconnects += 1
         self.stats.connected_since = None
-        self._lost_counted = True
         text = "connection lost" + (": " + _reason(self._client_err) if self._client_err else "")
         self._record_error(ConnectionFailed(self.url, text))
         _log.warning("%s: %s; reconnecting", self.url, text)
@@ -701,7 +702,6 @@ class NatsConnector(BaseConnector):
             return
         self._attempt = 0
         nc.options["reconnect_time_wait"] = self.reconnect.delay(1)
-        self._lost_counted = False
         self.stats.connects += 1
         self.stats.reconnects += 1
         self.stats.connected_since = time.time()
@@ -764,9 +764,7 @@ class NatsConnector(BaseConnector):
             stats.bytes += len(entry.payload)
         else:
             stats.failed += 1
-            if stats.last_error != error:
-                _log.warning("%s: %s", self.url, error)
-            stats.last_error = error
+            _note_problem(self.url, [stats], error)
         if self._window_waiters and len(self._unacked) < self.max_inflight:
             self._wake_window()
 
@@ -777,9 +775,7 @@ class NatsConnector(BaseConnector):
             e = self._unacked.pop(t)
             e.stats.failed += 1
             text = "no JetStream acknowledgement within " + str(self.ack_timeout) + "s for " + repr(e.subject)
-            if e.stats.last_error != text:
-                _log.warning("%s: %s", self.url, text)
-            e.stats.last_error = text
+            _note_problem(self.url, [e.stats], text)
         if late:
             self._wake_window()
 
@@ -834,25 +830,18 @@ class NatsConnector(BaseConnector):
         return self._ready() is nc
 
     async def _pump(self, route: OutboundRoute, js: bool) -> None:
-        reader = route.reader
         stats = route.stats
         provider = route.spec.topic_provider
         fixed = route.address if provider is None else None
-        ring = isinstance(reader, RingReader)
         encode = route.encode
         carry: list[Any] = []
         while True:
             if self._ready() is None:
                 await self._wait_ready()
-                if carry and not ring and reader.pending():
-                    carry = []  # a newer value supersedes the one taken before the loss
-            if carry:
-                values, carry = carry, []
-            else:
-                taken = await route.next_batch(self.batch_size)
-                if taken is None:
-                    return
-                values = taken
+            taken = await route.next_values(carry, self.batch_size)
+            if taken is None:
+                return
+            values, carry = taken, []
             nc = self._ready()
             if nc is None:
                 carry = values
