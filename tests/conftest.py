@@ -10,6 +10,7 @@ import asyncio
 import functools
 import inspect
 import os
+import signal
 import sys
 from typing import Any
 
@@ -50,6 +51,11 @@ RUNTIMES = _available()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Tests interrupt child processes with SIGINT (Ctrl-C). A shell starts a background job
+    # with SIGINT ignored, and children inherit that, so they would never see it: restore the
+    # default here, which the children then inherit.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     config.addinivalue_line("markers", "runtimes(*names): run this async test only on these runtimes")
 
 

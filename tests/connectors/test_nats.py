@@ -498,6 +498,8 @@ async def test_jetstream_consumer_deleted_underneath_is_created_again(
     rt: Any, nats_url: str, unique_topic: str
 ) -> None:
     """The server ignores pulls on a missing consumer; the connector notices and recreates it."""
+    from nats.js.errors import ServerError
+
     t = unique_topic
     got: list[Temp] = []
     conn = NatsConnector(nats_url, jetstream=True, durable="again", start="earliest")
@@ -511,7 +513,14 @@ async def test_jetstream_consumer_deleted_underneath_is_created_again(
             await wait_until(lambda: len(got) == 1, what="first value")
             name = conn.consumer_name(f"{t}.x")
             assert name is not None
-            await nc.jsm().delete_consumer(t, name)
+            try:
+                await nc.jsm().delete_consumer(t, name)
+            except ServerError as exc:
+                # The connector may notice the loss and create the consumer again (same
+                # durable name) while the server still removes its files; the server then
+                # answers 500 "directory not empty" although the consumer was deleted.
+                if "directory not empty" not in str(exc):
+                    raise
             await js.publish(f"{t}.x", b'{"celsius": 2}')
             await wait_until(lambda: len(got) == 2, timeout=15, what="value after the consumer came back")
             await asyncio.sleep(0.2)
