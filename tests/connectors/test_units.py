@@ -153,11 +153,12 @@ async def test_newest_only_records_drop_carried_values_once_a_newer_one_arrives(
     buf = LatestBuffer("k") if kind == "latest" else MailboxBuffer("k")
     route = _route(buf)
     buf.produce(1)
-    carry = await route.next_values([], 8)
+    carry = await route.next_batch(8)
     assert carry == [1]
-    assert await route.next_values(carry, 8) == [1]  # nothing newer: the carried value stays
+    assert route.resume(carry) == [1]  # nothing newer: the carried value stays
     buf.produce(2)
-    assert await route.next_values(carry, 8) == [2]  # the carried 1 is stale
+    assert route.resume(carry) == []  # the carried 1 is stale
+    assert await route.next_batch(8) == [2]
 
 
 async def test_a_ring_sends_carried_values_before_newer_ones(rt: Any) -> None:
@@ -165,9 +166,10 @@ async def test_a_ring_sends_carried_values_before_newer_ones(rt: Any) -> None:
     route = _route(buf)
     for i in range(3):
         buf.produce(i)
-    carry = await route.next_values([], 2)
+    carry = await route.next_batch(2)
     assert carry == [0, 1]
-    assert await route.next_values(carry, 8) == [0, 1]
-    assert await route.next_values([], 8) == [2]
+    assert route.resume(carry) == [0, 1]  # newer values wait behind the carried ones
+    assert route.resume([]) == []
+    assert await route.next_batch(8) == [2]
     buf.close()
-    assert await route.next_values([], 8) is None
+    assert await route.next_batch(8) is None

@@ -140,18 +140,18 @@ class OutboundRoute:
             except BufferClosed:
                 return None
 
-    async def next_values(self, carry: "list[Any]", limit: int) -> "list[Any] | None":
-        """Return the values to send next, in order, or ``None`` when there are no more.
+    def resume(self, carry: "list[Any]") -> "list[Any]":
+        """Return which of the ``carry`` values are still to be sent.
 
         ``carry`` holds values taken earlier but not sent because the connection went
-        away. They come first, except when the record keeps only its newest value
-        (SingleLatest, Mailbox) and a newer one has arrived since: then the carried values
-        are stale and the newer one is returned instead. Without ``carry`` this is
-        :meth:`next_batch`.
+        away; they go out before anything newer. Returns ``carry`` itself, except when the
+        record keeps only its newest value (SingleLatest, Mailbox) and a newer one has
+        arrived since: the carried values are stale then and ``[]`` is returned, so the
+        next :meth:`next_batch` sends the newer one.
         """
         if carry and (self._ring or not self.reader.pending()):
             return carry
-        return await self.next_batch(limit)
+        return []
 
     def __repr__(self) -> str:
         return "<OutboundRoute " + repr(self.key) + " -> " + self.spec.url + ">"

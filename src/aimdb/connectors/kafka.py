@@ -297,10 +297,12 @@ class KafkaConnector(BaseConnector):
         while True:
             if self.stats.state != "connected":
                 await self._wait_connected_quietly()
-            taken = await route.next_values(carry, self.batch_size)
-            if taken is None:
-                return
-            values, carry = taken, []
+            values, carry = route.resume(carry), []
+            if not values:
+                taken = await route.next_batch(self.batch_size)
+                if taken is None:
+                    return
+                values = taken
             producer = self._producer
             if producer is None:
                 carry = values

@@ -838,10 +838,12 @@ class NatsConnector(BaseConnector):
         while True:
             if self._ready() is None:
                 await self._wait_ready()
-            taken = await route.next_values(carry, self.batch_size)
-            if taken is None:
-                return
-            values, carry = taken, []
+            values, carry = route.resume(carry), []
+            if not values:
+                taken = await route.next_batch(self.batch_size)
+                if taken is None:
+                    return
+                values = taken
             nc = self._ready()
             if nc is None:
                 carry = values
