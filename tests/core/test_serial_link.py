@@ -52,6 +52,29 @@ async def test_hello_then_every_value_in_order_as_notifications(rt: Any) -> None
     assert stats.sent == 50 and stats.failed == 0 and stats.bytes > 0
 
 
+async def test_a_line_that_falls_behind_counts_the_lost_values_and_sends_the_rest(rt: Any) -> None:
+    written: list[bytes] = []
+    link = SerialLink(written.append, hello_every=0)
+
+    async def src(ctx: Any, producer: Any) -> None:
+        for i in range(20):  # without yielding: the ring of 8 overruns the link's reader
+            producer.produce(Temp(float(i)))
+
+    b = AimDbBuilder().with_connector(link)
+    b.configure(Temp, "t", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=8)).source(src).link_to("aimdb://hub.t"))
+    async with b.build() as db:
+        for _ in range(200):
+            if len(written) >= 9:
+                break
+            await rt.sleep(0.005)
+        await rt.sleep(0.02)
+        stats = db.link_statistics()[0]
+    sent = [f["params"]["value"]["celsius"] for f in _frames(written)[1:]]
+    assert sent == [float(i) for i in range(12, 20)]  # the newest 8, in order
+    assert stats.dropped_lag == 12 and stats.sent == 8
+    assert "lag" in (stats.last_error or "").lower()
+
+
 async def test_write_errors_and_encode_errors_are_counted_not_fatal(rt: Any) -> None:
     calls = 0
     ok: list[bytes] = []

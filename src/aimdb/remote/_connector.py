@@ -20,7 +20,6 @@ import msgspec
 
 from .._aio import wait_for
 from .._compat import backoff_delay
-from .._errors import BufferClosed
 from . import _protocol as P
 from ._client import AsyncClient, RemoteError
 
@@ -77,7 +76,7 @@ class AimdbConnector:
         self._connected = asyncio.Event()
         self._client: AsyncClient | None = None
         self._routes: Any = None
-        self._pending: dict[int, bytes] = {}
+        self._pending: dict[Any, list[Any]] = {}
         self._closing = False
 
     # -------------------------------------------------------------- build-time
@@ -130,7 +129,7 @@ class AimdbConnector:
 
     async def run(self, routes: Any) -> None:
         """Serve ``routes`` until cancelled, reconnecting as needed."""
-        pending: dict[int, bytes] = {}  # outbound value taken from a reader but not yet sent
+        pending: dict[Any, list[Any]] = {}  # per route: values taken from its reader, not yet sent
         self._routes = routes
         self._pending = pending
         attempt = 0
@@ -166,7 +165,7 @@ class AimdbConnector:
             delay = first * (0.5 + 0.5 * random.random())
             await asyncio.sleep(delay)
 
-    async def _session(self, client: AsyncClient, routes: Any, pending: dict[int, bytes]) -> None:
+    async def _session(self, client: AsyncClient, routes: Any, pending: dict[Any, list[Any]]) -> None:
         tasks: list[asyncio.Task[None]] = []
         loop = asyncio.get_running_loop()
         try:
@@ -176,10 +175,9 @@ class AimdbConnector:
             for addr, rs in by_addr.items():
                 sub = await client.subscribe(addr, snapshot=True)
                 tasks.append(loop.create_task(self._inbound(sub, rs), name=f"aimdb.link.in[{addr}]"))
-            for i, r in enumerate(routes.outbound):
-                tasks.append(
-                    loop.create_task(self._outbound(client, r, i, pending), name=f"aimdb.link.out[{r.key}]")
-                )
+            for r in routes.outbound:
+                out = self._outbound(client, r, pending)
+                tasks.append(loop.create_task(out, name=f"aimdb.link.out[{r.key}]"))
             self._connected.set()
             closed = loop.create_task(client.wait_closed())
             try:
@@ -205,45 +203,48 @@ class AimdbConnector:
                 r.deliver(ev.raw, source)
         raise RemoteError("connection_closed", "subscription ended")
 
-    async def _outbound(self, client: AsyncClient, route: Any, idx: int, pending: dict[int, bytes]) -> None:
-        reader = route.reader
+    async def _outbound(self, client: AsyncClient, route: Any, pending: dict[Any, list[Any]]) -> None:
+        """Send ``route``'s values one request each; what is not acknowledged stays in ``pending``.
+
+        Values taken from the reader but not yet answered (the connection was lost, or the
+        session was cancelled) stay in ``pending[route]`` and go first on the next session,
+        unless :meth:`~aimdb.OutboundRoute.resume` finds them stale.
+        """
         warned = False
         while True:
-            payload = pending.get(idx)
-            if payload is None:
-                try:
-                    value = await reader.recv()
-                except BufferClosed:
+            values = route.resume(pending.pop(route, []))
+            if not values:
+                taken = await route.next_batch(64)
+                if taken is None:
                     await asyncio.Event().wait()  # record closed: park until cancelled
                     return
-                except Exception as exc:  # BufferLagged: count and go on
-                    missed = getattr(exc, "missed", 0)
-                    if missed:
-                        route.stats.dropped_lag += missed
-                        continue
-                    raise
-                try:
-                    payload = route.encode(value)
-                except Exception as exc:
-                    route.stats.failed += 1
-                    route.stats.last_error = str(exc)
-                    continue
-                pending[idx] = payload
+                values = taken
+            done = 0
             try:
-                await client.set(route.address, msgspec.Raw(payload))
-            except RemoteError as exc:
-                if exc.code in ("connection_closed", "timeout"):
-                    raise
-                pending.pop(idx, None)
-                route.stats.failed += 1
-                route.stats.last_error = str(exc)
-                if not warned:
-                    warned = True
-                    _log.warning("aimdb link %s refused by the peer: %s", route.spec.url, exc)
-                continue
-            pending.pop(idx, None)
-            route.stats.sent += 1
-            route.stats.bytes += len(payload)
+                for value in values:
+                    try:
+                        payload = route.encode(value)
+                    except Exception as exc:
+                        route.value_failed(repr(exc))
+                        done += 1
+                        continue
+                    try:
+                        await client.set(route.address, msgspec.Raw(payload))
+                    except RemoteError as exc:
+                        if exc.code in ("connection_closed", "timeout"):
+                            raise
+                        route.stats.failed += 1
+                        route.stats.last_error = str(exc)
+                        if not warned:
+                            warned = True
+                            _log.warning("aimdb link %s refused by the peer: %s", route.spec.url, exc)
+                    else:
+                        route.stats.sent += 1
+                        route.stats.bytes += len(payload)
+                    done += 1
+            finally:
+                if done < len(values):
+                    pending[route] = values[done:]
 
     async def shutdown(self, timeout: float) -> None:
         """Let outbound values still pending go out (within ``timeout``), then disconnect."""
