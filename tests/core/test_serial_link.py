@@ -129,10 +129,14 @@ def test_link_from_and_patterns_are_configuration_problems() -> None:
     b = AimDbBuilder().with_connector(SerialLink(lambda f: None))
     b.configure(Temp, "a", lambda r: r.buffer(BufferCfg.SingleLatest()).link_from("aimdb://peer.a"))
     b.configure(Temp, "b", lambda r: r.buffer(BufferCfg.SingleLatest()).link_to("aimdb://peer.*"))
+    b.configure(Temp, "c", lambda r: r.buffer(BufferCfg.SingleLatest()).link_to("aimdb://peer..c"))
+    b.configure(Temp, "d", lambda r: r.buffer(BufferCfg.SingleLatest()).link_to("aimdb://peer d"))
     with pytest.raises(InvalidConfiguration) as ei:
         b.build()
     text = str(ei.value)
-    assert "write-only" in text and "one dot-separated record key" in text
+    assert "write-only" in text
+    assert text.count("a SerialLink address must be one record key") == 3
+    assert "may not contain '*'" in text and "empty segment" in text and "may not contain ' '" in text
 
 
 @pytest.mark.runtimes("asyncio")

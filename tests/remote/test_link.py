@@ -138,10 +138,12 @@ def test_link_validation() -> None:
         Temp, "x", lambda r: r.buffer(BufferCfg.SingleLatest()).link_to("aimdb://station.*.temp").finish()
     )
     b.configure(Temp, "y", lambda r: r.buffer(BufferCfg.SingleLatest()).link_from("aimdb://a..b").finish())
+    b.configure(Temp, "z", lambda r: r.buffer(BufferCfg.SingleLatest()).link_to("aimdb://a/b").finish())
     with pytest.raises(InvalidConfiguration) as ei:
         b.build()
     text = str(ei.value)
     assert "not a pattern" in text and "dot-separated" in text
+    assert "one record key: record key may not contain '/'" in text
     with pytest.raises(ValueError):
         AimdbConnector("ftp://nope")
 

@@ -12,6 +12,7 @@ records writable.
 import json as _json
 
 from .._compat import TYPE_CHECKING
+from ._builder import _key_problem
 from ._connector import Connector
 
 if TYPE_CHECKING:
@@ -69,9 +70,9 @@ class SerialLink(Connector):
         """Only ``link_to`` to one exact record key is possible on a write-only line."""
         if spec.direction != "out":
             return ["a SerialLink is write-only: use link_to, not link_from"]
-        addr = spec.address
-        if not addr or any(not seg for seg in addr.split(".")) or "*" in addr or "#" in addr:
-            return ["aimdb link address must be one dot-separated record key, got " + repr(addr)]
+        problem = _key_problem(spec.address)  # the peer's record key: the same rules as ours
+        if problem is not None:
+            return ["a SerialLink address must be one record key: " + problem]
         return []
 
     def hello_frame(self) -> bytes:

@@ -20,6 +20,7 @@ import msgspec
 
 from .._aio import wait_for
 from .._compat import backoff_delay
+from .._core._builder import _key_problem
 from . import _protocol as P
 from ._client import AsyncClient, RemoteError
 
@@ -86,8 +87,12 @@ class AimdbConnector:
         addr = spec.address
         if not addr or any(not seg for seg in addr.split(".")):
             return [f"aimdb link address must be a dot-separated record key, got {addr!r}"]
-        if spec.direction == "out" and P.is_pattern(addr):
-            return ["an aimdb link_to address must be one record key, not a pattern"]
+        if spec.direction == "out":
+            if P.is_pattern(addr):
+                return ["an aimdb link_to address must be one record key, not a pattern"]
+            problem = _key_problem(addr)  # the peer's record key: the same rules as ours
+            if problem is not None:
+                return ["an aimdb link_to address must be one record key: " + problem]
         return []
 
     # -------------------------------------------------------------- state
