@@ -24,6 +24,24 @@ def _frames(chunks: list[bytes]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in data.splitlines()]
 
 
+async def _run_link(
+    rt: Any, link: SerialLink, written: list[bytes], src: Any, capacity: int, frames: int
+) -> Any:
+    """Run ``src`` into a ring of ``capacity`` linked through ``link`` (which writes into
+    ``written``) until ``frames`` frames were written, at most 1 s; return the link's statistics."""
+    b = AimDbBuilder().with_connector(link)
+    b.configure(
+        Temp, "t", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=capacity)).source(src).link_to("aimdb://hub.t")
+    )
+    async with b.build() as db:
+        for _ in range(200):
+            if len(written) >= frames:
+                break
+            await rt.sleep(0.005)
+        await rt.sleep(0.02)  # nothing more may come
+        return db.link_statistics()[0]
+
+
 async def test_hello_then_every_value_in_order_as_notifications(rt: Any) -> None:
     written: list[bytes] = []
     link = SerialLink(written.append, name="station-x", token="t0k", hello_every=0)
@@ -34,14 +52,7 @@ async def test_hello_then_every_value_in_order_as_notifications(rt: Any) -> None
             if i % 10 == 0:
                 await ctx.time.sleep(0)
 
-    b = AimDbBuilder().with_connector(link)
-    b.configure(Temp, "t", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=64)).source(src).link_to("aimdb://hub.t"))
-    async with b.build() as db:
-        for _ in range(200):
-            if len(written) >= 51:
-                break
-            await rt.sleep(0.005)
-        stats = db.link_statistics()[0]
+    stats = await _run_link(rt, link, written, src, 64, 51)
     frames = _frames(written)
     hello = {"version": "1.1", "client": "station-x", "token": "t0k"}
     assert frames[0] == {"method": "hello", "params": hello}
@@ -60,15 +71,7 @@ async def test_a_line_that_falls_behind_counts_the_lost_values_and_sends_the_res
         for i in range(20):  # without yielding: the ring of 8 overruns the link's reader
             producer.produce(Temp(float(i)))
 
-    b = AimDbBuilder().with_connector(link)
-    b.configure(Temp, "t", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=8)).source(src).link_to("aimdb://hub.t"))
-    async with b.build() as db:
-        for _ in range(200):
-            if len(written) >= 9:
-                break
-            await rt.sleep(0.005)
-        await rt.sleep(0.02)
-        stats = db.link_statistics()[0]
+    stats = await _run_link(rt, link, written, src, 8, 9)
     sent = [f["params"]["value"]["celsius"] for f in _frames(written)[1:]]
     assert sent == [float(i) for i in range(12, 20)]  # the newest 8, in order
     assert stats.dropped_lag == 12 and stats.sent == 8
