@@ -155,10 +155,9 @@ async def test_newest_only_records_drop_carried_values_once_a_newer_one_arrives(
     buf.produce(1)
     carry = await route.next_batch(8)
     assert carry == [1]
-    assert route.resume(carry) == [1]  # nothing newer: the carried value stays
+    assert await route.next_batch(8, carry) == [1]  # nothing newer: the carried value stays
     buf.produce(2)
-    assert route.resume(carry) == []  # the carried 1 is stale
-    assert await route.next_batch(8) == [2]
+    assert await route.next_batch(8, carry) == [2]  # the carried 1 is stale
 
 
 async def test_a_ring_sends_carried_values_before_newer_ones(rt: Any) -> None:
@@ -168,8 +167,7 @@ async def test_a_ring_sends_carried_values_before_newer_ones(rt: Any) -> None:
         buf.produce(i)
     carry = await route.next_batch(2)
     assert carry == [0, 1]
-    assert route.resume(carry) == [0, 1]  # newer values wait behind the carried ones
-    assert route.resume([]) == []
-    assert await route.next_batch(8) == [2]
+    assert await route.next_batch(8, carry) == [0, 1]  # newer values wait behind the carried ones
+    assert await route.next_batch(8, []) == [2]
     buf.close()
     assert await route.next_batch(8) is None

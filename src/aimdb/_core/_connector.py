@@ -123,14 +123,21 @@ class OutboundRoute:
         self.stats.last_error = reason
         _log.warning("value of %r not sent to %s: %s", self.key, self.spec.url, reason)
 
-    async def next_batch(self, limit: int) -> "list[Any] | None":
+    async def next_batch(self, limit: int, carry: "list[Any] | None" = None) -> "list[Any] | None":
         """Wait for the next 1..``limit`` values of the record, in order.
+
+        ``carry`` holds values taken earlier but not sent because the connection went
+        away: they are returned at once, before anything newer, except when the record
+        keeps only its newest value (SingleLatest, Mailbox) and a newer one has arrived
+        since; the carried values are stale then and the newer one is returned instead.
 
         A ring reader that fell behind (``BufferLagged``) is counted in
         ``stats.dropped_lag`` (its text in ``stats.last_error``) and the wait goes on with
         the oldest value still held. Returns ``None`` once the record's buffer is closed and
         nothing is left to send.
         """
+        if carry and (self._ring or not self.reader.pending()):
+            return carry
         while True:
             try:
                 return await self.reader.recv_batch(limit)
@@ -139,19 +146,6 @@ class OutboundRoute:
                 self.stats.last_error = str(exc)
             except BufferClosed:
                 return None
-
-    def resume(self, carry: "list[Any]") -> "list[Any]":
-        """Return which of the ``carry`` values are still to be sent.
-
-        ``carry`` holds values taken earlier but not sent because the connection went
-        away; they go out before anything newer. Returns ``carry`` itself, except when the
-        record keeps only its newest value (SingleLatest, Mailbox) and a newer one has
-        arrived since: the carried values are stale then and ``[]`` is returned, so the
-        next :meth:`next_batch` sends the newer one.
-        """
-        if carry and (self._ring or not self.reader.pending()):
-            return carry
-        return []
 
     def __repr__(self) -> str:
         return "<OutboundRoute " + repr(self.key) + " -> " + self.spec.url + ">"

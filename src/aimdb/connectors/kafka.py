@@ -297,12 +297,10 @@ class KafkaConnector(BaseConnector):
         while True:
             if self.stats.state != "connected":
                 await self._wait_connected_quietly()
-            values, carry = route.resume(carry), []
-            if not values:
-                taken = await route.next_batch(self.batch_size)
-                if taken is None:
-                    return
-                values = taken
+            taken = await route.next_batch(self.batch_size, carry)
+            if taken is None:
+                return
+            values, carry = taken, []
             producer = self._producer
             if producer is None:
                 carry = values

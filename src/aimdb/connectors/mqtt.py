@@ -307,12 +307,10 @@ class MqttConnector(BaseConnector):
         while True:
             if self.stats.state != "connected":
                 await self._wait_connected_quietly()
-            values, carry = route.resume(carry), []
-            if not values:
-                taken = await route.next_batch(batch)
-                if taken is None:
-                    return
-                values = taken
+            taken = await route.next_batch(batch, carry)
+            if taken is None:
+                return
+            values, carry = taken, []
             proto = self._proto
             if proto is None or not proto.is_open or self.stats.state != "connected":
                 carry = values

@@ -838,12 +838,10 @@ class NatsConnector(BaseConnector):
         while True:
             if self._ready() is None:
                 await self._wait_ready()
-            values, carry = route.resume(carry), []
-            if not values:
-                taken = await route.next_batch(self.batch_size)
-                if taken is None:
-                    return
-                values = taken
+            taken = await route.next_batch(self.batch_size, carry)
+            if taken is None:
+                return
+            values, carry = taken, []
             nc = self._ready()
             if nc is None:
                 carry = values

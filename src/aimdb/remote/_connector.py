@@ -213,17 +213,14 @@ class AimdbConnector:
 
         Values taken from the reader but not yet answered (the connection was lost, or the
         session was cancelled) stay in ``pending[route]`` and go first on the next session,
-        unless :meth:`~aimdb.OutboundRoute.resume` finds them stale.
+        unless :meth:`~aimdb.OutboundRoute.next_batch` finds them stale.
         """
         warned = False
         while True:
-            values = route.resume(pending.pop(route, []))
-            if not values:
-                taken = await route.next_batch(64)
-                if taken is None:
-                    await asyncio.Event().wait()  # record closed: park until cancelled
-                    return
-                values = taken
+            values = await route.next_batch(64, pending.pop(route, None))
+            if values is None:
+                await asyncio.Event().wait()  # record closed: park until cancelled
+                return
             done = 0
             try:
                 for value in values:
