@@ -147,7 +147,6 @@ def _consumer_name(durable: str, subject: str) -> str:
     return durable + "-" + _NAME_UNSAFE.sub("_", subject).strip("_")[:64] + "-" + digest
 
 
-
 def _note_problem(
     url: str, stats: list[Any], text: str, level: int = logging.WARNING, then: str = ""
 ) -> None:
@@ -160,6 +159,7 @@ def _note_problem(
         _log.log(level, "%s: %s%s", url, text, then)
     for st in stats:
         st.last_error = text
+
 
 def _deliver(routes: list[InboundRoute], data: bytes, subject: str) -> None:
     for r in routes:
