@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -192,6 +194,23 @@ def test_bad_kafka_link_options_are_reported() -> None:
     assert "not a valid Kafka topic" in text and "partition" in text
 
 
+@contextlib.asynccontextmanager
+async def _five_acked(broker: Any, topic: str) -> AsyncIterator[tuple[KafkaConnector, Any, Any]]:
+    """A database whose ring record "r" is linked to ``topic`` on ``broker`` (health checked
+    every 0.2 s), with five values produced and acknowledged; yields connector, database and
+    the record's producer."""
+    conn = KafkaConnector(broker.url, health_interval=0.2, reconnect=ReconnectPolicy(0.05, 0.5))
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Reading, "r", lambda r: r.buffer(ring(64)).link_to(f"kafka://{topic}").finish())
+    async with b.build() as db:
+        await conn.wait_connected(20)
+        p = db.producer(Reading, "r")
+        for i in range(5):
+            p.produce(Reading("a", i, float(i)))
+        await wait_until(lambda: db.link_statistics()[0].sent == 5, timeout=20, what="first acks")
+        yield conn, db, p
+
+
 async def test_broker_stalled_mid_stream(rt: Any, private_tansu: Any, unique_topic: str) -> None:
     """State follows the broker while aiokafka retries; the ring's backlog goes out after."""
     import os
@@ -199,15 +218,7 @@ async def test_broker_stalled_mid_stream(rt: Any, private_tansu: Any, unique_top
 
     t = private_tansu
     t.create_topic(unique_topic, partitions=1)
-    conn = KafkaConnector(t.url, health_interval=0.2, reconnect=ReconnectPolicy(0.05, 0.5))
-    b = AimDbBuilder().with_connector(conn)
-    b.configure(Reading, "r", lambda r: r.buffer(ring(64)).link_to(f"kafka://{unique_topic}").finish())
-    async with b.build() as db:
-        await conn.wait_connected(20)
-        p = db.producer(Reading, "r")
-        for i in range(5):
-            p.produce(Reading("a", i, float(i)))
-        await wait_until(lambda: db.link_statistics()[0].sent == 5, timeout=20, what="first acks")
+    async with _five_acked(t, unique_topic) as (conn, db, p):
         os.kill(t.pid, signal.SIGSTOP)  # the broker stops answering (connections stay open)
         try:
             await wait_until(lambda: conn.state == "disconnected", timeout=15, what="state disconnected")
@@ -229,15 +240,7 @@ async def test_broker_stalled_mid_stream(rt: Any, private_tansu: Any, unique_top
 async def test_broker_restart_mid_stream(rt: Any, private_tansu: Any, unique_topic: str) -> None:
     """A real restart (in-memory Tansu comes back empty): the link reconnects and goes on."""
     t = private_tansu
-    conn = KafkaConnector(t.url, health_interval=0.2, reconnect=ReconnectPolicy(0.05, 0.5))
-    b = AimDbBuilder().with_connector(conn)
-    b.configure(Reading, "r", lambda r: r.buffer(ring(64)).link_to(f"kafka://{unique_topic}").finish())
-    async with b.build() as db:
-        await conn.wait_connected(20)
-        p = db.producer(Reading, "r")
-        for i in range(5):
-            p.produce(Reading("a", i, float(i)))
-        await wait_until(lambda: db.link_statistics()[0].sent == 5, timeout=20, what="first acks")
+    async with _five_acked(t, unique_topic) as (conn, db, p):
         await asyncio.to_thread(t.stop)
         await wait_until(lambda: conn.state == "disconnected", timeout=15, what="state disconnected")
         await asyncio.to_thread(t.start)
