@@ -177,7 +177,11 @@ async def test_bad_payloads_are_dropped_and_counted(
             await nc.publish(f"{t}.temp", b'{"celsius": %d}' % i)
         await nc.publish(f"{t}.cmd", b'{"action": "open", "level": 3}')
         await nc.flush()
-        await wait_until(lambda: len(cmds) == 1 and len(temps) == len(bad), what="good messages")
+        await wait_until(
+            lambda: len(cmds) == 1 and len(temps) == len(bad),
+            what="good messages",
+            detail=lambda: (cmds, temps, conn.stats, conn._nc and conn._nc.stats, nc.stats),
+        )
         stats = {s.url: s for s in db.link_statistics()}
         assert conn.connected and conn.statistics().connects == 1
         assert conn.statistics().disconnects == 0
@@ -223,7 +227,7 @@ async def test_interop_plain_nats_py_to_aimdb(rt: Any, nats_url: str, unique_top
             await nc.publish(subject, payload("ext", i, 1.5), headers={"X-From": "plain"} if i else None)
         await nc.flush()
         await wait_until(lambda: len(got) >= 3, what="3 values from nats-py",
-                         detail=lambda: (got, conn.stats))
+                         detail=lambda: (got, conn.stats, conn._nc and conn._nc.stats, nc.stats))
         await nc.flush()
         await asyncio.sleep(0.05)  # a duplicate would arrive right behind
     assert got == [Reading("ext", i, 1.5) for i in range(3)]
