@@ -83,6 +83,12 @@ def wall_ns() -> "int | None":
         return None
 
 
+def wall_seconds() -> "float | None":
+    """Return wall-clock seconds since the Unix epoch, or ``None`` when unknown."""
+    ns = wall_ns()
+    return ns / 1e9 if ns is not None else None
+
+
 try:
     from random import random as _random
 except ImportError:  # pragma: no cover

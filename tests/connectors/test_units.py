@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -171,3 +172,67 @@ async def test_a_ring_sends_carried_values_before_newer_ones(rt: Any) -> None:
     assert await route.next_batch(8, []) == [2]
     buf.close()
     assert await route.next_batch(8) is None
+
+
+def _reconnect_time(policy: ReconnectPolicy, outage: float) -> float:
+    """Seconds from a broker's return to the next attempt, after an outage of ``outage`` seconds.
+
+    Attempts start at the loss; each failed one waits ``policy.delay(n, elapsed)``. The
+    first attempt at or after the broker's return succeeds.
+    """
+    t, n = 0.0, 0
+    while t < outage:
+        n += 1
+        t += policy.delay(n, t)
+    return t - outage
+
+
+@pytest.mark.parametrize("outage", [1.0, 3.0, 7.0, 10.0])
+def test_default_policy_reconnects_within_about_two_seconds_of_a_return(outage: float) -> None:
+    """Regression: the default (doubling to 10 s) turned a 7 s outage into 13.7 s of disconnection."""
+    p = ReconnectPolicy()
+    worst = max(_reconnect_time(p, outage) for _ in range(200))
+    assert worst <= 2.0 * 1.2 + 1e-9, worst  # max_delay 2 s, jitter 20 %
+
+
+def test_default_policy_still_backs_off_against_a_dead_broker() -> None:
+    p = ReconnectPolicy()
+    assert p.delay(1) < 0.2
+    assert 1.6 <= p.delay(30, outage=30.0) <= 2.4
+    assert 24.0 <= p.delay(30, outage=61.0) <= 36.0  # after a minute: up to 30 s between attempts
+    with pytest.raises(ValueError, match="negative"):
+        ReconnectPolicy(dead_after=-1)
+
+
+@pytest.mark.runtimes("asyncio", "uvloop")
+async def test_backoff_grows_across_connections_the_broker_drops_at_once(rt: Any) -> None:
+    """A broker that accepts and drops every connection is retried ever slower, not in a tight loop."""
+    from aimdb import AimDbBuilder
+    from aimdb.connectors._base import BaseConnector, Endpoint
+
+    class DropsAtOnce(BaseConnector):
+        def __init__(self) -> None:
+            super().__init__(
+                Endpoint("test", "127.0.0.1", 1),
+                ReconnectPolicy(initial_delay=0.01, max_delay=0.16, jitter=0.0, stable_after=1.0),
+            )
+            self.scheme = "test"
+            self.connects: list[float] = []
+
+        async def _connect(self) -> None:
+            self.connects.append(time.monotonic())
+
+        async def _serve(self) -> str | None:
+            return "dropped by the broker"
+
+        async def _close(self) -> None:
+            return None
+
+    conn = DropsAtOnce()
+    conn.always_run = True
+    async with AimDbBuilder().with_connector(conn).build():
+        await asyncio.sleep(0.8)
+    gaps = [b - a for a, b in zip(conn.connects, conn.connects[1:])]
+    assert len(conn.connects) <= 10, gaps  # a tight loop makes hundreds
+    assert gaps[0] < 0.05 and max(gaps) >= 0.15, gaps
+    assert conn.statistics().disconnects >= len(conn.connects) - 1

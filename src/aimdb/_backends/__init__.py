@@ -7,14 +7,14 @@ The core never imports a backend module directly; it asks :func:`get_backend` or
 from .._compat import IS_MICROPYTHON, TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from typing import Any
+    from ..abc import RuntimeBackend
 
 BACKENDS = ("asyncio", "trio", "micropython")
 
-_cache: "dict[str, Any]" = {}
+_cache: "dict[str, RuntimeBackend]" = {}
 
 
-def get_backend(name: str) -> "Any":
+def get_backend(name: str) -> "RuntimeBackend":
     """Return the backend object called ``name`` (``"asyncio"``, ``"trio"``, ``"micropython"``).
 
     Raises:
@@ -34,12 +34,12 @@ def get_backend(name: str) -> "Any":
         raise LookupError(
             "the " + name + " backend is not available (pip install 'aimdb[" + name + "]'): " + str(exc)
         ) from exc
-    be = mod.backend
-    _cache[name] = be
-    return be
+    loaded: RuntimeBackend = mod.backend
+    _cache[name] = loaded
+    return loaded
 
 
-def current_backend() -> "Any":
+def current_backend() -> "RuntimeBackend":
     """Return the backend of the event loop running in this thread.
 
     Detection order: MicroPython → its asyncio backend; trio running in this thread →
@@ -59,3 +59,34 @@ def current_backend() -> "Any":
         else:
             return get_backend("trio")
     return get_backend("asyncio")
+
+
+def running_backend() -> "RuntimeBackend | None":
+    """Return the backend of the event loop running in this thread, or ``None`` when none runs.
+
+    Unlike :func:`current_backend`, this does not fall back to asyncio: it answers
+    whether a loop is running now (on MicroPython, whose core always has its asyncio,
+    it returns that backend).
+    """
+    if IS_MICROPYTHON:
+        return get_backend("micropython")
+    import sys
+
+    if "trio" in sys.modules:
+        try:
+            import trio
+
+            trio.lowlevel.current_trio_token()
+        except (ImportError, RuntimeError):
+            pass
+        else:
+            return get_backend("trio")
+    if "asyncio" in sys.modules:
+        import asyncio
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        return get_backend("asyncio")
+    return None

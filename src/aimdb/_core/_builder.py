@@ -3,6 +3,7 @@
 from .._compat import TYPE_CHECKING
 from .._errors import ConfigProblem, InvalidConfiguration
 from ._codecs import codec_problem
+from ._connector import runtime_problems
 from ._database import AimDb
 from ._links import LinkUrl
 from ._record import RecordConfig, RecordRegistrar
@@ -11,7 +12,21 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, TypeVar
 
+    from ..abc import Connector
+
     T = TypeVar("T")
+
+#: what ``with_connector`` checks a connector has (the ``aimdb.abc.Connector`` contract)
+_CONNECTOR_CONTRACT = (
+    "scheme",
+    "runtimes",
+    "on_error",
+    "always_run",
+    "validate_link",
+    "bind",
+    "run",
+    "shutdown",
+)
 
 
 def _key_problem(key: "Any") -> "str | None":
@@ -49,7 +64,7 @@ class AimDbBuilder:
     ) -> None:
         self._configs: dict[str, RecordConfig] = {}
         self._conflicts: list[ConfigProblem] = []
-        self._connectors: dict[str, Any] = {}
+        self._connectors: dict[str, Connector] = {}
         self._connector_problems: list[ConfigProblem] = []
         self._type_checks = type_checks
         self._shutdown_timeout = shutdown_timeout
@@ -92,10 +107,28 @@ class AimDbBuilder:
             fn(reg)
         return reg
 
-    def with_connector(self, connector: "Any") -> "AimDbBuilder":
-        """Register a connector; links whose URL scheme equals ``connector.scheme`` use it."""
+    def with_connector(self, connector: "Connector") -> "AimDbBuilder":
+        """Register a connector; links whose URL scheme equals ``connector.scheme`` use it.
+
+        ``connector`` must offer the connector contract (``aimdb.abc.Connector``; the
+        base class ``aimdb.Connector`` does). What is missing, a scheme used twice or a
+        connector that cannot run on the chosen runtime is reported by ``build()``.
+        """
         scheme = getattr(connector, "scheme", None)
-        if not isinstance(scheme, str) or not scheme:
+        missing = [a for a in _CONNECTOR_CONTRACT if not hasattr(connector, a)]
+        if missing:
+            self._connector_problems.append(
+                ConfigProblem(
+                    "",
+                    "bad_connector",
+                    "connector "
+                    + repr(connector)
+                    + " lacks "
+                    + ", ".join(missing)
+                    + " (derive it from aimdb.Connector)",
+                )
+            )
+        elif not isinstance(scheme, str) or not scheme:
             self._connector_problems.append(
                 ConfigProblem("", "bad_connector", "connector has no scheme: " + repr(connector))
             )
@@ -110,6 +143,9 @@ class AimDbBuilder:
     def problems(self) -> "list[ConfigProblem]":
         """Return every configuration problem (what ``build()`` would raise), in order."""
         out: list[ConfigProblem] = list(self._conflicts) + list(self._connector_problems)
+        runtime = self._runtime_name()
+        if runtime is not None:
+            out.extend(runtime_problems(self._connectors.values(), runtime))
         cfgs = self._configs
         input_keys = {k for c in cfgs.values() for d in c.derivations for _, k in d.inputs}
         for key, cfg in cfgs.items():
@@ -201,6 +237,22 @@ class AimDbBuilder:
                 for msg in validate(ln):
                     add("bad_link", msg, ln.url)
         return out
+
+    def _runtime_name(self) -> "str | None":
+        """The name of the runtime the database will run on, when it is known now."""
+        from .._backends import get_backend, running_backend
+
+        choice = self._runtime
+        if choice is None:
+            be = running_backend()
+            return be.name if be is not None else None
+        if isinstance(choice, str):
+            try:
+                return get_backend(choice).name
+            except LookupError:
+                return choice
+        name = getattr(choice, "name", None)
+        return name if isinstance(name, str) else None
 
     def _deps(self) -> "dict[str, list[str]]":
         return {

@@ -13,69 +13,131 @@ readers drain what is left), the database awaits ``connector.shutdown(timeout)``
 connector has it, then cancels ``run``.
 """
 
-from .._compat import TYPE_CHECKING, get_logger
-from .._errors import BufferClosed, BufferLagged, DeserializeError, TypeMismatch
+from .._compat import TYPE_CHECKING, get_logger, wall_seconds
+from .._errors import BufferClosed, BufferLagged, ConfigProblem, DeserializeError, TypeMismatch
 from ._buffers import RingReader
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable, Iterable
     from typing import Any
 
+    from ..abc import Connector as ConnectorContract
+    from ..abc import RuntimeBackend
     from ._buffers import Reader
+    from ._database import AimDb
     from ._links import LinkSpec
+    from ._tasks import SupervisedTask
 
 _log: "Any" = get_logger("aimdb")
 
 
 class LinkStatistics:
-    """Counters of one link (route).
+    """Counters of one link (route), kept live by the connector that serves it.
 
     Attributes:
         url: the link URL.
         direction: ``"out"`` or ``"in"``.
+        state: ``"idle"`` before the connector started; while the task that serves the
+            link runs, the connector's connection state (``"connecting"``,
+            ``"connected"``, ``"disconnected"``, ``"failed"``, ``"closed"``; connectors
+            without a connection report ``"running"``); otherwise that task's state
+            (``"restarting"`` after it raised, ``"failed"``, ``"done"``, ``"stopped"``),
+            so a link whose pump is down never reports ``"connected"``.
         sent: values published (outbound).
         received: values delivered into the record (inbound).
         bytes: payload bytes sent or received.
-        failed: publishes that failed (outbound) or payloads rejected (inbound: bad payload).
+        failed: values that were not sent (outbound: did not encode, refused by the
+            broker, lost when the send step raised) or payloads rejected (inbound).
         dropped_lag: values the outbound reader lost because the broker was too slow.
+        errors: exceptions raised by the task serving the link (each logged once with its
+            traceback and handled by the connector's ``on_error`` policy).
         last_error: text of the most recent error, or ``None``.
+        last_error_at: wall-clock time (seconds since the epoch) of ``last_error``, or ``None``.
     """
 
-    __slots__ = ("bytes", "direction", "dropped_lag", "failed", "last_error", "received", "sent", "url")
+    __slots__ = (
+        "bytes",
+        "conn_state",
+        "direction",
+        "dropped_lag",
+        "errors",
+        "failed",
+        "last_error",
+        "last_error_at",
+        "received",
+        "sent",
+        "task",
+        "url",
+    )
 
     def __init__(self, url: str, direction: str) -> None:
         self.url = url
         self.direction = direction
+        self.conn_state = "idle"
+        self.task: SupervisedTask | None = None
         self.sent = 0
         self.received = 0
         self.bytes = 0
         self.failed = 0
         self.dropped_lag = 0
+        self.errors = 0
         self.last_error: str | None = None
+        self.last_error_at: float | None = None
+
+    @property
+    def state(self) -> str:
+        """The link's state (see the class docstring)."""
+        task = self.task
+        if task is not None and task.state not in ("running", "starting"):
+            return task.state
+        return self.conn_state
+
+    def error(self, text: str) -> None:
+        """Keep ``text`` as ``last_error``, stamped with the wall-clock time."""
+        self.last_error = text
+        self.last_error_at = wall_seconds()
 
     def as_dict(self) -> "dict[str, Any]":
         """Return the counters as a plain dict (for JSON)."""
         return {
             "url": self.url,
             "direction": self.direction,
+            "state": self.state,
             "sent": self.sent,
             "received": self.received,
             "bytes": self.bytes,
             "failed": self.failed,
             "dropped_lag": self.dropped_lag,
+            "errors": self.errors,
             "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
         }
 
     def reset(self) -> None:
         """Zero every counter."""
-        self.sent = self.received = self.bytes = self.failed = self.dropped_lag = 0
+        self.sent = self.received = self.bytes = self.failed = self.dropped_lag = self.errors = 0
         self.last_error = None
+        self.last_error_at = None
 
     def __repr__(self) -> str:
         return "LinkStatistics(" + repr(self.as_dict()) + ")"
 
 
-class OutboundRoute:
+class _Route:
+    """What both directions of a link have: statistics that see the task serving it."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+        stats: LinkStatistics
+
+    def _task_failed(self, exc: BaseException) -> None:
+        # the task was logged by its supervisor; count it where the link's user looks
+        self.stats.errors += 1
+        self.stats.error(repr(exc))
+
+
+class OutboundRoute(_Route):
     """One ``link_to``: values of ``key`` to publish at ``address``.
 
     Attributes:
@@ -88,7 +150,7 @@ class OutboundRoute:
         stats: :class:`LinkStatistics` to update.
     """
 
-    __slots__ = ("_ring", "address", "encode", "key", "reader", "spec", "stats", "type")
+    __slots__ = ("_ring", "address", "encode", "key", "reader", "settled", "spec", "stats", "type")
 
     def __init__(
         self,
@@ -106,6 +168,9 @@ class OutboundRoute:
         self.encode = encode
         self.stats = LinkStatistics(spec.url, "out")
         self._ring = isinstance(reader, RingReader)  # keeps every value, not only the newest
+        #: how many values of the batch being sent have a known fate (written, failed or
+        #: carried over); a connector's send step advances it, see :meth:`send_raised`
+        self.settled = 0
 
     def address_for(self, value: "Any") -> str:
         """Return the destination address for ``value`` (topic provider, or the fixed address)."""
@@ -120,8 +185,30 @@ class OutboundRoute:
         logs a warning. The connector goes on with the next value.
         """
         self.stats.failed += 1
-        self.stats.last_error = reason
+        self.stats.error(reason)
         _log.warning("value of %r not sent to %s: %s", self.key, self.spec.url, reason)
+
+    def send_raised(self, values: "list[Any]", exc: BaseException) -> None:
+        """Account for a batch whose send step raised unexpectedly.
+
+        The values of ``values`` past :attr:`settled` were neither sent nor kept: they
+        are counted in ``stats.failed``; the exception is counted in ``stats.errors``,
+        kept in ``stats.last_error`` and logged once with its traceback (call this
+        inside the ``except`` block). The connector then goes on with the next batch.
+        """
+        lost = max(0, len(values) - self.settled)
+        self.stats.failed += lost
+        self.stats.errors += 1
+        self.stats.error(repr(exc))
+        _log.exception(
+            "sending %d value(s) of %r to %s raised %r; %d value(s) lost",
+            len(values),
+            self.key,
+            self.spec.url,
+            exc,
+            lost,
+            extra={"record_key": self.key, "stage": "link_to"},
+        )
 
     async def next_batch(self, limit: int, carry: "list[Any] | None" = None) -> "list[Any] | None":
         """Wait for the next 1..``limit`` values of the record, in order.
@@ -143,7 +230,7 @@ class OutboundRoute:
                 return await self.reader.recv_batch(limit)
             except BufferLagged as exc:
                 self.stats.dropped_lag += exc.missed
-                self.stats.last_error = str(exc)
+                self.stats.error(str(exc))
             except BufferClosed:
                 return None
 
@@ -151,7 +238,7 @@ class OutboundRoute:
         return "<OutboundRoute " + repr(self.key) + " -> " + self.spec.url + ">"
 
 
-class InboundRoute:
+class InboundRoute(_Route):
     """One ``link_from``: payloads from ``address`` into record ``key``.
 
     Attributes:
@@ -210,7 +297,7 @@ class InboundRoute:
             value = self.decode(payload)
         except DeserializeError as exc:
             self.stats.failed += 1
-            self.stats.last_error = exc.reason
+            self.stats.error(exc.reason)
             _log.warning(
                 "dropped bad payload for %r from %s (%d bytes): %s",
                 self.key,
@@ -236,43 +323,136 @@ class InboundRoute:
 
 
 class ConnectorRoutes:
-    """What a connector's ``run`` receives: its routes, the runtime and a spawn helper.
+    """What a connector's ``bind`` and ``run`` receive: its routes, the runtime, the database.
 
     Attributes:
         outbound: every :class:`OutboundRoute` with this connector's scheme.
         inbound: every :class:`InboundRoute` with this connector's scheme.
         runtime: the database's runtime backend (sleep, clock, waiters).
         db: the database.
+        connector: the connector these routes belong to.
     """
 
-    __slots__ = ("db", "inbound", "outbound", "runtime")
+    __slots__ = ("connector", "db", "inbound", "outbound", "runtime")
 
     def __init__(
         self,
         outbound: "list[OutboundRoute]",
         inbound: "list[InboundRoute]",
-        runtime: "Any",
-        db: "Any",
+        runtime: "RuntimeBackend",
+        db: "AimDb",
+        connector: "ConnectorContract",
     ) -> None:
         self.outbound = outbound
         self.inbound = inbound
         self.runtime = runtime
         self.db = db
+        self.connector = connector
+
+    def spawn(
+        self,
+        name: str,
+        fn: "Callable[..., Awaitable[Any]]",
+        *args: "Any",
+        route: "OutboundRoute | None" = None,
+    ) -> "SupervisedTask":
+        """Run ``await fn(*args)`` as a supervised task of the database (e.g. a link's pump).
+
+        The task belongs to the database's task group: it is cancelled at shutdown, and
+        when ``fn`` raises, the exception is logged once with its traceback and handled
+        by the connector's ``on_error`` policy (``"restart"`` with backoff by default).
+        With ``route``, the failure is also counted in that route's statistics
+        (``errors``, ``last_error``, ``last_error_at``) and the route's ``state`` follows
+        the task (a link whose pump is down is never ``"connected"``).
+        """
+        from ._tasks import SupervisedTask
+
+        task = SupervisedTask(
+            self.db,
+            name,
+            fn,
+            args,
+            kind="link",
+            policy=self.connector.on_error,
+            key=route.key if route is not None else "",
+            on_failure=route._task_failed if route is not None else None,
+        )
+        if route is not None:
+            route.stats.task = task
+        return self.db._spawn(task)
+
+    def set_state(self, state: str) -> None:
+        """Show the connector's connection ``state`` on every route's statistics."""
+        for r in self.outbound:
+            r.stats.conn_state = state
+        for q in self.inbound:
+            q.stats.conn_state = state
+
+    def _attach(self, task: "SupervisedTask") -> None:
+        """Make the connector's own task the one that serves the inbound routes."""
+        for q in self.inbound:
+            q.stats.task = task
+
+    def _connector_failed(self, exc: BaseException) -> None:
+        """The connector's ``run`` raised: count it on every inbound route it serves."""
+        for q in self.inbound:
+            q._task_failed(exc)
+
+
+def runtime_problems(connectors: "Iterable[ConnectorContract]", runtime: str) -> "list[ConfigProblem]":
+    """Return a problem for each connector that cannot run on the runtime called ``runtime``."""
+    out: list[ConfigProblem] = []
+    for c in connectors:
+        supported = c.runtimes
+        if supported is not None and runtime not in supported:
+            out.append(
+                ConfigProblem(
+                    "",
+                    "unsupported_runtime",
+                    "connector for scheme "
+                    + repr(c.scheme)
+                    + " runs on "
+                    + ", ".join(supported)
+                    + ", not on "
+                    + runtime,
+                )
+            )
+    return out
 
 
 class Connector:
-    """Base class for connectors (optional: any object with ``scheme`` and ``run`` works).
+    """Base class of connectors: what the database expects of one (see ``aimdb.abc.Connector``).
 
     Subclasses set :attr:`scheme` and implement :meth:`run`; they may override
-    :meth:`validate_link` (called by ``build()`` for each link with this scheme) and
-    :meth:`shutdown` (bounded flush at stop).
+    :meth:`validate_link` (called by ``build()`` for each link with this scheme),
+    :meth:`bind` (called at start, before ``run``) and :meth:`shutdown` (bounded flush
+    at stop).
+
+    Attributes:
+        scheme: the URL scheme this connector serves (``"mqtt"``).
+        runtimes: names of the runtime backends the connector can run on
+            (``("asyncio",)``), or ``None`` for every runtime. ``build()`` (and
+            ``start()``, once the runtime is known) refuse a connector that cannot run
+            on the database's runtime.
+        on_error: policy for the connector's tasks (its ``run`` and the tasks it spawns
+            through :meth:`ConnectorRoutes.spawn`) when they raise: ``"restart"`` (with
+            backoff, the default), ``"log"`` (the task ends) or ``"stop"`` (the database
+            stops and ``run()`` re-raises a ``StageFailed``).
+        always_run: start ``run`` even when no link uses this connector.
     """
 
     scheme = ""
+    runtimes: "tuple[str, ...] | None" = None
+    on_error = "restart"
+    always_run = False
 
     def validate_link(self, spec: "LinkSpec") -> "list[str]":
         """Return problems with ``spec`` (empty when fine); reported by ``build()``."""
         return []
+
+    def bind(self, routes: ConnectorRoutes) -> None:
+        """Receive the routes at start, before ``run`` is first scheduled (default: nothing)."""
+        return None
 
     async def run(self, routes: ConnectorRoutes) -> None:
         """Serve the routes until cancelled."""

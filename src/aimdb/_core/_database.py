@@ -1,6 +1,6 @@
 """The running database: records, handles, stages and their lifecycle (MicroPython-safe)."""
 
-from .._compat import TYPE_CHECKING, backoff_delay, get_logger
+from .._compat import TYPE_CHECKING, get_logger
 from .._errors import (
     BufferClosed,
     BufferEmpty,
@@ -12,13 +12,16 @@ from .._errors import (
     TypeMismatch,
 )
 from ._buffers import _log_lag
-from ._connector import ConnectorRoutes, InboundRoute, OutboundRoute
+from ._connector import ConnectorRoutes, InboundRoute, OutboundRoute, runtime_problems
 from ._context import Context, TimeApi
 from ._handles import Consumer, Producer
+from ._tasks import SupervisedTask, TaskStatistics
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
     from typing import Any, TypeVar
 
+    from ..abc import Connector, RuntimeBackend
     from ._buffers import Buffer, Reader
     from ._record import RecordConfig, StageSpec
 
@@ -122,6 +125,7 @@ class StageStatistics:
         errors: exceptions the stage raised.
         restarts: restarts under ``on_error="restart"``.
         last_error: ``repr`` of the most recent exception, or ``None``.
+        last_error_at: wall-clock time (seconds since the epoch) of ``last_error``, or ``None``.
         values: values produced (source, transform, join) or received (tap).
         mean_call_ns: transform/join: mean time per function call; otherwise 0.
         mean_interval_ns: source/tap: mean time between values over the stage's life; else 0.
@@ -133,6 +137,7 @@ class StageStatistics:
         "key",
         "kind",
         "last_error",
+        "last_error_at",
         "mean_call_ns",
         "mean_interval_ns",
         "name",
@@ -143,18 +148,20 @@ class StageStatistics:
 
     def __init__(self, run: "_StageRun") -> None:
         self.key = run.key
-        self.name = run.name
-        self.kind = run.kind
+        self.name = run.stage_name
+        self.kind = run.stage_kind
         self.running = run.running
-        self.calls = run.calls
-        self.errors = run.errors
+        derived = run.stage_kind in ("transform", "join")
+        self.calls = run.calls if derived else run.starts
+        self.errors = run.failures
         self.restarts = run.restarts
         self.last_error = run.last_error
+        self.last_error_at = run.last_error_at
         self.values = run.values()
-        self.mean_call_ns = run.call_ns // run.calls if run.kind in ("transform", "join") and run.calls else 0
+        self.mean_call_ns = run.call_ns // run.calls if derived and run.calls else 0
         self.mean_interval_ns = 0
-        if run.kind in ("source", "tap") and self.values and run.started_ns:
-            end = run.ended_ns or run.rt.monotonic_ns()
+        if not derived and self.values and run.started_ns:
+            end = run.ended_ns or run.db._rt.monotonic_ns()
             self.mean_interval_ns = (end - run.started_ns) // self.values
 
     def as_dict(self) -> "dict[str, Any]":
@@ -165,38 +172,57 @@ class StageStatistics:
         return "StageStatistics(" + repr(self.as_dict()) + ")"
 
 
-class _StageRun:
-    """Run-time state of one stage."""
+class _StageRun(SupervisedTask):
+    """Run-time state of one stage: a supervised task whose body is the stage."""
 
     def __init__(self, db: "AimDb", rec: "_Record", spec: "StageSpec") -> None:
-        self.db = db
+        name = "aimdb[" + rec.key + "]." + spec.name
+        super().__init__(db, name, None, (), kind="stage", policy=spec.on_error, key=rec.key)
         self.rec = rec
         self.spec = spec
-        self.key = rec.key
-        self.name = spec.name
-        self.kind = spec.kind
-        self.rt: Any = None
+        self.stage_name = spec.name
+        self.stage_kind = spec.kind
         self.calls = 0
         self.call_ns = 0
-        self.errors = 0
-        self.restarts = 0
-        self.last_error: str | None = None
-        self.running = False
         self.started_ns = 0
         self.ended_ns = 0
-        self.handle: Any = None
         self.readers: list[Any] = []  # readers subscribed at start (taps, transform/join inputs)
         self.input_keys = [k for _, k in spec.inputs]
+        self.ctx: Context | None = None
 
     def values(self) -> int:
-        if self.kind == "tap":
+        if self.stage_kind == "tap":
             return sum(r.delivered for r in self.readers)
         buf = self.rec.buffer
-        return buf._produced if buf is not None else 0
+        return buf.statistics().produced if buf is not None else 0
 
     @property
     def task_name(self) -> str:
-        return "aimdb[" + self.key + "]." + self.name
+        return self.name
+
+    async def _body(self) -> None:
+        ctx = self.ctx
+        if ctx is None:
+            ctx = self.ctx = Context(self.db, self.key, self.stage_name, TimeApi(self.db._rt))
+            if not self.started_ns:
+                self.started_ns = self.db._rt.monotonic_ns()
+        self.ended_ns = 0
+        try:
+            await self.db._stage_body(self, ctx)
+        finally:
+            self.ended_ns = self.db._rt.monotonic_ns()
+
+    def _stage_name(self) -> str:
+        return self.stage_name
+
+    def _log_failure(self, exc: BaseException) -> None:
+        assert self.ctx is not None
+        self.ctx.log.exception("stage raised %r (policy %s)", exc, self.policy)
+
+    def reset(self) -> None:
+        self.calls = self.call_ns = self.failures = self.restarts = self.starts = 0
+        self.last_error = None
+        self.last_error_at = None
 
 
 class _Record:
@@ -288,7 +314,7 @@ class AimDb:
     def __init__(
         self,
         configs: "list[RecordConfig]",
-        connectors: "dict[str, Any]",
+        connectors: "dict[str, Connector]",
         *,
         type_checks: bool,
         shutdown_timeout: float,
@@ -311,8 +337,8 @@ class AimDb:
         self._stop_requested = False
         self._stop_waiters: list[Any] = []
         self._failure: StageFailed | None = None
-        self._connector_tasks: list[Any] = []
-        self._services: list[Any] = []
+        self._connector_tasks: list[SupervisedTask] = []
+        self._tasks: list[SupervisedTask] = []
         for rec in self._records.values():
             for spec in rec.cfg.sources + rec.cfg.derivations + rec.cfg.taps:
                 rec.stages.append(_StageRun(self, rec, spec))
@@ -395,8 +421,7 @@ class AimDb:
             if rec.buffer is not None:
                 rec.buffer.reset_statistics()
             for s in rec.stages:
-                s.calls = s.call_ns = s.errors = s.restarts = 0
-                s.last_error = None
+                s.reset()
             for r in rec.outbound + rec.inbound:
                 r.stats.reset()
 
@@ -493,7 +518,7 @@ class AimDb:
                     self._stop_waiters.remove(w)
                 raise
 
-    def _resolve_runtime(self) -> "Any":
+    def _resolve_runtime(self) -> "RuntimeBackend":
         choice = self._runtime_choice
         from .._backends import current_backend, get_backend
 
@@ -501,54 +526,85 @@ class AimDb:
             return current_backend()
         if isinstance(choice, str):
             return get_backend(choice)
-        return choice
+        backend: RuntimeBackend = choice
+        return backend
 
     async def start(self) -> None:
         """Start the database: subscribe every reader, then start stages in dependency order.
 
         Taps, transforms, joins and outbound links are subscribed before any source task
         exists, so no early value is missed whatever order the runtime starts tasks in.
+        When starting fails part-way (a connector that cannot run on this runtime, a
+        connector's ``bind`` raising ...), whatever was started is stopped again before
+        the error propagates, and the database is ``"stopped"``.
 
         Raises:
             RuntimeError: the database was already started.
+            InvalidConfiguration: a connector does not support the runtime.
         """
         if self._state != "built":
             raise RuntimeError("database already started (state " + self._state + ")")
-        rt = self._rt = self._resolve_runtime()
+        self._state = "starting"
+        try:
+            rt = self._rt = self._resolve_runtime()
+            problems = runtime_problems(self._connectors.values(), rt.name)
+            if problems:
+                raise InvalidConfiguration(problems)
+            for rec in self._records.values():
+                if rec.buffer is not None:
+                    rec.buffer._rt = rt
+            # 1. every reader first
+            for key in self._order:
+                rec = self._records[key]
+                for s in rec.stages:
+                    if s.stage_kind == "tap":
+                        s.readers = [self._buffer_of(rec).subscribe()]
+                    elif s.stage_kind in ("transform", "join"):
+                        s.readers = [self._buffer_of(self._records[k]).subscribe() for k in s.input_keys]
+                self._make_routes(rec)
+            group = rt.open_task_group()
+            await group.start()
+        except BaseException:
+            self._state = "stopped"
+            self.stop()
+            raise
+        self._group = group
         self._state = "running"
-        for rec in self._records.values():
-            if rec.buffer is not None:
-                rec.buffer._rt = rt
-        # 1. every reader first
-        for key in self._order:
-            rec = self._records[key]
-            for s in rec.stages:
-                s.rt = rt
-                if s.kind == "tap":
-                    s.readers = [self._buffer_of(rec).subscribe()]
-                elif s.kind in ("transform", "join"):
-                    s.readers = [self._buffer_of(self._records[k]).subscribe() for k in s.input_keys]
-            self._make_routes(rec)
-        group = self._group = rt.open_task_group()
-        await group.start()
-        # 2. consumers and derivations in dependency order, then connectors, then sources
-        for key in self._order:
-            for s in self._records[key].stages:
-                if s.kind != "source":
-                    s.handle = group.spawn(s.task_name, self._run_stage, s)
-        for scheme, conn in self._connectors.items():
-            routes = self._routes_for(scheme, rt)
-            if routes.outbound or routes.inbound or getattr(conn, "always_run", False):
-                bind = getattr(conn, "bind", None)
-                if bind is not None:
-                    bind(routes)  # synchronously, so the connector is usable once start() returns
-                self._connector_tasks.append(
-                    group.spawn("aimdb.connector[" + scheme + "]", self._run_connector, conn, routes)
-                )
-        for key in self._order:
-            for s in self._records[key].stages:
-                if s.kind == "source":
-                    s.handle = group.spawn(s.task_name, self._run_stage, s)
+        try:
+            # 2. consumers and derivations in dependency order, then connectors, then sources
+            for key in self._order:
+                for s in self._records[key].stages:
+                    if s.stage_kind != "source":
+                        self._spawn(s)
+            for scheme, conn in self._connectors.items():
+                routes = self._routes_for(scheme, conn)
+                if routes.outbound or routes.inbound or getattr(conn, "always_run", False):
+                    conn.bind(routes)  # synchronously, so the connector is usable once start() returns
+                    self._connector_tasks.append(
+                        self._spawn(
+                            SupervisedTask(
+                                self,
+                                "aimdb.connector[" + scheme + "]",
+                                conn.run,
+                                (routes,),
+                                kind="connector",
+                                policy=conn.on_error,
+                                on_failure=routes._connector_failed,
+                            )
+                        )
+                    )
+            for key in self._order:
+                for s in self._records[key].stages:
+                    if s.stage_kind == "source":
+                        self._spawn(s)
+        except BaseException:
+            await self.aclose()
+            raise
+
+    def _spawn(self, task: SupervisedTask) -> SupervisedTask:
+        task.handle = self._group.spawn(task.name, task.run)
+        self._tasks.append(task)
+        return task
 
     def _make_routes(self, rec: _Record) -> None:
         from ._codecs import decoder_for, encoder_for
@@ -567,88 +623,66 @@ class AimDb:
                     InboundRoute(rec.key, rec.type, spec, self._buffer_of(rec), dec, self._type_checks)
                 )
 
-    def _routes_for(self, scheme: str, rt: "Any") -> ConnectorRoutes:
+    def _routes_for(self, scheme: str, conn: "Connector") -> ConnectorRoutes:
         out: list[OutboundRoute] = []
         inn: list[InboundRoute] = []
         for rec in self._records.values():
             out.extend(r for r in rec.outbound if r.spec.scheme == scheme)
             inn.extend(r for r in rec.inbound if r.spec.scheme == scheme)
-        return ConnectorRoutes(out, inn, rt, self)
+        return ConnectorRoutes(out, inn, self._rt, self, conn)
 
-    def add_service(self, name: str, fn: "Any", *args: "Any") -> "Any":
-        """Run ``await fn(*args)`` as a task of this running database (e.g. a remote-access server).
+    def add_service(
+        self, name: str, fn: "Callable[..., Awaitable[Any]]", *args: "Any", on_error: str = "restart"
+    ) -> SupervisedTask:
+        """Run ``await fn(*args)`` as a supervised task of this running database.
 
-        The task is cancelled at shutdown after stages and connectors. Returns its handle.
+        Used for work that belongs to the database but to no record, e.g. a remote-access
+        server. If ``fn`` raises, the exception is logged once with its traceback,
+        counted in the task's :meth:`~SupervisedTask.statistics` and handled by
+        ``on_error`` (``"restart"`` with backoff by default, ``"log"`` or ``"stop"``).
+        The task is cancelled at shutdown after stages and connectors.
+
+        Raises:
+            RuntimeError: the database is not running.
+            ValueError: unknown ``on_error`` policy.
         """
         if self._group is None or self._state != "running":
             raise RuntimeError("database is not running")
-        h = self._group.spawn(name, fn, *args)
-        self._services.append(h)
-        return h
+        return self._spawn(SupervisedTask(self, name, fn, args, kind="service", policy=on_error))
+
+    def tasks(self) -> "list[TaskStatistics]":
+        """Return a snapshot of every task the database runs or ran, in the order they started.
+
+        Stages, connectors, link pumps and services: see :class:`TaskStatistics`.
+        """
+        return [t.statistics() for t in self._tasks]
 
     def _is_cancellation(self, exc: BaseException) -> bool:
         # asyncio's and trio's cancellations are BaseExceptions; MicroPython's is too, but
         # check the backend's class as well so a port where it is an Exception still works.
         return not isinstance(exc, Exception) or isinstance(exc, self._rt.cancelled_exc)
 
-    async def _run_connector(self, conn: "Any", routes: ConnectorRoutes) -> None:
-        try:
-            await conn.run(routes)
-        except BaseException as exc:
-            if self._is_cancellation(exc):
-                raise
-            _log.error("connector %r failed: %r", getattr(conn, "scheme", conn), exc, exc_info=True)
+    def _fail(self, failure: StageFailed, cause: BaseException) -> None:
+        """Keep the first failure of an ``on_error="stop"`` task and stop the database."""
+        if self._failure is None:
+            failure.__cause__ = cause
+            self._failure = failure
+        self.stop()
 
-    async def _run_stage(self, s: _StageRun) -> None:
-        rt = self._rt
-        ctx = Context(self, s.key, s.name, TimeApi(rt))
-        attempt = 0
-        s.running = True
-        if not s.started_ns:
-            s.started_ns = rt.monotonic_ns()
-        try:
-            while True:
-                try:
-                    if s.kind in ("source", "tap"):
-                        s.calls += 1
-                    await self._stage_body(s, ctx)
-                    return
-                except BaseException as exc:
-                    if self._is_cancellation(exc):
-                        raise
-                    if isinstance(exc, BufferClosed) and self._state != "running":
-                        return
-                    s.errors += 1
-                    s.last_error = repr(exc)
-                    ctx.log.exception("stage raised %r (policy %s)", exc, s.spec.on_error)
-                    policy = s.spec.on_error
-                    if policy == "stop":
-                        if self._failure is None:
-                            failure = StageFailed(s.key, s.name, exc)
-                            failure.__cause__ = exc
-                            self._failure = failure
-                        self.stop()
-                        return
-                    if policy != "restart" or self._state != "running":
-                        return
-                    base, cap = self._restart_backoff
-                    delay = backoff_delay(base, cap, attempt)
-                    attempt += 1
-                    s.restarts += 1
-                    await rt.sleep(delay)
-        finally:
-            s.running = False
-            s.ended_ns = rt.monotonic_ns()
+    @property
+    def failure(self) -> "StageFailed | None":
+        """The failure that stopped the database (a task with ``on_error="stop"`` raised), or ``None``."""
+        return self._failure
 
     async def _stage_body(self, s: _StageRun, ctx: Context) -> None:
         rec = s.rec
         spec = s.spec
-        if s.kind == "source":
+        if s.stage_kind == "source":
             await spec.fn(ctx, Producer(rec.key, rec.type, self._buffer_of(rec), self._type_checks))
-        elif s.kind == "tap":
+        elif s.stage_kind == "tap":
             reader = s.readers[0]
             await spec.fn(ctx, Consumer(rec.key, rec.type, reader._buf, reader))
-        elif s.kind == "transform":
+        elif s.stage_kind == "transform":
             await self._transform_loop(s)
         elif spec.state == "stream":
             producer: Producer[Any] = Producer(rec.key, rec.type, self._buffer_of(rec), self._type_checks)
@@ -663,7 +697,7 @@ class AimDb:
         out = self._buffer_of(s.rec)
         tp = s.rec.type
         check = self._type_checks
-        now = s.rt.monotonic_ns
+        now = self._rt.monotonic_ns
         async for value in s.readers[0]:
             t0 = now()
             result = fn(state, value) if stateful else fn(value)
@@ -683,7 +717,7 @@ class AimDb:
         out = self._buffer_of(s.rec)
         tp = s.rec.type
         check = self._type_checks
-        now = s.rt.monotonic_ns
+        now = self._rt.monotonic_ns
         async for i, value in JoinInputs(s.readers, s.input_keys):
             if not have[i]:
                 have[i] = True
@@ -721,7 +755,7 @@ class AimDb:
             return max(0.0, (deadline - int(rt.monotonic_ns())) / 1_000_000_000)
 
         try:
-            sources = [s for rec in self._records.values() for s in rec.stages if s.kind == "source"]
+            sources = [s for rec in self._records.values() for s in rec.stages if s.stage_kind == "source"]
             for s in sources:
                 if s.handle is not None:
                     s.handle.cancel()
@@ -734,9 +768,9 @@ class AimDb:
             drains: dict[str, list[_StageRun]] = {}
             for rec in self._records.values():
                 for s in rec.stages:
-                    if s.handle is None or s.kind == "source":
+                    if s.handle is None or s.stage_kind == "source":
                         continue
-                    last = rec.key if s.kind == "tap" else max(s.input_keys, key=position.__getitem__)
+                    last = rec.key if s.stage_kind == "tap" else max(s.input_keys, key=position.__getitem__)
                     drains.setdefault(last, []).append(s)
             for key in self._order:
                 rec = self._records[key]

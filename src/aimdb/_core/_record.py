@@ -2,6 +2,7 @@
 
 from .._compat import TYPE_CHECKING, Generic, TypeVar
 from ._links import InboundLinkBuilder, LinkSpec, OutboundLinkBuilder
+from ._tasks import ON_ERROR_POLICIES
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -11,8 +12,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 U = TypeVar("U")
-
-ON_ERROR_POLICIES = ("log", "restart", "stop")
 
 
 class StageSpec:

@@ -16,6 +16,8 @@ from aimdb._compat import TYPE_CHECKING
 if TYPE_CHECKING:
     from typing import Any
 
+    from aimdb.abc import Connector
+
 _dataclass: "Any"
 try:  # CPython: dataclasses, so msgspec decodes into them; MicroPython has none
     from dataclasses import dataclass as _dataclass
@@ -118,7 +120,9 @@ def topic(prefix: str, name: str, field: str) -> str:
     return prefix + "/" + name + "/" + field
 
 
-def build_station(name: str, hz: float, connector: object, topic_prefix: "str | None" = None) -> AimDbBuilder:
+def build_station(
+    name: str, hz: float, connector: "Connector", topic_prefix: "str | None" = None
+) -> AimDbBuilder:
     """Declare a station: two walking sensors, each linked out through ``connector``.
 
     With ``topic_prefix`` the links go to ``mqtt://<prefix>/<name>/<field>``; otherwise to
@@ -144,6 +148,8 @@ def build_station(name: str, hz: float, connector: object, topic_prefix: "str | 
     return b
 
 
-async def run_station(name: str, hz: float, connector: object, topic_prefix: "str | None" = None) -> None:
+async def run_station(
+    name: str, hz: float, connector: "Connector", topic_prefix: "str | None" = None
+) -> None:
     """Build the station and run it until cancelled."""
     await build_station(name, hz, connector, topic_prefix).run()

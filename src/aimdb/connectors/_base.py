@@ -19,11 +19,13 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .._aio import wait_for as _wait_for
-from .._core._connector import Connector, ConnectorRoutes
+from .._core._connector import Connector, ConnectorRoutes, LinkStatistics, OutboundRoute
 from .._core._links import LinkUrl
+from .._core._tasks import SupervisedTask
 from .._errors import AimDbError, ConnectionFailed, ConnectorError, ConnectorTimeout, PublishError
 
 __all__ = [
@@ -109,32 +111,57 @@ def parse_endpoint(url: str, default_ports: dict[str, int], tls_schemes: tuple[s
 class ReconnectPolicy:
     """When to try again after a failed or lost connection.
 
-    The n-th consecutive failed attempt waits ``min(max_delay, initial_delay *
-    multiplier ** (n - 1))`` seconds, spread by ``±jitter`` (a fraction) so a fleet of
-    clients does not reconnect in lock-step. A successful connection resets the count.
+    The n-th consecutive failed attempt waits ``min(cap, initial_delay * multiplier **
+    (n - 1))`` seconds, spread by ``±jitter`` (a fraction) so a fleet of clients does not
+    reconnect in lock-step. ``cap`` is ``max_delay`` while the outage is short, so a broker
+    that comes back after a restart is found again within about ``max_delay`` seconds;
+    once the outage has lasted ``dead_after`` seconds the broker is probably gone for a
+    while and the delay keeps growing up to ``dead_max_delay``. A connection that the
+    broker drops again within ``stable_after`` seconds does not reset the count: the
+    delay keeps growing across short-lived connections instead of retrying at the
+    fastest rate forever.
 
     Args:
         initial_delay: seconds before the first retry.
-        max_delay: upper bound of the delay.
+        max_delay: upper bound of the delay during a short outage.
         multiplier: growth factor per failed attempt.
         jitter: relative spread, 0 to 1 (0.2 means ±20 %).
         max_attempts: consecutive failed attempts after which the connector gives up
             (state ``"failed"``; ``wait_connected`` raises the last ``ConnectionFailed``);
             ``None`` retries forever.
+        dead_after: seconds of outage after which the delay may exceed ``max_delay``.
+        dead_max_delay: upper bound of the delay after ``dead_after`` seconds of outage.
+        stable_after: seconds a connection must last for the next loss to count as a new
+            outage (the attempt count starts afresh).
     """
 
-    __slots__ = ("initial_delay", "jitter", "max_attempts", "max_delay", "multiplier")
+    __slots__ = (
+        "dead_after",
+        "dead_max_delay",
+        "initial_delay",
+        "jitter",
+        "max_attempts",
+        "max_delay",
+        "multiplier",
+        "stable_after",
+    )
 
     def __init__(
         self,
         initial_delay: float = 0.1,
-        max_delay: float = 10.0,
+        max_delay: float = 2.0,
         multiplier: float = 2.0,
         jitter: float = 0.2,
         max_attempts: int | None = None,
+        *,
+        dead_after: float = 60.0,
+        dead_max_delay: float = 30.0,
+        stable_after: float = 5.0,
     ) -> None:
         if initial_delay < 0 or max_delay < 0 or multiplier < 1 or not 0 <= jitter <= 1:
             raise ValueError("bad reconnect policy")
+        if dead_after < 0 or dead_max_delay < 0 or stable_after < 0:
+            raise ValueError("bad reconnect policy: negative dead_after, dead_max_delay or stable_after")
         if max_attempts is not None and max_attempts < 1:
             raise ValueError("max_attempts must be at least 1 (or None)")
         self.initial_delay = initial_delay
@@ -142,14 +169,21 @@ class ReconnectPolicy:
         self.multiplier = multiplier
         self.jitter = jitter
         self.max_attempts = max_attempts
+        self.dead_after = dead_after
+        self.dead_max_delay = max(dead_max_delay, max_delay)
+        self.stable_after = stable_after
 
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait after the ``attempt``-th consecutive failure (1-based), jittered."""
+    def delay(self, attempt: int, outage: float = 0.0) -> float:
+        """Seconds to wait after the ``attempt``-th consecutive failure (1-based), jittered.
+
+        ``outage`` is how long the connection has been down, in seconds.
+        """
+        cap = self.dead_max_delay if outage >= self.dead_after else self.max_delay
         try:
             grown = self.initial_delay * self.multiplier ** max(0, attempt - 1)
-        except OverflowError:  # after about a thousand attempts: far beyond max_delay
-            grown = self.max_delay
-        base = min(self.max_delay, grown)
+        except OverflowError:  # after about a thousand attempts: far beyond any cap
+            grown = cap
+        base = min(cap, grown)
         if self.jitter:
             base *= 1.0 + random.uniform(-self.jitter, self.jitter)
         return max(0.0, base)
@@ -162,7 +196,9 @@ class ReconnectPolicy:
         return (
             "ReconnectPolicy(initial_delay=" + repr(self.initial_delay) + ", max_delay="
             + repr(self.max_delay) + ", multiplier=" + repr(self.multiplier) + ", jitter="
-            + repr(self.jitter) + ", max_attempts=" + repr(self.max_attempts) + ")"
+            + repr(self.jitter) + ", max_attempts=" + repr(self.max_attempts) + ", dead_after="
+            + repr(self.dead_after) + ", dead_max_delay=" + repr(self.dead_max_delay)
+            + ", stable_after=" + repr(self.stable_after) + ")"
         )
 
 
@@ -251,7 +287,7 @@ def _reason(exc: BaseException) -> str:
 
 
 class BaseConnector(Connector):
-    """Connect / serve / reconnect loop shared by the connectors.
+    """Connect / serve / reconnect loop and outbound pump shared by the broker connectors.
 
     Subclasses implement:
 
@@ -259,19 +295,33 @@ class BaseConnector(Connector):
       :func:`translate_error`, so raising the library's error is fine);
     * ``async _serve() -> str | None``: run while connected, return (or raise) when the
       connection is lost, with the reason;
-    * ``async _start_routes(routes)``: start per-route tasks (called once);
-    * ``async _close() -> None``: drop the connection (idempotent, must not raise).
+    * ``async _send(route, values) -> list``: the send step of the outbound pump: send
+      ``values`` (one batch of the route's record) and return the values that could not
+      be sent because the connection went away (they are offered again after the
+      reconnect, see :meth:`~aimdb.OutboundRoute.next_batch`); advance
+      ``route.settled`` as values get a known fate, so that an unexpected exception
+      counts exactly the values it lost;
+    * ``async _close() -> None``: drop the connection (idempotent, must not raise);
+    * optionally ``_start_routes(routes)``: prepare inbound routing (called once per start).
+
+    Every outbound route gets one pump task, and the connect loop is the connector's
+    ``run``; all of them are supervised tasks of the database, so an exception in any of
+    them is logged once, counted (in the link's or the task's statistics) and handled by
+    :attr:`on_error` (``"restart"`` with backoff by default). An exception in the send
+    step itself costs only the values of that batch (counted in the link's ``failed``);
+    the pump goes on with the next batch.
 
     A connector instance serves one database at a time, on asyncio or uvloop.
 
     Args:
         endpoint: the parsed connector URL.
-        reconnect: the :class:`ReconnectPolicy` (default: 0.1 s doubling to 10 s, ±20 %,
-            forever).
+        reconnect: the :class:`ReconnectPolicy` (default: 0.1 s doubling to 2 s, ±20 %,
+            forever, slower after a minute of outage).
         connect_timeout: seconds one connection attempt may take.
     """
 
     scheme = ""
+    runtimes: tuple[str, ...] | None = ("asyncio",)
 
     def __init__(
         self,
@@ -283,9 +333,11 @@ class BaseConnector(Connector):
         self.scheme = endpoint.scheme
         self.reconnect = reconnect or ReconnectPolicy()
         self.connect_timeout = connect_timeout
+        self.batch_size = 512
         self.stats = ConnectorStatistics(endpoint.url)
         self._routes: ConnectorRoutes | None = None
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._routes_started = False
+        self._pumps: list[SupervisedTask] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected_ev: asyncio.Event | None = None
         self._change_ev: asyncio.Event | None = None
@@ -313,7 +365,7 @@ class BaseConnector(Connector):
         """Return the live :class:`ConnectorStatistics` of this connector."""
         return self.stats
 
-    def link_statistics(self) -> list[Any]:
+    def link_statistics(self) -> list[LinkStatistics]:
         """Return the :class:`~aimdb.LinkStatistics` of every route this connector serves."""
         r = self._routes
         return [] if r is None else [x.stats for x in r.outbound] + [x.stats for x in r.inbound]
@@ -349,41 +401,46 @@ class BaseConnector(Connector):
 
     # ------------------------------------------------------------ Connector protocol
 
+    def bind(self, routes: ConnectorRoutes) -> None:
+        """Keep the routes of the database that is starting (called before :meth:`run`)."""
+        self._routes = routes
+        self._routes_started = False
+        self._closing = False
+
     async def run(self, routes: ConnectorRoutes) -> None:
         """Connect, serve the routes, and reconnect per the policy until cancelled.
 
-        Raises:
-            ConnectionFailed: when the reconnect policy gives up.
-            RuntimeError: when not running on an asyncio event loop.
+        The first call starts one supervised pump task per outbound route; when ``run``
+        itself is restarted after an unexpected exception, the pumps keep running.
+        Returns (state ``"failed"``) when the reconnect policy gives up.
         """
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            raise RuntimeError(type(self).__name__ + " needs asyncio or uvloop") from None
         self._routes = routes
-        self._closing = False
         self._events()
-        try:
+        if not self._routes_started:
+            self._routes_started = True
             await self._start_routes(routes)
+            self._pumps = [
+                routes.spawn("aimdb." + self.scheme + ".out[" + r.key + "]", self._pump, r, route=r)
+                for r in routes.outbound
+            ]
+        try:
             await self._loop_forever()
+        except ConnectionFailed as exc:
+            if self.stats.state != "failed":
+                raise
+            _log.debug("%s: run ends: %s", self.url, exc)
         finally:
             await self._close()
-            for t in self._tasks:
-                t.cancel()
-            if self._tasks:
-                await asyncio.gather(*self._tasks, return_exceptions=True)
-            self._tasks.clear()
-            self._set_state("closed")
+            if self.stats.state != "failed":
+                self._set_state("closed")
 
     async def _loop_forever(self) -> None:
         attempt = 0
+        down_since = time.monotonic()
         while True:
             self._set_state("connecting")
             try:
                 await _wait_for(self._connect(), self.connect_timeout)
-            except asyncio.CancelledError:
-                await self._close()
-                raise
             except Exception as exc:
                 await self._close()
                 err = translate_error(exc, self.url, "connect")
@@ -397,16 +454,19 @@ class BaseConnector(Connector):
                     _log.error("%s: giving up after %d attempts: %s", self.url, attempt, err)
                     self._set_state("failed")
                     raise err from exc
-                delay = self.reconnect.delay(attempt)
+                delay = self.reconnect.delay(attempt, time.monotonic() - down_since)
                 _log.warning("%s: %s; retrying in %.2fs (attempt %d)", self.url, err, delay, attempt)
                 self._set_state("disconnected")
                 await asyncio.sleep(delay)
                 continue
-            attempt = 0
+            except BaseException:
+                await self._close()
+                raise
             self.stats.connects += 1
             if self.stats.connects > 1:
                 self.stats.reconnects += 1
             self.stats.connected_since = time.time()
+            connected_at = time.monotonic()
             _log.info("%s: connected", self.url)
             self._set_state("connected")
             try:
@@ -427,10 +487,46 @@ class BaseConnector(Connector):
                 self.stats.disconnects += 1
             text = "connection lost" + (": " + reason if reason else "")
             self._record_error(ConnectionFailed(self.url, text))
-            _log.warning("%s: %s; reconnecting", self.url, text)
             self._set_state("disconnected")
-            # first retry after a lost connection: short, jittered
-            await asyncio.sleep(self.reconnect.delay(1))
+            down_since = time.monotonic()
+            if down_since - connected_at >= self.reconnect.stable_after:
+                attempt = 0  # it was a good connection: this is a new outage
+            attempt += 1
+            delay = self.reconnect.delay(attempt)
+            _log.warning("%s: %s; reconnecting in %.2fs", self.url, text, delay)
+            await asyncio.sleep(delay)
+
+    # ------------------------------------------------------------ the outbound pump
+
+    async def _pump(self, route: OutboundRoute) -> None:
+        """Send the route's values while connected; wait (reading nothing) while not."""
+        carry: list[Any] = []
+        while True:
+            await self._wait_sendable()
+            values = await route.next_batch(self.batch_size, carry)
+            if values is None:
+                return
+            route.settled = 0
+            try:
+                carry = await self._send(route, values)
+            except Exception as exc:
+                route.send_raised(values, exc)
+                carry = []
+
+    async def _shut(self) -> None:
+        """End of ``shutdown``: close the connection for good; the state becomes ``"closed"``."""
+        self._closing = True
+        await self._close()
+        self._set_state("closed")
+
+    async def _wait_pumps(self, deadline: float) -> None:
+        """Wait until every pump ended (its record's buffer closed and drained), or ``deadline``."""
+        for task in self._pumps:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                await _wait_for(task.join(), left)
 
     # ------------------------------------------------------------ helpers for subclasses
 
@@ -446,6 +542,8 @@ class BaseConnector(Connector):
 
     def _set_state(self, state: str) -> None:
         self.stats.state = state
+        if self._routes is not None:
+            self._routes.set_state(state)
         if self._loop is None:
             return
         connected, change = self._events()
@@ -460,10 +558,18 @@ class BaseConnector(Connector):
         self.stats.last_error = str(err)
         self.stats.last_error_at = time.time()
 
-    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.append(task)
-        return task
+    def _spawn(
+        self, name: str, fn: Callable[..., Awaitable[Any]], *args: Any, route: OutboundRoute | None = None
+    ) -> SupervisedTask:
+        """Run ``await fn(*args)`` as a supervised task of the database (see ``ConnectorRoutes.spawn``)."""
+        if self._routes is None:
+            raise RuntimeError(type(self).__name__ + " is not bound to a running database")
+        return self._routes.spawn(name, fn, *args, route=route)
+
+    async def _wait_sendable(self) -> None:
+        """Return once the pump may send (default: when connected)."""
+        if self.stats.state != "connected":
+            await self._wait_connected_quietly()
 
     async def _wait_connected_quietly(self) -> None:
         ev = self._events()[0]
@@ -478,7 +584,11 @@ class BaseConnector(Connector):
     async def _serve(self) -> str | None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    async def _start_routes(self, routes: ConnectorRoutes) -> None:  # pragma: no cover - abstract
+    async def _start_routes(self, routes: ConnectorRoutes) -> None:
+        """Prepare inbound routing (default: nothing)."""
+        return None
+
+    async def _send(self, route: OutboundRoute, values: list[Any]) -> list[Any]:  # pragma: no cover
         raise NotImplementedError
 
     async def _close(self) -> None:  # pragma: no cover - abstract

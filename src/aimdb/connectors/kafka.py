@@ -50,8 +50,9 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
         "aimdb.connectors.kafka needs aiokafka: install it with pip install 'aimdb[kafka]'"
     ) from _exc
 
+from .._aio import first_of
 from .._aio import wait_for as _wait_for
-from .._core._connector import ConnectorRoutes, InboundRoute, OutboundRoute
+from .._core._connector import ConnectorRoutes, InboundRoute, LinkStatistics, OutboundRoute
 from .._core._links import LinkSpec
 from .._errors import ConnectionFailed
 from ._base import BaseConnector, ReconnectPolicy, parse_endpoint, translate_error
@@ -146,7 +147,6 @@ class KafkaConnector(BaseConnector):
         self._producer: Any = None
         self._consumer: Any = None
         self._by_topic: dict[str, list[InboundRoute]] = {}
-        self._pumps: list[asyncio.Task[Any]] = []
         self._need_producer = False
 
     # ------------------------------------------------------------ links
@@ -174,9 +174,6 @@ class KafkaConnector(BaseConnector):
         for r in routes.inbound:
             self._by_topic.setdefault(r.address, []).append(r)
         self._need_producer = bool(routes.outbound)
-        self._pumps = [
-            self._spawn(self._pump(r), "aimdb.kafka.out[" + r.key + "]") for r in routes.outbound
-        ]
 
     # ------------------------------------------------------------ connection
 
@@ -199,14 +196,9 @@ class KafkaConnector(BaseConnector):
             await self._consumer.start()
 
     async def _serve(self) -> str | None:
-        health = asyncio.ensure_future(self._watch_health()) if self.health_interval > 0 else None
-        try:
-            return await self._serve_records()
-        finally:
-            if health is not None:
-                health.cancel()
-                with contextlib.suppress(BaseException):
-                    await health
+        if self.health_interval > 0:
+            return await first_of(self._serve_records(), self._watch_health())
+        return await self._serve_records()
 
     async def _watch_health(self) -> None:
         """Keep ``state`` truthful while aiokafka reconnects internally (see ``health_interval``)."""
@@ -285,7 +277,15 @@ class KafkaConnector(BaseConnector):
 
     # ------------------------------------------------------------ outbound
 
-    async def _pump(self, route: OutboundRoute) -> None:
+    async def _send(self, route: OutboundRoute, values: list[Any]) -> list[Any]:
+        """Hand one batch to the producer; returns the values left for after a reconnect.
+
+        A value counts as ``sent`` when the broker acknowledges it (or ``failed`` when it
+        refuses it), later, from the producer's acknowledgement.
+        """
+        producer = self._producer
+        if producer is None:
+            return values
         stats = route.stats
         opts = route.spec.options
         keyfn = opts.get("key")
@@ -293,37 +293,26 @@ class KafkaConnector(BaseConnector):
         provider = route.spec.topic_provider
         fixed = route.address if provider is None else None
         encode = route.encode
-        carry: list[Any] = []
-        while True:
-            if self.stats.state != "connected":
-                await self._wait_connected_quietly()
-            taken = await route.next_batch(self.batch_size, carry)
-            if taken is None:
-                return
-            values, carry = taken, []
-            producer = self._producer
-            if producer is None:
-                carry = values
+        for i, value in enumerate(values):
+            try:
+                payload = encode(value)
+                topic = fixed if fixed is not None else provider(value)  # type: ignore[misc]
+                key = keyfn(value) if keyfn is not None else None
+                if isinstance(key, str):
+                    key = key.encode()
+            except Exception as exc:
+                route.value_failed(repr(exc))
                 continue
-            for i, value in enumerate(values):
-                try:
-                    payload = encode(value)
-                    topic = fixed if fixed is not None else provider(value)  # type: ignore[misc]
-                    key = keyfn(value) if keyfn is not None else None
-                    if isinstance(key, str):
-                        key = key.encode()
-                except Exception as exc:
-                    route.value_failed(repr(exc))
-                    continue
-                try:
-                    fut = await producer.send(topic, payload, key=key, partition=part)
-                except Exception as exc:
-                    if self._producer is not producer:
-                        carry = values[i:]
-                        break
-                    route.value_failed(str(translate_error(exc, self.url, "publish")))
-                    continue
-                fut.add_done_callback(partial(_acked, stats, len(payload), self.url))
+            try:
+                fut = await producer.send(topic, payload, key=key, partition=part)
+            except Exception as exc:
+                if self._producer is not producer:
+                    return values[i:]
+                route.value_failed(str(translate_error(exc, self.url, "publish")))
+                continue
+            fut.add_done_callback(partial(_acked, stats, len(payload), self.url))
+            route.settled = i + 1
+        return []
 
     async def shutdown(self, timeout: float) -> None:
         """Flush within ``timeout``, then stop producer and consumer.
@@ -332,20 +321,18 @@ class KafkaConnector(BaseConnector):
         what cannot be sent in time is dropped.
         """
         deadline = time.monotonic() + max(0.0, timeout) * 0.9
-        pumps = [t for t in self._pumps if not t.done()]
-        if pumps and self.connected:
-            await asyncio.wait(pumps, timeout=max(0.0, deadline - time.monotonic()))
+        if self.connected:
+            await self._wait_pumps(deadline)
         producer = self._producer
         if producer is not None and self.connected:
             try:
                 await _wait_for(producer.flush(), max(0.01, deadline - time.monotonic()))
             except Exception as exc:
                 _log.warning("%s: flush at shutdown: %r", self.url, exc)
-        self._closing = True
-        await self._close()
+        await self._shut()
 
 
-def _acked(stats: Any, size: int, url: str, fut: asyncio.Future[Any]) -> None:
+def _acked(stats: LinkStatistics, size: int, url: str, fut: asyncio.Future[Any]) -> None:
     if fut.cancelled():
         stats.failed += 1
         return
@@ -355,4 +342,4 @@ def _acked(stats: Any, size: int, url: str, fut: asyncio.Future[Any]) -> None:
         stats.bytes += size
     else:
         stats.failed += 1
-        stats.last_error = str(translate_error(exc, url, "publish"))
+        stats.error(str(translate_error(exc, url, "publish")))

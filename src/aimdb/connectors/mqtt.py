@@ -159,7 +159,6 @@ class MqttConnector(BaseConnector):
         self._sub_plan: list[tuple[int, list[tuple[str, int]]]] = []
         self._wild: list[tuple[str, InboundRoute]] = []
         self._cache: dict[str, tuple[InboundRoute, ...]] = {}
-        self._pumps: list[asyncio.Task[Any]] = []
 
     # ------------------------------------------------------------ link validation
 
@@ -204,9 +203,6 @@ class MqttConnector(BaseConnector):
             else:
                 self._exact.setdefault(flt, []).append(r)
         self._plan_subscriptions()
-        self._pumps = [
-            self._spawn(self._pump(r), "aimdb.mqtt.out[" + r.key + "]") for r in routes.outbound
-        ]
 
     def _plan_subscriptions(self) -> None:
         """One subscription per distinct filter.
@@ -294,7 +290,15 @@ class MqttConnector(BaseConnector):
 
     # ------------------------------------------------------------ outbound
 
-    async def _pump(self, route: OutboundRoute) -> None:
+    async def _send(self, route: OutboundRoute, values: list[Any]) -> list[Any]:
+        """Write one batch of PUBLISH packets; returns the values left for after a reconnect.
+
+        Packets are written in chunks of about 256 KiB; a chunk counts as ``sent`` (and its
+        QoS 1/2 packets are kept until acknowledged) when it is handed to the socket.
+        """
+        proto = self._proto
+        if proto is None or not proto.is_open or self.stats.state != "connected":
+            return values
         stats = route.stats
         opts = route.spec.options
         qos = int(opts.get("qos", self.default_qos))
@@ -302,73 +306,66 @@ class MqttConnector(BaseConnector):
         provider = route.spec.topic_provider
         fixed = None if provider is not None else route.address.encode()
         encode = route.encode
-        carry: list[Any] = []
-        batch = self.batch_size
-        while True:
-            if self.stats.state != "connected":
-                await self._wait_connected_quietly()
-            taken = await route.next_batch(batch, carry)
-            if taken is None:
-                return
-            values, carry = taken, []
-            proto = self._proto
-            if proto is None or not proto.is_open or self.stats.state != "connected":
-                carry = values
+        v5 = proto.v5
+        parts: list[bytes] = []
+        unacked: list[tuple[int, bytes]] = []
+        nbytes = 0
+        pending = 0
+
+        def flush(upto: int) -> None:
+            nonlocal parts, unacked, nbytes, pending
+            if parts:
+                proto.write(b"".join(parts) if len(parts) > 1 else parts[0])
+                for pid, pkt in unacked:
+                    self._unacked[pid] = (pkt, stats)
+                stats.sent += len(parts)
+                stats.bytes += nbytes
+            route.settled = upto
+            parts, unacked, nbytes, pending = [], [], 0, 0
+
+        for i, value in enumerate(values):
+            try:
+                payload = encode(value)
+                if not isinstance(payload, bytes):
+                    payload = bytes(payload)
+                if fixed is not None:
+                    topic = fixed
+                else:
+                    t = provider(value)  # type: ignore[misc]
+                    problem = validate_topic(t)
+                    if problem is not None:
+                        raise ValueError(problem)
+                    topic = t.encode()
+            except Exception as exc:
+                route.value_failed(repr(exc))
                 continue
-            v5 = proto.v5
-            parts: list[bytes] = []
-            nbytes = 0
-            pending = 0
-            for i, value in enumerate(values):
-                try:
-                    payload = encode(value)
-                    if not isinstance(payload, bytes):
-                        payload = bytes(payload)
-                    if fixed is not None:
-                        topic = fixed
-                    else:
-                        t = provider(value)  # type: ignore[misc]
-                        problem = validate_topic(t)
-                        if problem is not None:
-                            raise ValueError(problem)
-                        topic = t.encode()
-                except Exception as exc:
-                    route.value_failed(repr(exc))
-                    continue
-                if qos:
-                    if len(self._unacked) >= self._window:
-                        if parts:
-                            proto.write(b"".join(parts))
-                            parts = []
+            if qos:
+                if len(self._unacked) + len(unacked) >= self._window:
+                    flush(i)
+                    while len(self._unacked) >= self._window:  # re-checked after every wake-up
                         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                         self._window_waiters.append(fut)
                         await fut
                         if proto is not self._proto or not proto.is_open:
-                            carry = values[i:]
-                            break
-                    pid = self._next_pid()
-                    pkt = publish_packet(topic, payload, qos, retain, pid, v5)
-                    self._unacked[pid] = (pkt, stats)
-                else:
-                    pkt = publish_packet(topic, payload, 0, retain, 0, v5)
-                parts.append(pkt)
-                nbytes += len(payload)
-                pending += len(pkt)
-                stats.sent += 1
-                if pending >= _FLUSH_BYTES:  # keep the socket's write buffer bounded
-                    proto.write(b"".join(parts))
-                    parts = []
-                    pending = 0
-                    if proto.paused:
-                        await proto.drained()
-                        if proto is not self._proto or not proto.is_open:
-                            carry = values[i + 1 :]
-                            break
-            if parts:
-                proto.write(b"".join(parts) if len(parts) > 1 else parts[0])
-            stats.bytes += nbytes
-            if proto.paused:
-                await proto.drained()
+                            return values[i:]
+                pid = self._next_pid()
+                pkt = publish_packet(topic, payload, qos, retain, pid, v5)
+                unacked.append((pid, pkt))
+            else:
+                pkt = publish_packet(topic, payload, 0, retain, 0, v5)
+            parts.append(pkt)
+            nbytes += len(payload)
+            pending += len(pkt)
+            if pending >= _FLUSH_BYTES:  # keep the socket's write buffer bounded
+                flush(i + 1)
+                if proto.paused:
+                    await proto.drained()
+                    if proto is not self._proto or not proto.is_open:
+                        return values[i + 1 :]
+        flush(len(values))
+        if proto.paused:
+            await proto.drained()
+        return []
 
     # ------------------------------------------------------------ connection
 
@@ -484,9 +481,8 @@ class MqttConnector(BaseConnector):
         dropped.
         """
         deadline = time.monotonic() + max(0.0, timeout) * 0.9
-        pumps = [t for t in self._pumps if not t.done()]
-        if pumps and self.connected:
-            await asyncio.wait(pumps, timeout=max(0.0, deadline - time.monotonic()))
+        if self.connected:
+            await self._wait_pumps(deadline)
         while self._unacked and self.connected and time.monotonic() < deadline:
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._window_waiters.append(fut)  # woken by every acknowledgement
@@ -494,8 +490,7 @@ class MqttConnector(BaseConnector):
                 await wait_for(fut, max(0.0, deadline - time.monotonic()))
             except (asyncio.TimeoutError, TimeoutError):
                 break
-        self._closing = True
-        await self._close()
+        await self._shut()
 
 
 def _may_overlap(a: str, b: str) -> bool:

@@ -329,7 +329,6 @@ class NatsConnector(BaseConnector):
         self._seq = 0
         self._unacked: dict[int, _Pending] = {}
         self._window_waiters: list[asyncio.Future[None]] = []
-        self._pumps: list[asyncio.Task[Any]] = []
         self._closed_ev: asyncio.Event | None = None
         self._client_err: BaseException | None = None
         self._attempt = 0
@@ -387,12 +386,8 @@ class NatsConnector(BaseConnector):
             table.setdefault(r.address, []).append(r)
         self._js_states = {subject: _JsIn(subject, routes) for subject, routes in js_in.items()}
         self._need_acks = any(self._uses_js(r.spec) for r in routes.outbound)
-        self._pumps = [
-            self._spawn(self._pump(r, self._uses_js(r.spec)), "aimdb.nats.out[" + r.key + "]")
-            for r in routes.outbound
-        ]
         for st in self._js_states.values():
-            self._spawn(self._pull(st), "aimdb.nats.in[" + st.subject + "]")
+            self._spawn("aimdb.nats.in[" + st.subject + "]", self._pull, st)
 
     # ------------------------------------------------------------ connection
 
@@ -680,7 +675,7 @@ class NatsConnector(BaseConnector):
         if self.reconnect.gives_up(self._attempt):
             if not self._gave_up:
                 self._gave_up = True
-                self._spawn(nc.close(), "aimdb.nats.give-up")
+                self._spawn("aimdb.nats.give-up", nc.close)
             return
         delay = self.reconnect.delay(self._attempt)
         nc.options["reconnect_time_wait"] = delay
@@ -829,83 +824,82 @@ class NatsConnector(BaseConnector):
             delay = min(0.05, delay * 2)
         return self._ready() is nc
 
-    async def _pump(self, route: OutboundRoute, js: bool) -> None:
+    async def _wait_sendable(self) -> None:
+        if self._ready() is None:
+            await self._wait_ready()
+
+    async def _send(self, route: OutboundRoute, values: list[Any]) -> list[Any]:
         stats = route.stats
         provider = route.spec.topic_provider
         fixed = route.address if provider is None else None
         encode = route.encode
+        js = self._uses_js(route.spec)
         carry: list[Any] = []
-        while True:
-            if self._ready() is None:
-                await self._wait_ready()
-            taken = await route.next_batch(self.batch_size, carry)
-            if taken is None:
-                return
-            values, carry = taken, []
-            nc = self._ready()
-            if nc is None:
-                carry = values
+        nc = self._ready()
+        if nc is None:
+            return values
+        nbytes = 0
+        for i, value in enumerate(values):
+            try:
+                payload = encode(value)
+                if not isinstance(payload, bytes):
+                    payload = bytes(payload)
+                if fixed is not None:
+                    subject = fixed
+                else:
+                    subject = provider(value)  # type: ignore[misc]
+                    problem = _subject_problem(subject, wildcards=False)
+                    if problem is not None:
+                        raise ValueError(problem)
+                if len(payload) > nc.max_payload:
+                    raise ValueError(
+                        "payload of "
+                        + str(len(payload))
+                        + " bytes exceeds the server's max_payload of "
+                        + str(nc.max_payload)
+                    )
+            except Exception as exc:
+                route.value_failed(repr(exc))
                 continue
-            nbytes = 0
-            for i, value in enumerate(values):
-                try:
-                    payload = encode(value)
-                    if not isinstance(payload, bytes):
-                        payload = bytes(payload)
-                    if fixed is not None:
-                        subject = fixed
-                    else:
-                        subject = provider(value)  # type: ignore[misc]
-                        problem = _subject_problem(subject, wildcards=False)
-                        if problem is not None:
-                            raise ValueError(problem)
-                    if len(payload) > nc.max_payload:
-                        raise ValueError(
-                            "payload of "
-                            + str(len(payload))
-                            + " bytes exceeds the server's max_payload of "
-                            + str(nc.max_payload)
-                        )
-                except Exception as exc:
-                    route.value_failed(repr(exc))
-                    continue
-                if nc.pending_data_size > self.pending_bytes and not await self._wait_drained(nc):
+            if nc.pending_data_size > self.pending_bytes and not await self._wait_drained(nc):
+                carry = values[i:]
+                break
+            if js and len(self._unacked) >= self.max_inflight:
+                while len(self._unacked) >= self.max_inflight and self._ready() is nc:
+                    await self._wait_window()
+                if self._ready() is not nc:
                     carry = values[i:]
                     break
-                if js and len(self._unacked) >= self.max_inflight:
-                    while len(self._unacked) >= self.max_inflight and self._ready() is nc:
-                        await self._wait_window()
-                    if self._ready() is not nc:
-                        carry = values[i:]
-                        break
-                if not nc.is_connected:
-                    carry = values[i:]
-                    break
-                try:
-                    if js:
-                        self._seq += 1
-                        token = self._seq
-                        msg_id = self._msg_prefix + "-" + str(token)
-                        # registered first: kept (and sent again) if the connection goes now
-                        self._unacked[token] = _Pending(subject, payload, msg_id, stats)
-                        await nc.publish(
-                            subject,
-                            payload,
-                            reply=self._ack_prefix + str(token),
-                            headers={"Nats-Msg-Id": msg_id},
-                        )
-                    else:
-                        await nc.publish(subject, payload)
-                        stats.sent += 1
-                        nbytes += len(payload)
-                except _GONE:
-                    carry = values[i + 1 :] if js else values[i:]
-                    break
-                except Exception as exc:
-                    if js:
-                        self._unacked.pop(token, None)
-                    route.value_failed(str(translate_error(exc, self.url, "publish")))
-            stats.bytes += nbytes
+            if not nc.is_connected:
+                carry = values[i:]
+                break
+            try:
+                if js:
+                    self._seq += 1
+                    token = self._seq
+                    msg_id = self._msg_prefix + "-" + str(token)
+                    # registered first: kept (and sent again) if the connection goes now
+                    self._unacked[token] = _Pending(subject, payload, msg_id, stats)
+                    await nc.publish(
+                        subject,
+                        payload,
+                        reply=self._ack_prefix + str(token),
+                        headers={"Nats-Msg-Id": msg_id},
+                    )
+                else:
+                    await nc.publish(subject, payload)
+                    stats.sent += 1
+                    nbytes += len(payload)
+            except _GONE:
+                carry = values[i + 1 :] if js else values[i:]
+                break
+            except Exception as exc:
+                if js:
+                    self._unacked.pop(token, None)
+                route.value_failed(str(translate_error(exc, self.url, "publish")))
+            route.settled = i + 1
+        stats.bytes += nbytes
+        return carry
 
     async def shutdown(self, timeout: float) -> None:
         """Flush within ``timeout``, then disconnect.
@@ -916,9 +910,8 @@ class NatsConnector(BaseConnector):
         dropped.
         """
         deadline = time.monotonic() + max(0.0, timeout) * 0.9
-        pumps = [t for t in self._pumps if not t.done()]
-        if pumps and self.connected:
-            await asyncio.wait(pumps, timeout=max(0.0, deadline - time.monotonic()))
+        if self.connected:
+            await self._wait_pumps(deadline)
         nc = self._ready()
         if nc is not None:
             try:
@@ -931,6 +924,5 @@ class NatsConnector(BaseConnector):
                 await wait_for(self._wait_window(), max(0.0, deadline - time.monotonic()))
             except (asyncio.TimeoutError, TimeoutError):
                 break
-        self._closing = True
-        await self._close()
+        await self._shut()
 

@@ -21,6 +21,7 @@ import msgspec
 from .._aio import wait_for
 from .._compat import backoff_delay
 from .._core._builder import _key_problem
+from .._core._connector import Connector
 from . import _protocol as P
 from ._client import AsyncClient, RemoteError
 
@@ -29,7 +30,7 @@ _log = logging.getLogger("aimdb.remote.link")
 Opener = Callable[[], Awaitable[tuple[asyncio.StreamReader, Any]]]
 
 
-class AimdbConnector:
+class AimdbConnector(Connector):
     """Connector for the ``aimdb`` scheme (instance-to-instance links).
 
     Connects to the peer, subscribes every inbound route's address (a key or ``*``/``#``
@@ -50,6 +51,7 @@ class AimdbConnector:
     """
 
     scheme = "aimdb"
+    runtimes = ("asyncio",)
 
     def __init__(
         self,

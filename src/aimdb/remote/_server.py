@@ -29,6 +29,7 @@ import msgspec
 
 from .. import Buffer, BufferListener
 from .._aio import wait_for
+from .._core._connector import Connector
 from .._errors import BufferClosed, BufferEmpty, BufferLagged, DeserializeError, TypeMismatch
 from . import _protocol as P
 from ._discovery import default_socket_path, ensure_runtime_dir, someone_listens
@@ -1108,7 +1109,7 @@ async def start_server(db: Any, config: RemoteConfig | None = None) -> RemoteSer
     return server
 
 
-class RemoteAccess:
+class RemoteAccess(Connector):
     """Remote access declared on the builder: ``builder.with_connector(RemoteAccess(cfg))``.
 
     The database starts the server together with its connectors and stops it at
@@ -1117,6 +1118,7 @@ class RemoteAccess:
     """
 
     scheme = "aimdb-remote"
+    runtimes = ("asyncio",)
     always_run = True
 
     def __init__(self, config: RemoteConfig | None = None) -> None:

@@ -1,0 +1,158 @@
+"""The contracts aimdb's core meets at its edges (CPython; type checkers only).
+
+These are :class:`typing.Protocol` classes, in the spirit of ``anyio.abc`` and
+``trio.abc``: what a runtime backend, its task group and waiters, a connector and a
+codec must offer. The MicroPython-safe core imports them only for type checking, so a
+backend or connector written for MicroPython needs nothing from here at run time; on
+CPython, :class:`aimdb.Connector` is the convenient base class that satisfies
+:class:`Connector`.
+
+A connector can be checked against its contract at run time too:
+``isinstance(obj, aimdb.abc.Connector)`` tests that the methods and attributes exist
+(not their signatures).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from ._core._connector import ConnectorRoutes
+    from ._core._links import LinkSpec
+
+__all__ = (
+    "Connector",
+    "Decoder",
+    "Encoder",
+    "RuntimeBackend",
+    "Statistics",
+    "TaskGroup",
+    "TaskHandle",
+    "Waiter",
+)
+
+
+class Waiter(Protocol):
+    """A one-shot wake-up made by :meth:`RuntimeBackend.new_waiter`."""
+
+    def wake(self) -> None:
+        """Wake the waiting task; idempotent, callable before ``wait`` and from callbacks."""
+
+    def wait(self) -> Awaitable[Any]:
+        """Return an awaitable that completes once :meth:`wake` was called."""
+
+
+class TaskHandle(Protocol):
+    """A task spawned in a :class:`TaskGroup`."""
+
+    def cancel(self) -> None:
+        """Ask the task to stop (no effect once it ended)."""
+
+    def done(self) -> bool:
+        """True once the task ended."""
+
+    async def join(self) -> None:
+        """Wait until the task ended (returns normally whatever its outcome)."""
+
+
+class TaskGroup(Protocol):
+    """The group every task of one database runs in."""
+
+    async def start(self) -> None:
+        """Prepare the group; called once before the first :meth:`spawn`."""
+
+    def spawn(self, name: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> TaskHandle:
+        """Start ``await fn(*args)`` as a task called ``name``; returns at once."""
+
+    async def aclose(self) -> None:
+        """Cancel every task still running and wait until all ended."""
+
+
+class RuntimeBackend(Protocol):
+    """An event loop as the core sees it (asyncio, trio, MicroPython's asyncio).
+
+    Attributes:
+        name: ``"asyncio"``, ``"trio"`` or ``"micropython"``; connectors name the
+            runtimes they support with these names.
+        cancelled_exc: the exception class with which the loop cancels a task.
+    """
+
+    name: str
+    cancelled_exc: type[BaseException]
+
+    def monotonic_ns(self) -> int:
+        """Monotonic clock in nanoseconds."""
+
+    def wall_ns(self) -> int | None:
+        """Wall-clock nanoseconds since the Unix epoch, or ``None`` when unknown."""
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep for ``seconds``."""
+
+    def new_waiter(self) -> Waiter:
+        """Return a fresh one-shot :class:`Waiter`."""
+
+    def open_task_group(self) -> TaskGroup:
+        """Return a new, not yet started :class:`TaskGroup`."""
+
+    async def wait_for(self, fn: Callable[[], Awaitable[Any]], timeout: float) -> bool:
+        """Await ``fn()`` for at most ``timeout`` seconds; False when it timed out (it is cancelled)."""
+
+    def logger(self) -> Any:
+        """The ``aimdb`` logger of this platform."""
+
+
+class Statistics(Protocol):
+    """A snapshot of counters: every ``statistics()`` in aimdb returns one."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counters as a plain dict (JSON-ready)."""
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """What the database needs of a connector (registered with ``builder.with_connector``).
+
+    Attributes:
+        scheme: the URL scheme of the links it serves (``"mqtt"``).
+        runtimes: names of the runtimes it can run on, ``None`` for all; ``build()``
+            refuses a connector that cannot run on the database's runtime.
+        on_error: ``"restart"``, ``"log"`` or ``"stop"``: what happens when ``run`` or a
+            task it spawned through ``routes.spawn`` raises.
+        always_run: start ``run`` even when no link uses the connector.
+    """
+
+    @property
+    def scheme(self) -> str:
+        """The URL scheme of the links it serves."""
+
+    @property
+    def runtimes(self) -> tuple[str, ...] | None:
+        """Runtimes it can run on (``None``: all)."""
+
+    @property
+    def on_error(self) -> str:
+        """Policy when one of its tasks raises."""
+
+    @property
+    def always_run(self) -> bool:
+        """Start ``run`` even when no link uses it."""
+
+    def validate_link(self, spec: LinkSpec) -> list[str]:
+        """Problems with one of the links it would serve (reported by ``build()``)."""
+
+    def bind(self, routes: ConnectorRoutes) -> None:
+        """Receive the routes at start, before ``run`` is scheduled."""
+
+    async def run(self, routes: ConnectorRoutes) -> None:
+        """Serve the routes until cancelled (supervised by the database)."""
+
+    async def shutdown(self, timeout: float) -> None:
+        """Flush and disconnect within ``timeout`` seconds at stop."""
+
+
+#: a link serializer: ``fn(value) -> bytes``; raises ``aimdb.SerializeError`` when it cannot
+Encoder = Callable[[Any], bytes]
+#: a link deserializer: ``fn(payload) -> value``; raises ``aimdb.DeserializeError`` for a bad payload
+Decoder = Callable[[bytes], Any]
