@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from aimdb import AimDbBuilder, BufferCfg
+from aimdb._core._connector import InboundRoute
 from aimdb.connectors import MqttConnector, ReconnectPolicy
 from aimdb.connectors import mqtt as mqtt_module
 
@@ -180,3 +181,41 @@ async def test_connector_task_with_on_error_stop_stops_the_database(
     assert info.value.key == "t"
     assert "fatal pump" in repr(info.value.cause)
     assert db.state == "stopped"
+
+
+async def test_exception_in_mqtt_receive_path_costs_only_its_message(
+    rt: Any, mosquitto_url: str, unique_topic: str, monkeypatch: Any, caplog: Any
+) -> None:
+    """Regression: an exception while routing a received message escaped the protocol callback.
+
+    asyncio then closed the connection (every message in flight lost, uncounted). Now the
+    message is counted in the connector's ``errors``, logged once, and the connection
+    and the following messages are unaffected.
+    """
+    got: list[Temp] = []
+    topic = unique_topic + "/rx"
+    pub, sub, pub_conn = _pair(mosquitto_url, topic, got, 1)
+    original = InboundRoute.deliver
+    calls = {"n": 0}
+
+    def flaky(self: InboundRoute, payload: bytes, source: str | None = None) -> bool:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("routing broke")
+        return original(self, payload, source)
+
+    monkeypatch.setattr(InboundRoute, "deliver", flaky)
+    async with sub.build() as dbs:
+        sub_conn = dbs.connectors()[0]
+        await sub_conn.wait_connected()
+        async with pub.build() as db:
+            await pub_conn.wait_connected()
+            p = db.producer(Temp, "t")
+            for i in range(20):
+                p.produce(Temp(float(i)))
+                await asyncio.sleep(0.005)
+            await wait_until(lambda: len(got) >= 19, what="19 values", detail=lambda: (got, sub_conn.stats))
+        st = sub_conn.statistics()
+        assert (st.errors, st.disconnects) == (1, 0), st
+        assert [v.celsius for v in got] == [float(i) for i in range(1, 20)]
+    assert sum("routing broke" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR) == 1

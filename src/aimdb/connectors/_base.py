@@ -213,6 +213,9 @@ class ConnectorStatistics:
         reconnects: successful connections after the first.
         failed_attempts: connection attempts that failed.
         disconnects: established connections that were lost.
+        errors: exceptions raised inside the connector's own callbacks (e.g. while
+            routing a received message); each is logged once with its traceback and
+            costs only the message it was handling.
         last_error: text of the most recent connection error, or ``None``.
         last_error_at: wall-clock time (``time.time()``) of ``last_error``, or ``None``.
         connected_since: wall-clock time of the current connection, or ``None``.
@@ -222,6 +225,7 @@ class ConnectorStatistics:
         "connected_since",
         "connects",
         "disconnects",
+        "errors",
         "failed_attempts",
         "last_error",
         "last_error_at",
@@ -237,6 +241,7 @@ class ConnectorStatistics:
         self.reconnects = 0
         self.failed_attempts = 0
         self.disconnects = 0
+        self.errors = 0
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self.connected_since: float | None = None
@@ -557,6 +562,16 @@ class BaseConnector(Connector):
         self._last_exc = err
         self.stats.last_error = str(err)
         self.stats.last_error_at = time.time()
+
+    def _callback_failed(self, what: str, exc: BaseException) -> None:
+        """Count and log (once, with traceback) an exception raised in one of our callbacks.
+
+        Call it inside the ``except`` block; the callback then returns normally, so the
+        failure costs only what the callback was handling, never the connection.
+        """
+        self.stats.errors += 1
+        self._record_error(exc)
+        _log.exception("%s: %s raised %r", self.url, what, exc)
 
     def _spawn(
         self, name: str, fn: Callable[..., Awaitable[Any]], *args: Any, route: OutboundRoute | None = None

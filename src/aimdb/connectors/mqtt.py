@@ -249,30 +249,36 @@ class MqttConnector(BaseConnector):
         return found
 
     def _on_message(self, topic: str, payload: bytes, sub_ids: list[int]) -> None:
-        routes: Any
-        if sub_ids:
-            if len(sub_ids) == 1:
-                routes = self._by_id.get(sub_ids[0], ())
+        try:
+            routes: Any
+            if sub_ids:
+                if len(sub_ids) == 1:
+                    routes = self._by_id.get(sub_ids[0], ())
+                else:
+                    routes = list({id(r): r for i in sub_ids for r in self._by_id.get(i, ())}.values())
             else:
-                routes = list({id(r): r for i in sub_ids for r in self._by_id.get(i, ())}.values())
-        else:
-            routes = self._cache.get(topic)
-            if routes is None:
-                routes = self._routes_for(topic)
-        if not routes:
-            self.unrouted += 1
-            return
-        for r in routes:
-            r.deliver(payload, topic)  # never raises: a bad payload is logged and counted
+                routes = self._cache.get(topic)
+                if routes is None:
+                    routes = self._routes_for(topic)
+            if not routes:
+                self.unrouted += 1
+                return
+            for r in routes:
+                r.deliver(payload, topic)  # never raises: a bad payload is logged and counted
+        except Exception as exc:
+            self._callback_failed("routing a message from " + repr(topic), exc)
 
     def _on_ack(self, pid: int, rc: int) -> None:
-        entry = self._unacked.pop(pid, None)
-        if entry is not None and rc >= 0x80:
-            stats = entry[1]
-            stats.failed += 1
-            stats.last_error = "broker rejected publish: " + CONNACK_REASONS.get(rc, hex(rc))
-        if self._window_waiters and len(self._unacked) < self._window:
-            self._wake_window()
+        try:
+            entry = self._unacked.pop(pid, None)
+            if entry is not None and rc >= 0x80:
+                stats = entry[1]
+                stats.failed += 1
+                stats.error("broker rejected publish: " + CONNACK_REASONS.get(rc, hex(rc)))
+            if self._window_waiters and len(self._unacked) < self._window:
+                self._wake_window()
+        except Exception as exc:
+            self._callback_failed("handling the acknowledgement of packet " + str(pid), exc)
 
     def _wake_window(self) -> None:
         waiters, self._window_waiters = self._window_waiters, []
