@@ -9,7 +9,7 @@ import pytest
 
 import aimdb
 
-PUBLIC = ["aimdb", "aimdb.testing"]
+PUBLIC = ["aimdb", "aimdb.testing", "aimdb.links", "aimdb.abc"]
 
 
 @pytest.mark.parametrize("name", PUBLIC)

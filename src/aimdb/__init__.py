@@ -50,21 +50,6 @@ from ._core._buffers import (
 from ._core._builder import AimDbBuilder as AimDbBuilder
 from ._core._codec import JsonCodec as JsonCodec
 from ._core._codec import json_codec as json_codec
-from ._core._connector import (
-    Connector as Connector,
-)
-from ._core._connector import (
-    ConnectorRoutes as ConnectorRoutes,
-)
-from ._core._connector import (
-    InboundRoute as InboundRoute,
-)
-from ._core._connector import (
-    LinkStatistics as LinkStatistics,
-)
-from ._core._connector import (
-    OutboundRoute as OutboundRoute,
-)
 from ._core._context import Context as Context
 from ._core._context import StageLog as StageLog
 from ._core._context import Ticker as Ticker
@@ -83,20 +68,9 @@ from ._core._database import (
 )
 from ._core._handles import Consumer as Consumer
 from ._core._handles import Producer as Producer
-from ._core._links import (
-    InboundLinkBuilder as InboundLinkBuilder,
-)
-from ._core._links import (
-    LinkSpec as LinkSpec,
-)
-from ._core._links import (
-    LinkUrl as LinkUrl,
-)
-from ._core._links import (
-    OutboundLinkBuilder as OutboundLinkBuilder,
-)
 from ._core._record import RecordRegistrar as RecordRegistrar
-from ._core._serial_link import SerialLink as SerialLink
+from ._core._tasks import SupervisedTask as SupervisedTask
+from ._core._tasks import TaskStatistics as TaskStatistics
 from ._errors import (
     AimDbError as AimDbError,
 )
@@ -187,30 +161,21 @@ __all__ = (
     "BufferStatistics",
     "ConfigProblem",
     "ConnectionFailed",
-    "Connector",
     "ConnectorError",
-    "ConnectorRoutes",
     "ConnectorTimeout",
     "Consumer",
     "Context",
     "DeserializeError",
     "DetachFailed",
     "GetTimeout",
-    "InboundLinkBuilder",
-    "InboundRoute",
     "InvalidConfiguration",
     "JoinInputs",
     "JsonCodec",
     "LatestBuffer",
     "LatestReader",
-    "LinkSpec",
-    "LinkStatistics",
-    "LinkUrl",
     "Mailbox",
     "MailboxBuffer",
     "MailboxReader",
-    "OutboundLinkBuilder",
-    "OutboundRoute",
     "PermissionDenied",
     "Producer",
     "ProtocolError",
@@ -222,7 +187,6 @@ __all__ = (
     "RingBuffer",
     "RingReader",
     "RuntimeShutdown",
-    "SerialLink",
     "SerializeError",
     "SetTimeout",
     "SingleLatest",
@@ -230,7 +194,9 @@ __all__ = (
     "StageFailed",
     "StageLog",
     "StageStatistics",
+    "SupervisedTask",
     "SyncError",
+    "TaskStatistics",
     "Ticker",
     "TimeApi",
     "TypeMismatch",

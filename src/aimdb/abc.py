@@ -4,7 +4,7 @@ These are :class:`typing.Protocol` classes, in the spirit of ``anyio.abc`` and
 ``trio.abc``: what a runtime backend, its task group and waiters, a connector and a
 codec must offer. The MicroPython-safe core imports them only for type checking, so a
 backend or connector written for MicroPython needs nothing from here at run time; on
-CPython, :class:`aimdb.Connector` is the convenient base class that satisfies
+CPython, :class:`aimdb.links.Connector` is the convenient base class that satisfies
 :class:`Connector`.
 
 A connector can be checked against its contract at run time too:
@@ -14,8 +14,12 @@ A connector can be checked against its contract at run time too:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Awaitable as _Awaitable
+from collections.abc import Callable as _Callable
+from typing import TYPE_CHECKING
+from typing import Any as _Any
+from typing import Protocol as _Protocol
+from typing import runtime_checkable as _runtime_checkable
 
 if TYPE_CHECKING:
     from ._core._connector import ConnectorRoutes
@@ -33,17 +37,17 @@ __all__ = (
 )
 
 
-class Waiter(Protocol):
+class Waiter(_Protocol):
     """A one-shot wake-up made by :meth:`RuntimeBackend.new_waiter`."""
 
     def wake(self) -> None:
         """Wake the waiting task; idempotent, callable before ``wait`` and from callbacks."""
 
-    def wait(self) -> Awaitable[Any]:
+    def wait(self) -> _Awaitable[_Any]:
         """Return an awaitable that completes once :meth:`wake` was called."""
 
 
-class TaskHandle(Protocol):
+class TaskHandle(_Protocol):
     """A task spawned in a :class:`TaskGroup`."""
 
     def cancel(self) -> None:
@@ -56,20 +60,20 @@ class TaskHandle(Protocol):
         """Wait until the task ended (returns normally whatever its outcome)."""
 
 
-class TaskGroup(Protocol):
+class TaskGroup(_Protocol):
     """The group every task of one database runs in."""
 
     async def start(self) -> None:
         """Prepare the group; called once before the first :meth:`spawn`."""
 
-    def spawn(self, name: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> TaskHandle:
+    def spawn(self, name: str, fn: _Callable[..., _Awaitable[_Any]], *args: _Any) -> TaskHandle:
         """Start ``await fn(*args)`` as a task called ``name``; returns at once."""
 
     async def aclose(self) -> None:
         """Cancel every task still running and wait until all ended."""
 
 
-class RuntimeBackend(Protocol):
+class RuntimeBackend(_Protocol):
     """An event loop as the core sees it (asyncio, trio, MicroPython's asyncio).
 
     Attributes:
@@ -96,22 +100,22 @@ class RuntimeBackend(Protocol):
     def open_task_group(self) -> TaskGroup:
         """Return a new, not yet started :class:`TaskGroup`."""
 
-    async def wait_for(self, fn: Callable[[], Awaitable[Any]], timeout: float) -> bool:
+    async def wait_for(self, fn: _Callable[[], _Awaitable[_Any]], timeout: float) -> bool:
         """Await ``fn()`` for at most ``timeout`` seconds; False when it timed out (it is cancelled)."""
 
-    def logger(self) -> Any:
+    def logger(self) -> _Any:
         """The ``aimdb`` logger of this platform."""
 
 
-class Statistics(Protocol):
+class Statistics(_Protocol):
     """A snapshot of counters: every ``statistics()`` in aimdb returns one."""
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, _Any]:
         """The counters as a plain dict (JSON-ready)."""
 
 
-@runtime_checkable
-class Connector(Protocol):
+@_runtime_checkable
+class Connector(_Protocol):
     """What the database needs of a connector (registered with ``builder.with_connector``).
 
     Attributes:
@@ -153,6 +157,6 @@ class Connector(Protocol):
 
 
 #: a link serializer: ``fn(value) -> bytes``; raises ``aimdb.SerializeError`` when it cannot
-Encoder = Callable[[Any], bytes]
+Encoder = _Callable[[_Any], bytes]
 #: a link deserializer: ``fn(payload) -> value``; raises ``aimdb.DeserializeError`` for a bad payload
-Decoder = Callable[[bytes], Any]
+Decoder = _Callable[[bytes], _Any]

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from aimdb import AimDbBuilder, BufferCfg, InvalidConfiguration, SerialLink
+from aimdb import AimDbBuilder, BufferCfg, InvalidConfiguration
+from aimdb.links import SerialLink
 
 
 @dataclass

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from aimdb import AimDbBuilder, BufferCfg, Connector, InvalidConfiguration, StageFailed
+from aimdb import AimDbBuilder, BufferCfg, InvalidConfiguration, StageFailed
+from aimdb.links import Connector
 from aimdb.testing import MemoryConnector
 
 

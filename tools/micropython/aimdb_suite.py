@@ -7,6 +7,7 @@ import time
 import aimdb
 from aimdb import AimDbBuilder, BufferCfg, BufferLagged
 from aimdb._backends import get_backend
+from aimdb.links import SerialLink
 from aimdb.testing import check_runtime_backend, run_buffer_conformance
 
 
@@ -114,7 +115,7 @@ async def serial_link():
     import json
 
     frames = []
-    link = aimdb.SerialLink(frames.append, name="mpy", hello_every=0)
+    link = SerialLink(frames.append, name="mpy", hello_every=0)
 
     async def src(ctx, producer):
         for i in range(5):

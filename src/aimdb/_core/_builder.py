@@ -111,7 +111,7 @@ class AimDbBuilder:
         """Register a connector; links whose URL scheme equals ``connector.scheme`` use it.
 
         ``connector`` must offer the connector contract (``aimdb.abc.Connector``; the
-        base class ``aimdb.Connector`` does). What is missing, a scheme used twice or a
+        base class ``aimdb.links.Connector`` does). What is missing, a scheme used twice or a
         connector that cannot run on the chosen runtime is reported by ``build()``.
         """
         scheme = getattr(connector, "scheme", None)
@@ -125,7 +125,7 @@ class AimDbBuilder:
                     + repr(connector)
                     + " lacks "
                     + ", ".join(missing)
-                    + " (derive it from aimdb.Connector)",
+                    + " (derive it from aimdb.links.Connector)",
                 )
             )
         elif not isinstance(scheme, str) or not scheme:

@@ -2,7 +2,7 @@
 
 Default: the hub process serves remote access and starts three stations: ``alpine`` on
 asyncio linked over the hub's Unix socket, ``coast`` on trio and ``valley`` on MicroPython,
-both linked over their stdout pipe with :class:`~aimdb.SerialLink`. The hub mirrors their
+both linked over their stdout pipe with :class:`~aimdb.links.SerialLink`. The hub mirrors their
 records, derives the dew point per station with a join and shows a live table.
 
 ``--mqtt URL``: ``alpine`` publishes to the broker itself, ``coast`` and ``valley`` go
@@ -26,7 +26,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from aimdb import AimDbBuilder, BufferCfg, BufferLagged, Context, SerialLink
+from aimdb import AimDbBuilder, BufferCfg, BufferLagged, Context
+from aimdb.links import SerialLink
 
 from ._procs import (
     StationSpec,

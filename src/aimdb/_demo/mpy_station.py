@@ -4,8 +4,8 @@
 import asyncio
 import sys
 
-from aimdb import SerialLink
 from aimdb._demo.station import run_station
+from aimdb.links import SerialLink
 
 _out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
 

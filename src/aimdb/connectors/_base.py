@@ -303,7 +303,7 @@ class BaseConnector(Connector):
     * ``async _send(route, values) -> list``: the send step of the outbound pump: send
       ``values`` (one batch of the route's record) and return the values that could not
       be sent because the connection went away (they are offered again after the
-      reconnect, see :meth:`~aimdb.OutboundRoute.next_batch`); advance
+      reconnect, see :meth:`~aimdb.links.OutboundRoute.next_batch`); advance
       ``route.settled`` as values get a known fate, so that an unexpected exception
       counts exactly the values it lost;
     * ``async _close() -> None``: drop the connection (idempotent, must not raise);
@@ -371,7 +371,7 @@ class BaseConnector(Connector):
         return self.stats
 
     def link_statistics(self) -> list[LinkStatistics]:
-        """Return the :class:`~aimdb.LinkStatistics` of every route this connector serves."""
+        """Return the :class:`~aimdb.links.LinkStatistics` of every route this connector serves."""
         r = self._routes
         return [] if r is None else [x.stats for x in r.outbound] + [x.stats for x in r.inbound]
 

@@ -215,7 +215,7 @@ class AimdbConnector(Connector):
 
         Values taken from the reader but not yet answered (the connection was lost, or the
         session was cancelled) stay in ``pending[route]`` and go first on the next session,
-        unless :meth:`~aimdb.OutboundRoute.next_batch` finds them stale.
+        unless :meth:`~aimdb.links.OutboundRoute.next_batch` finds them stale.
         """
         warned = False
         while True:
