@@ -20,7 +20,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .._aio import wait_for as _wait_for
 from .._core._connector import Connector, ConnectorRoutes, LinkStatistics, OutboundRoute
@@ -32,6 +32,7 @@ __all__ = [
     "BaseConnector",
     "ConnectorStatistics",
     "Endpoint",
+    "InflightWindow",
     "ReconnectPolicy",
     "parse_endpoint",
     "translate_error",
@@ -252,6 +253,80 @@ class ConnectorStatistics:
 
     def __repr__(self) -> str:
         return "ConnectorStatistics(" + repr(self.as_dict()) + ")"
+
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class InflightWindow(Generic[_K, _V]):
+    """Publishes sent and not yet acknowledged, in send order, at most :attr:`limit` of them.
+
+    The one in-flight window of the connectors that wait for acknowledgements (MQTT QoS
+    1/2, NATS JetStream). A pump checks :attr:`full` before sending and awaits
+    :meth:`wait_change` while it is; every acknowledgement (:meth:`pop`) and every loss
+    of the connection (:meth:`wake`) wakes the waiters, which check again.
+
+    Args:
+        limit: most entries in flight (at least 1).
+    """
+
+    __slots__ = ("_items", "_waiters", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self._items: dict[_K, _V] = {}
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    @property
+    def full(self) -> bool:
+        """True when :attr:`limit` entries are in flight."""
+        return len(self._items) >= self.limit
+
+    def room(self) -> int:
+        """How many more entries fit."""
+        return max(0, self.limit - len(self._items))
+
+    def add(self, key: _K, value: _V) -> None:
+        """Keep ``value`` in flight under ``key`` (after the ones already there)."""
+        self._items[key] = value
+
+    def pop(self, key: _K) -> _V | None:
+        """Remove and return the entry of ``key`` (``None`` when unknown); wakes the waiters."""
+        value = self._items.pop(key, None)
+        if self._waiters:
+            self.wake()
+        return value
+
+    def items(self) -> list[tuple[_K, _V]]:
+        """The entries in flight, oldest first."""
+        return list(self._items.items())
+
+    def wake(self) -> None:
+        """Wake every task in :meth:`wait_change` (an ack, a lost connection, shutdown)."""
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    async def wait_change(self) -> None:
+        """Wait for the next :meth:`pop` or :meth:`wake`; callers check their condition again."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut
+        finally:
+            if fut in self._waiters:
+                self._waiters.remove(fut)
+
+    def __repr__(self) -> str:
+        return "<InflightWindow " + str(len(self._items)) + "/" + str(self.limit) + ">"
 
 
 def translate_error(exc: BaseException, url: str, during: str = "connect") -> AimDbError:

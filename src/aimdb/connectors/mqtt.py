@@ -51,10 +51,10 @@ import uuid
 from typing import Any
 
 from .._aio import wait_for
-from .._core._connector import ConnectorRoutes, InboundRoute, OutboundRoute
+from .._core._connector import ConnectorRoutes, InboundRoute, LinkStatistics, OutboundRoute
 from .._core._links import LinkSpec
 from .._errors import ConnectionFailed
-from ._base import BaseConnector, ReconnectPolicy, parse_endpoint
+from ._base import BaseConnector, InflightWindow, ReconnectPolicy, parse_endpoint
 from ._mqtt_wire import (
     CONNACK_REASONS,
     DISCONNECT,
@@ -149,9 +149,8 @@ class MqttConnector(BaseConnector):
         #: messages received on a subscribed topic that no route matched
         self.unrouted = 0
         self._proto: MqttProtocol | None = None
-        self._window = max_inflight
-        self._unacked: dict[int, tuple[bytes, Any]] = {}
-        self._window_waiters: list[asyncio.Future[None]] = []
+        #: QoS 1/2 publishes not yet acknowledged: packet id -> (packet, link statistics)
+        self._unacked: InflightWindow[int, tuple[bytes, LinkStatistics]] = InflightWindow(max_inflight)
         self._pid = 0
         self._filters: dict[str, int] = {}
         self._exact: dict[str, list[InboundRoute]] = {}
@@ -270,21 +269,13 @@ class MqttConnector(BaseConnector):
 
     def _on_ack(self, pid: int, rc: int) -> None:
         try:
-            entry = self._unacked.pop(pid, None)
+            entry = self._unacked.pop(pid)
             if entry is not None and rc >= 0x80:
                 stats = entry[1]
                 stats.failed += 1
                 stats.error("broker rejected publish: " + CONNACK_REASONS.get(rc, hex(rc)))
-            if self._window_waiters and len(self._unacked) < self._window:
-                self._wake_window()
         except Exception as exc:
             self._callback_failed("handling the acknowledgement of packet " + str(pid), exc)
-
-    def _wake_window(self) -> None:
-        waiters, self._window_waiters = self._window_waiters, []
-        for w in waiters:
-            if not w.done():
-                w.set_result(None)
 
     def _next_pid(self) -> int:
         pid = self._pid
@@ -323,7 +314,7 @@ class MqttConnector(BaseConnector):
             if parts:
                 proto.write(b"".join(parts) if len(parts) > 1 else parts[0])
                 for pid, pkt in unacked:
-                    self._unacked[pid] = (pkt, stats)
+                    self._unacked.add(pid, (pkt, stats))
                 stats.sent += len(parts)
                 stats.bytes += nbytes
             route.settled = upto
@@ -346,12 +337,10 @@ class MqttConnector(BaseConnector):
                 route.value_failed(repr(exc))
                 continue
             if qos:
-                if len(self._unacked) + len(unacked) >= self._window:
+                if len(unacked) >= self._unacked.room():
                     flush(i)
-                    while len(self._unacked) >= self._window:  # re-checked after every wake-up
-                        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                        self._window_waiters.append(fut)
-                        await fut
+                    while self._unacked.full:  # re-checked after every wake-up
+                        await self._unacked.wait_change()
                         if proto is not self._proto or not proto.is_open:
                             return values[i:]
                 pid = self._next_pid()
@@ -421,13 +410,13 @@ class MqttConnector(BaseConnector):
                 if 0x1F in props:
                     reason += " (" + props[0x1F].decode(errors="replace") + ")"
                 raise ConnectionFailed(self.url, "broker refused the connection: " + reason)
-            self._window = max(1, min(self.max_inflight, int(props.get(0x21, 65535))))
+            self._unacked.limit = max(1, min(self.max_inflight, int(props.get(0x21, 65535))))
             if 0x13 in props:
                 self.keepalive = int(props[0x13])
             self._proto = proto
             # QoS 1/2 publishes the last connection did not see acknowledged, in order
             if self._unacked:
-                proto.write(b"".join(bytes((p[0] | 0x08,)) + p[1:] for p, _ in self._unacked.values()))
+                proto.write(b"".join(bytes((p[0] | 0x08,)) + p[1:] for _, (p, _s) in self._unacked.items()))
             if self._sub_plan:
                 plan = self._sub_plan
                 answers = await asyncio.gather(
@@ -464,11 +453,11 @@ class MqttConnector(BaseConnector):
                         proto.write(PINGREQ)
             return proto.closed.result()
         finally:
-            self._wake_window()
+            self._unacked.wake()
 
     async def _close(self) -> None:
         proto, self._proto = self._proto, None
-        self._wake_window()
+        self._unacked.wake()
         if proto is None or proto.transport is None:
             return
         if proto.is_open:
@@ -490,10 +479,8 @@ class MqttConnector(BaseConnector):
         if self.connected:
             await self._wait_pumps(deadline)
         while self._unacked and self.connected and time.monotonic() < deadline:
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._window_waiters.append(fut)  # woken by every acknowledgement
-            try:
-                await wait_for(fut, max(0.0, deadline - time.monotonic()))
+            try:  # woken by every acknowledgement
+                await wait_for(self._unacked.wait_change(), max(0.0, deadline - time.monotonic()))
             except (asyncio.TimeoutError, TimeoutError):
                 break
         await self._shut()
