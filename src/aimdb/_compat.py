@@ -97,14 +97,26 @@ except ImportError:  # pragma: no cover
         return 0.5
 
 
-def backoff_delay(first: float, cap: float, attempt: int) -> float:
+def backoff_delay(
+    first: float,
+    cap: float,
+    attempt: int,
+    multiplier: float = 2.0,
+    low: float = 0.5,
+    high: float = 1.0,
+) -> float:
     """Seconds to wait before retry number ``attempt`` (0 for the first retry).
 
-    ``first`` doubled per attempt, at most ``cap``, times a random factor in [0.5, 1.0]
-    so that many peers do not retry in step. The doubling stops at 2**30, so any number
-    of attempts gives a delay (a float power would overflow after about 1,000).
+    The one backoff formula of aimdb (stage and service restarts, reconnects of every
+    connector): ``first * multiplier ** attempt``, at most ``cap``, times a random factor
+    in ``[low, high]`` so that many peers do not retry in step. Any number of attempts
+    gives a delay (the growth stops at the cap instead of overflowing).
     """
-    return min(cap, first * (1 << min(attempt, 30))) * (0.5 + 0.5 * _random())
+    try:
+        grown = first * multiplier ** min(attempt, 1024)
+    except OverflowError:  # a float power past ~1e308: far beyond any cap
+        grown = cap
+    return min(cap, grown) * (low + (high - low) * _random())
 
 
 class _PrintLogger:

@@ -17,12 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 from .._aio import wait_for as _wait_for
+from .._compat import backoff_delay
 from .._core._connector import Connector, ConnectorRoutes, LinkStatistics, OutboundRoute
 from .._core._links import LinkUrl
 from .._core._tasks import SupervisedTask
@@ -180,14 +180,8 @@ class ReconnectPolicy:
         ``outage`` is how long the connection has been down, in seconds.
         """
         cap = self.dead_max_delay if outage >= self.dead_after else self.max_delay
-        try:
-            grown = self.initial_delay * self.multiplier ** max(0, attempt - 1)
-        except OverflowError:  # after about a thousand attempts: far beyond any cap
-            grown = cap
-        base = min(cap, grown)
-        if self.jitter:
-            base *= 1.0 + random.uniform(-self.jitter, self.jitter)
-        return max(0.0, base)
+        j = self.jitter
+        return backoff_delay(self.initial_delay, cap, max(0, attempt - 1), self.multiplier, 1.0 - j, 1.0 + j)
 
     def gives_up(self, attempt: int) -> bool:
         """True when ``attempt`` consecutive failures exhaust the policy."""
