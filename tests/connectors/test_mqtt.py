@@ -71,7 +71,7 @@ async def test_wildcards_route_to_every_matching_record(
                 .tap(collector(exact2)))
     async with b.build():
         await conn.wait_connected(5)
-        assert len(conn._filters) == 3
+        assert len(conn._routing.filters) == 3
         mosquitto_pub(mosquitto_url, f"{t}/a/temp", b'{"celsius": 1}')
         mosquitto_pub(mosquitto_url, f"{t}/b/temp", b'{"celsius": 2}')
         mosquitto_pub(mosquitto_url, f"{t}/b/c/temp", b'{"celsius": 3}')
@@ -102,7 +102,7 @@ async def test_topic_provider_and_retain(rt: Any, mosquitto_url: str, unique_top
         p = db.producer(Reading, "reading")
         p.produce(Reading("kitchen", 1, 20.5))
         p.produce(Reading("hall", 2, 19.0))
-        await wait_until(lambda: not conn._unacked and db.link_statistics()[0].sent == 2, what="acks")
+        await wait_until(lambda: not conn._session.unacked and db.link_statistics()[0].sent == 2, what="acks")
     # retained: a late subscriber still gets the latest value per topic
     sub = MosquittoSub(mosquitto_url, f"{t}/room/+", 2)
     lines = sorted(sub.result())

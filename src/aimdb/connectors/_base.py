@@ -291,6 +291,10 @@ class InflightWindow(Generic[_K, _V]):
         """Keep ``value`` in flight under ``key`` (after the ones already there)."""
         self._items[key] = value
 
+    def get(self, key: _K) -> _V | None:
+        """The entry of ``key``, or ``None``."""
+        return self._items.get(key)
+
     def pop(self, key: _K) -> _V | None:
         """Remove and return the entry of ``key`` (``None`` when unknown); wakes the waiters."""
         value = self._items.pop(key, None)

@@ -51,19 +51,19 @@ import uuid
 from typing import Any
 
 from .._aio import wait_for
-from .._core._connector import ConnectorRoutes, InboundRoute, LinkStatistics, OutboundRoute
+from .._core._connector import ConnectorRoutes, OutboundRoute
 from .._core._links import LinkSpec
 from .._errors import ConnectionFailed
-from ._base import BaseConnector, InflightWindow, ReconnectPolicy, parse_endpoint
+from ._base import BaseConnector, ReconnectPolicy, parse_endpoint
+from ._mqtt_routing import InboundRouting
+from ._mqtt_session import BrokerLimits, MqttSession, Outgoing
 from ._mqtt_wire import (
     CONNACK_REASONS,
     DISCONNECT,
     PINGREQ,
     MqttProtocol,
     connect_packet,
-    filter_covers,
     publish_packet,
-    topic_matches,
     validate_filter,
     validate_topic,
 )
@@ -146,18 +146,17 @@ class MqttConnector(BaseConnector):
         self.default_qos = default_qos
         self.max_inflight = max_inflight
         self.batch_size = batch_size
-        #: messages received on a subscribed topic that no route matched
-        self.unrouted = 0
         self._proto: MqttProtocol | None = None
-        #: QoS 1/2 publishes not yet acknowledged: packet id -> (packet, link statistics)
-        self._unacked: InflightWindow[int, tuple[bytes, LinkStatistics]] = InflightWindow(max_inflight)
-        self._pid = 0
-        self._filters: dict[str, int] = {}
-        self._exact: dict[str, list[InboundRoute]] = {}
-        self._by_id: dict[int, list[InboundRoute]] = {}
-        self._sub_plan: list[tuple[int, list[tuple[str, int]]]] = []
-        self._wild: list[tuple[str, InboundRoute]] = []
-        self._cache: dict[str, tuple[InboundRoute, ...]] = {}
+        self._session = MqttSession(max_inflight)
+        self._routing = InboundRouting([], default_qos)
+        #: what the broker allowed in its last CONNACK (everything before the first)
+        self.broker_limits = BrokerLimits()
+        self._warned: set[tuple[str, str]] = set()
+
+    @property
+    def unrouted(self) -> int:
+        """Messages received on a subscribed topic that no route matched."""
+        return self._routing.unrouted
 
     # ------------------------------------------------------------ link validation
 
@@ -189,78 +188,13 @@ class MqttConnector(BaseConnector):
     # ------------------------------------------------------------ routes
 
     async def _start_routes(self, routes: ConnectorRoutes) -> None:
-        self._filters.clear()
-        self._exact.clear()
-        self._wild.clear()
-        self._cache.clear()
-        for r in routes.inbound:
-            flt = r.address
-            qos = int(r.spec.options.get("qos", self.default_qos))
-            self._filters[flt] = max(qos, self._filters.get(flt, 0))
-            if "+" in flt or "#" in flt:
-                self._wild.append((flt, r))
-            else:
-                self._exact.setdefault(flt, []).append(r)
-        self._plan_subscriptions()
-
-    def _plan_subscriptions(self) -> None:
-        """One subscription per distinct filter.
-
-        MQTT 5: each filter gets a subscription identifier, so a message the broker sends
-        once per matching subscription (overlapping filters) is routed exactly once to
-        each route. MQTT 3.1.1 has no identifiers: filters covered by a broader one are
-        not subscribed (routing is local), and partial overlaps are warned about.
-        """
-        filters = sorted(self._filters)
-        by_filter: dict[str, list[InboundRoute]] = {f: [] for f in filters}
-        for f, routes in self._exact.items():
-            by_filter[f].extend(routes)
-        for f, r in self._wild:
-            by_filter[f].append(r)
-        self._by_id = {}
-        self._sub_plan = []
-        if self.version == 5:
-            for i, f in enumerate(filters, 1):
-                self._by_id[i] = by_filter[f]
-                self._sub_plan.append((i, [(f, self._filters[f])]))
-            return
-        keep = [f for f in filters if not any(g != f and filter_covers(g, f) for g in filters)]
-        qos = {f: max(q for g, q in self._filters.items() if filter_covers(f, g)) for f in keep}
-        for i, a in enumerate(keep):
-            for b in keep[i + 1 :]:
-                if _may_overlap(a, b):
-                    _log.warning(
-                        "MQTT 3.1.1: filters %r and %r overlap; a message matching both may be "
-                        "delivered twice (use protocol=5 to route exactly)",
-                        a,
-                        b,
-                    )
-        if keep:
-            self._sub_plan.append((0, [(f, qos[f]) for f in keep]))
-
-    def _routes_for(self, topic: str) -> tuple[InboundRoute, ...]:
-        found = tuple(self._exact.get(topic, ())) + tuple(
-            r for flt, r in self._wild if topic_matches(flt, topic)
-        )
-        if len(self._cache) >= 4096:
-            self._cache.clear()
-        self._cache[topic] = found
-        return found
+        self._routing = InboundRouting(routes.inbound, self.default_qos)
 
     def _on_message(self, topic: str, payload: bytes, sub_ids: list[int]) -> None:
         try:
-            routes: Any
-            if sub_ids:
-                if len(sub_ids) == 1:
-                    routes = self._by_id.get(sub_ids[0], ())
-                else:
-                    routes = list({id(r): r for i in sub_ids for r in self._by_id.get(i, ())}.values())
-            else:
-                routes = self._cache.get(topic)
-                if routes is None:
-                    routes = self._routes_for(topic)
+            routes = self._routing.routes_for(topic, sub_ids)
             if not routes:
-                self.unrouted += 1
+                self._routing.unrouted += 1
                 return
             for r in routes:
                 r.deliver(payload, topic)  # never raises: a bad payload is logged and counted
@@ -269,21 +203,22 @@ class MqttConnector(BaseConnector):
 
     def _on_ack(self, pid: int, rc: int) -> None:
         try:
-            entry = self._unacked.pop(pid)
+            entry = self._session.unacked.pop(pid)
             if entry is not None and rc >= 0x80:
-                stats = entry[1]
-                stats.failed += 1
-                stats.error("broker rejected publish: " + CONNACK_REASONS.get(rc, hex(rc)))
+                entry.stats.failed += 1
+                entry.stats.error("broker rejected publish: " + CONNACK_REASONS.get(rc, hex(rc)))
+            proto = self._proto
+            if self._session.resend and proto is not None:
+                resends = self._session.next_resends()
+                if resends:
+                    proto.write(b"".join(resends))
         except Exception as exc:
             self._callback_failed("handling the acknowledgement of packet " + str(pid), exc)
 
-    def _next_pid(self) -> int:
-        pid = self._pid
-        while True:
-            pid = pid + 1 if pid < 65535 else 1
-            if pid not in self._unacked:
-                self._pid = pid
-                return pid
+    def _warn_once(self, route: OutboundRoute, what: str, text: str) -> None:
+        if (route.key, what) not in self._warned:
+            self._warned.add((route.key, what))
+            _log.warning("%s: link %s of %r: %s", self.url, route.spec.url, route.key, text)
 
     # ------------------------------------------------------------ outbound
 
@@ -298,8 +233,12 @@ class MqttConnector(BaseConnector):
             return values
         stats = route.stats
         opts = route.spec.options
-        qos = int(opts.get("qos", self.default_qos))
-        retain = bool(opts.get("retain", False))
+        limits = self.broker_limits
+        qos = min(int(opts.get("qos", self.default_qos)), limits.maximum_qos)
+        retain = bool(opts.get("retain", False)) and limits.retain_available
+        max_size = limits.maximum_packet_size
+        session = self._session
+        window = session.unacked
         provider = route.spec.topic_provider
         fixed = None if provider is not None else route.address.encode()
         encode = route.encode
@@ -314,7 +253,7 @@ class MqttConnector(BaseConnector):
             if parts:
                 proto.write(b"".join(parts) if len(parts) > 1 else parts[0])
                 for pid, pkt in unacked:
-                    self._unacked.add(pid, (pkt, stats))
+                    window.add(pid, Outgoing(pkt, stats))
                 stats.sent += len(parts)
                 stats.bytes += nbytes
             route.settled = upto
@@ -337,17 +276,26 @@ class MqttConnector(BaseConnector):
                 route.value_failed(repr(exc))
                 continue
             if qos:
-                if len(unacked) >= self._unacked.room():
+                if session.resend or len(unacked) + session.on_wire() >= window.limit:
                     flush(i)
-                    while self._unacked.full:  # re-checked after every wake-up
-                        await self._unacked.wait_change()
+                    while session.on_wire() >= window.limit or session.resend:  # re-checked on wake-up
+                        await window.wait_change()
                         if proto is not self._proto or not proto.is_open:
                             return values[i:]
-                pid = self._next_pid()
+                pid = session.next_pid()
                 pkt = publish_packet(topic, payload, qos, retain, pid, v5)
-                unacked.append((pid, pkt))
             else:
                 pkt = publish_packet(topic, payload, 0, retain, 0, v5)
+            if max_size is not None and len(pkt) > max_size:
+                route.value_failed(
+                    "packet of "
+                    + str(len(pkt))
+                    + " bytes exceeds the broker's Maximum Packet Size of "
+                    + str(max_size)
+                )
+                continue
+            if qos:
+                unacked.append((pid, pkt))
             parts.append(pkt)
             nbytes += len(payload)
             pending += len(pkt)
@@ -394,7 +342,7 @@ class MqttConnector(BaseConnector):
                 )
             )
             try:
-                rc, _present, props = await proto.connack
+                rc, present, props = await proto.connack
             except ConnectionError as exc:
                 if ctx is None:
                     raise
@@ -410,33 +358,73 @@ class MqttConnector(BaseConnector):
                 if 0x1F in props:
                     reason += " (" + props[0x1F].decode(errors="replace") + ")"
                 raise ConnectionFailed(self.url, "broker refused the connection: " + reason)
-            self._unacked.limit = max(1, min(self.max_inflight, int(props.get(0x21, 65535))))
-            if 0x13 in props:
-                self.keepalive = int(props[0x13])
-            self._proto = proto
-            # QoS 1/2 publishes the last connection did not see acknowledged, in order
-            if self._unacked:
-                proto.write(b"".join(bytes((p[0] | 0x08,)) + p[1:] for _, (p, _s) in self._unacked.items()))
-            if self._sub_plan:
-                plan = self._sub_plan
-                answers = await asyncio.gather(
-                    *(proto.subscribe(self._next_pid(), flts, sub_id) for sub_id, flts in plan)
-                )
-                for (_sid, flts), granted in zip(plan, answers, strict=False):
-                    for (flt, _qos), code in zip(flts, granted, strict=False):
-                        if code >= 0x80:
-                            self._refused(flt, code)
+            await self._start_session(proto, present, BrokerLimits(props) if proto.v5 else BrokerLimits())
         except BaseException:
             self._proto = None
             proto.abort("connect failed")
             raise
 
-    def _refused(self, flt: str, code: int) -> None:
-        text = "subscription to " + repr(flt) + " refused: " + CONNACK_REASONS.get(code, hex(code))
+    async def _start_session(self, proto: MqttProtocol, present: bool, limits: BrokerLimits) -> None:
+        """Adopt the broker's limits, subscribe, then resend what the last connection left in flight."""
+        if present and self.clean_session:
+            proto.abort("protocol error: the broker reported a session present on a clean start")
+            raise ConnectionFailed(self.url, "protocol error: session present on a clean start")
+        self.broker_limits = limits
+        if limits.server_keep_alive is not None:
+            self.keepalive = limits.server_keep_alive
+        if limits.assigned_client_id:
+            self.client_id = limits.assigned_client_id
+        self._check_links(limits)
+        for out in self._session.start_connection(limits, present):
+            out.stats.failed += 1
+            out.stats.error("publish dropped: the broker refused it (closed the connection each time or "
+                            "it exceeds the Maximum Packet Size)")
+            _log.warning("%s: %s", self.url, out.stats.last_error)
+        self._proto = proto
+        plan, refused = self._routing.plan(
+            use_ids=proto.v5 and limits.subscription_ids_available,
+            wildcards=limits.wildcard_available,
+            shared=limits.shared_available,
+        )
+        for flt, why in refused.items():
+            self._refused(flt, why)
+        if plan:
+            ids = [self._session.hold_id() for _ in plan]
+            try:
+                answers = await asyncio.gather(
+                    *(proto.subscribe(pid, f, sub_id) for pid, (sub_id, f) in zip(ids, plan, strict=True))
+                )
+            finally:
+                for pid in ids:
+                    self._session.release_id(pid)
+            for (_sid, flts), granted in zip(plan, answers, strict=False):
+                for (flt, _qos), code in zip(flts, granted, strict=False):
+                    if code >= 0x80:
+                        self._refused(flt, CONNACK_REASONS.get(code, hex(code)))
+        # QoS 1/2 publishes the last connection did not see acknowledged, oldest first,
+        # as many as the broker's Receive Maximum allows (the rest as acknowledgements come)
+        resends = self._session.next_resends()
+        if resends:
+            proto.write(b"".join(resends))
+
+    def _check_links(self, limits: BrokerLimits) -> None:
+        """Warn once per link whose options the broker does not allow (they are downgraded)."""
+        routes = self._routes.outbound if self._routes is not None else []
+        for r in routes:
+            qos = int(r.spec.options.get("qos", self.default_qos))
+            if qos > limits.maximum_qos:
+                self._warn_once(
+                    r, "qos", f"QoS {qos} downgraded to the broker's Maximum QoS {limits.maximum_qos}"
+                )
+            if r.spec.options.get("retain") and not limits.retain_available:
+                self._warn_once(r, "retain", "retain dropped: the broker does not offer retained messages")
+
+    def _refused(self, flt: str, why: str) -> None:
+        text = "subscription to " + repr(flt) + " refused: " + why
         _log.error("%s: %s", self.url, text)
         self.stats.last_error = text
-        for r in self._exact.get(flt, []) + [r for f, r in self._wild if f == flt]:
-            r.stats.last_error = text
+        for r in self._routing.routes_of(flt):
+            r.stats.error(text)
 
     async def _serve(self) -> str | None:
         proto = self._proto
@@ -453,11 +441,11 @@ class MqttConnector(BaseConnector):
                         proto.write(PINGREQ)
             return proto.closed.result()
         finally:
-            self._unacked.wake()
+            self._session.unacked.wake()
 
     async def _close(self) -> None:
         proto, self._proto = self._proto, None
-        self._unacked.wake()
+        self._session.unacked.wake()
         if proto is None or proto.transport is None:
             return
         if proto.is_open:
@@ -478,21 +466,10 @@ class MqttConnector(BaseConnector):
         deadline = time.monotonic() + max(0.0, timeout) * 0.9
         if self.connected:
             await self._wait_pumps(deadline)
-        while self._unacked and self.connected and time.monotonic() < deadline:
+        window = self._session.unacked
+        while window and self.connected and time.monotonic() < deadline:
             try:  # woken by every acknowledgement
-                await wait_for(self._unacked.wait_change(), max(0.0, deadline - time.monotonic()))
+                await wait_for(window.wait_change(), max(0.0, deadline - time.monotonic()))
             except (asyncio.TimeoutError, TimeoutError):
                 break
         await self._shut()
-
-
-def _may_overlap(a: str, b: str) -> bool:
-    """True when some topic could match both filters."""
-    fa = a.split("/")
-    fb = b.split("/")
-    for x, y in zip(fa, fb, strict=False):
-        if x == "#" or y == "#":
-            return True
-        if x != "+" and y != "+" and x != y:
-            return False
-    return len(fa) == len(fb)
