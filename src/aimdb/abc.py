@@ -146,6 +146,9 @@ class Connector(_Protocol):
     def validate_link(self, spec: LinkSpec) -> list[str]:
         """Problems with one of the links it would serve (reported by ``build()``)."""
 
+    def config_problems(self) -> list[str]:
+        """Problems with its own settings (reported by ``build()``)."""
+
     def bind(self, routes: ConnectorRoutes) -> None:
         """Receive the routes at start, before ``run`` is scheduled."""
 

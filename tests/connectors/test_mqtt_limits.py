@@ -127,3 +127,17 @@ def test_packet_ids_of_subscriptions_in_flight_are_not_reused() -> None:
     assert held not in seen
     s.release_id(held)
     assert held in {s.next_pid() for _ in range(70_000)}
+
+
+def test_connection_settings_are_checked_by_build() -> None:
+    from aimdb import InvalidConfiguration
+
+    b = AimDbBuilder().with_connector(
+        MqttConnector("mqtt://127.0.0.1:1", protocol="3.1.1", password="secret", client_id="bad\udcff")
+    )
+    b.configure(V, "v", lambda r: r.buffer(BufferCfg.SingleLatest()).link_to("mqtt://t").finish())
+    with pytest.raises(InvalidConfiguration) as info:
+        b.build()
+    messages = [p.message for p in info.value.problems]
+    assert any("password only together with a user name" in m for m in messages), messages
+    assert any("client id is not valid UTF-8" in m for m in messages), messages

@@ -23,6 +23,7 @@ _CONNECTOR_CONTRACT = (
     "on_error",
     "always_run",
     "validate_link",
+    "config_problems",
     "bind",
     "run",
     "shutdown",
@@ -143,6 +144,9 @@ class AimDbBuilder:
     def problems(self) -> "list[ConfigProblem]":
         """Return every configuration problem (what ``build()`` would raise), in order."""
         out: list[ConfigProblem] = list(self._conflicts) + list(self._connector_problems)
+        for conn in self._connectors.values():
+            for msg in conn.config_problems():
+                out.append(ConfigProblem("", "bad_connector", conn.scheme + " connector: " + msg))
         runtime = self._runtime_name()
         if runtime is not None:
             out.extend(runtime_problems(self._connectors.values(), runtime))

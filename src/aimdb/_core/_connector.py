@@ -450,6 +450,10 @@ class Connector:
         """Return problems with ``spec`` (empty when fine); reported by ``build()``."""
         return []
 
+    def config_problems(self) -> "list[str]":
+        """Return problems with the connector's own settings (empty when fine); reported by ``build()``."""
+        return []
+
     def bind(self, routes: ConnectorRoutes) -> None:
         """Receive the routes at start, before ``run`` is first scheduled (default: nothing)."""
         return None

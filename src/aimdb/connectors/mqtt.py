@@ -158,7 +158,19 @@ class MqttConnector(BaseConnector):
         """Messages received on a subscribed topic that no route matched."""
         return self._routing.unrouted
 
-    # ------------------------------------------------------------ link validation
+    # ------------------------------------------------------------ validation
+
+    def config_problems(self) -> list[str]:
+        """Check the connection settings; returns problems for ``build()`` to report."""
+        problems: list[str] = []
+        if self.version == 4 and self.password is not None and self.username is None:
+            problems.append("MQTT 3.1.1 allows a password only together with a user name")
+        for what, text in (("client id", self.client_id), ("user name", self.username)):
+            if text is not None:
+                p = _string_problem(text)
+                if p is not None:
+                    problems.append(what + " " + p)
+        return problems
 
     def validate_link(self, spec: LinkSpec) -> list[str]:
         """Check a link's topic and options; returns problems for ``build()`` to report."""
@@ -473,3 +485,16 @@ class MqttConnector(BaseConnector):
             except (asyncio.TimeoutError, TimeoutError):
                 break
         await self._shut()
+
+
+def _string_problem(text: str) -> str | None:
+    """Why ``text`` is not an MQTT UTF-8 string (no NUL, valid UTF-8, at most 65,535 bytes), or ``None``."""
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError:
+        return "is not valid UTF-8 (it contains a lone surrogate): " + ascii(text)
+    if "\x00" in text:
+        return "contains NUL: " + ascii(text)
+    if size > 65535:
+        return "is longer than 65,535 bytes"
+    return None
