@@ -219,3 +219,82 @@ async def test_exception_in_mqtt_receive_path_costs_only_its_message(
         assert (st.errors, st.disconnects) == (1, 0), st
         assert [v.celsius for v in got] == [float(i) for i in range(1, 20)]
     assert sum("routing broke" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR) == 1
+
+
+def _send_fails_once(original: Any, nth: int, lost: list[int]) -> Any:
+    """A send step whose ``nth`` call raises before sending anything; its batch size goes to ``lost``."""
+    calls = [0]
+
+    async def send(conn: Any, route: Any, values: list[Any]) -> list[Any]:
+        calls[0] += 1
+        if calls[0] == nth:
+            lost.append(len(values))
+            raise RuntimeError("send step broke")
+        result: list[Any] = await original(conn, route, values)
+        return result
+
+    return send
+
+
+def _kafka(tansu: Any, topic: str, got: list[Temp]) -> tuple[AimDbBuilder, AimDbBuilder, Any, Any]:
+    from aimdb.connectors import KafkaConnector
+
+    out = KafkaConnector(tansu.url)
+    inn = KafkaConnector(tansu.url, start="earliest")
+    pub = AimDbBuilder().with_connector(out)
+    pub.configure(
+        Temp, "t", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=1024)).link_to("kafka://" + topic).finish()
+    )
+    sub = AimDbBuilder().with_connector(inn)
+    sub.configure(
+        Temp,
+        "t",
+        lambda r: r.buffer(BufferCfg.SpmcRing(capacity=1024))
+        .link_from("kafka://" + topic)
+        .finish()
+        .tap(collector(got)),
+    )
+    return pub, sub, out, inn
+
+
+@pytest.mark.runtimes("asyncio")
+@pytest.mark.parametrize("kind", ["mqtt", "kafka"])
+async def test_send_step_that_raises_costs_exactly_its_batch(
+    rt: Any, kind: str, request: Any, unique_topic: str, monkeypatch: Any, caplog: Any
+) -> None:
+    """Every connector: an exception in the send step loses that batch, counted; the rest arrive."""
+    from aimdb.connectors import KafkaConnector
+
+    got: list[Temp] = []
+    cls: Any
+    if kind == "mqtt":
+        pub, sub, out = _pair(request.getfixturevalue("mosquitto_url"), unique_topic + "/step", got, 1)
+        cls = MqttConnector
+    else:
+        tansu = request.getfixturevalue("tansu")
+        pub, sub, out, _inn = _kafka(tansu, unique_topic.replace("/", "-") + "-step", got)
+        cls = KafkaConnector
+    lost: list[int] = []
+    monkeypatch.setattr(cls, "_send", _send_fails_once(cls._send, 3, lost))
+    n = 60
+    async with sub.build() as dbs:
+        await dbs.connectors()[0].wait_connected(15)
+        async with pub.build() as db:
+            await out.wait_connected(15)
+            p = db.producer(Temp, "t")
+            for i in range(n):
+                p.produce(Temp(float(i)))
+                await asyncio.sleep(0.01)
+            stats = db.link_statistics()[0]
+            await wait_until(
+                lambda: len(got) + stats.failed >= n,
+                timeout=20,
+                what="all values",
+                detail=lambda: (len(got), stats),
+            )
+            await asyncio.sleep(0.3)
+            assert len(lost) == 1 and lost[0] >= 1
+            assert stats.failed == lost[0] and stats.errors == 1, stats
+            assert len(got) == n - lost[0]
+            assert got[-1].celsius == n - 1.0
+    assert sum("send step broke" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR) == 1
