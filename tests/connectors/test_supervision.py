@@ -296,5 +296,5 @@ async def test_send_step_that_raises_costs_exactly_its_batch(
             assert len(lost) == 1 and lost[0] >= 1
             assert stats.failed == lost[0] and stats.errors == 1, stats
             assert len(got) == n - lost[0]
-            assert got[-1].celsius == n - 1.0
+            assert max(v.celsius for v in got) == n - 1.0  # Kafka orders per partition only
     assert sum("send step broke" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR) == 1
