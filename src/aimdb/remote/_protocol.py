@@ -20,11 +20,16 @@ PROTOCOL_MAJOR = int(PROTOCOL_VERSION.split(".")[0])
 
 DEFAULT_TCP_PORT = 7433
 DEFAULT_MAX_FRAME = 64 * 1024
+DEFAULT_MAX_DEPTH = 32
+MAX_DEPTH_LIMIT = 256
+"""Largest ``max_depth`` a server accepts (well below the JSON decoder's own recursion limit)."""
 
 # Error codes (stable strings; documented in docs/remote-protocol.md).
 PARSE_ERROR = "parse_error"
 INVALID_REQUEST = "invalid_request"
 FRAME_TOO_LARGE = "frame_too_large"
+FRAME_TOO_DEEP = "frame_too_deep"
+IDLE_TIMEOUT = "idle_timeout"
 HANDSHAKE_REQUIRED = "handshake_required"
 VERSION_MISMATCH = "version_mismatch"
 AUTH_FAILED = "auth_failed"
@@ -43,6 +48,7 @@ ERROR_CODES = (
     PARSE_ERROR,
     INVALID_REQUEST,
     FRAME_TOO_LARGE,
+    FRAME_TOO_DEEP,
     HANDSHAKE_REQUIRED,
     VERSION_MISMATCH,
     AUTH_FAILED,
@@ -55,24 +61,10 @@ ERROR_CODES = (
     TOO_MANY_SUBSCRIPTIONS,
     TOO_MANY_CONNECTIONS,
     SHUTTING_DOWN,
+    IDLE_TIMEOUT,
     INTERNAL_ERROR,
 )
 """Every error code a server may send, as stable strings (see the protocol document)."""
-
-METHODS = (
-    "hello",
-    "ping",
-    "record.list",
-    "record.get",
-    "record.set",
-    "record.subscribe",
-    "record.unsubscribe",
-    "record.drain",
-    "graph",
-    "stats",
-    "stats.reset",
-)
-"""Every method a server answers, in the order the protocol document lists them."""
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
@@ -82,7 +74,7 @@ class FrameError:
     """A framing problem found by :class:`FrameDecoder` (the stream itself goes on).
 
     Attributes:
-        code: ``"frame_too_large"`` or ``"parse_error"``.
+        code: ``"frame_too_large"``, ``"frame_too_deep"`` or ``"parse_error"``.
         message: human-readable description.
     """
 
@@ -180,15 +172,48 @@ def _too_large(limit: int) -> FrameError:
     return FrameError(FRAME_TOO_LARGE, f"frame longer than {limit} bytes discarded")
 
 
-def parse_frame(frame: bytes) -> dict[str, Any] | FrameError:
-    """Decode one frame into a JSON object, or return a ``parse_error`` :class:`FrameError`."""
+def parse_frame(frame: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> dict[str, Any] | FrameError:
+    """Decode one frame into a JSON object, or return why not as a :class:`FrameError`.
+
+    Returns a ``parse_error`` error for invalid JSON or a value that is not an object, and
+    a ``frame_too_deep`` error when arrays and objects nest deeper than ``max_depth`` (the
+    frame object itself is depth 1) or deeper than the decoder itself can go.
+    """
     try:
         obj = _decoder.decode(frame)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         return FrameError(PARSE_ERROR, "invalid JSON: " + str(exc))
+    except RecursionError:
+        return _too_deep(max_depth)
     if not isinstance(obj, dict):
         return FrameError(PARSE_ERROR, "a frame must be a JSON object")
+    if too_deep(frame, obj, max_depth):
+        return _too_deep(max_depth)
     return obj
+
+
+def too_deep(frame: bytes, obj: Any, max_depth: int) -> bool:
+    """Return True when ``obj`` (decoded from ``frame``) nests deeper than ``max_depth``.
+
+    Costs two byte counts for any frame with at most ``max_depth`` brackets; otherwise one
+    iterative walk over the decoded containers (no recursion, whatever the depth).
+    """
+    if frame.count(b"[") + frame.count(b"{") <= max_depth:
+        return False
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return False
+
+
+def _too_deep(max_depth: int) -> FrameError:
+    return FrameError(FRAME_TOO_DEEP, f"frame nested deeper than {max_depth} levels discarded")
 
 
 def encode(obj: Any) -> bytes:
