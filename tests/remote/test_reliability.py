@@ -393,3 +393,17 @@ def test_one_method_table_used_by_dispatch_and_docs() -> None:
     assert [m for m in table if m in METHODS] == list(METHODS)
     for code in ERROR_CODES:
         assert f"| `{code}` |" in doc, code
+
+
+def test_nesting_check_ignores_brackets_in_strings_and_stops_early() -> None:
+    from aimdb.remote._protocol import parse_frame, too_deep
+
+    assert not too_deep(b'{"a":[[1]]}', 3) and too_deep(b'{"a":[[[1]]]}', 3)
+    assert not too_deep(b'{"a":"[[[[[[[[[[{{{{{{"}', 2)
+    assert not too_deep(b'{"a":"\\"[[[[[[[[[[[["}', 2)  # an escaped quote does not end the string
+    assert too_deep(b'{"a":"\\\\","b":[[[[[1]]]]]}', 3)  # an escaped backslash does
+    assert not too_deep(b"[{}, {}, {}, {}, {}, {}]", 2)  # width is not depth
+    deep = parse_frame(nested(100_000))  # far beyond any recursion limit: no RecursionError
+    assert not isinstance(deep, dict) and deep.code == "frame_too_deep"
+    ok = parse_frame(b'{"id":1,"method":"ping","params":{"s":"' + b"[" * 100 + b'"}}')
+    assert isinstance(ok, dict) and ok["params"]["s"] == "[" * 100

@@ -243,6 +243,25 @@ class Subscription:
         return result
 
 
+def _nested_too_deep(frame: bytes, inc: _Incoming, max_depth: int) -> bool:
+    """Whether a decoded reply nests deeper than ``max_depth`` (the frame object is level 1).
+
+    Event values stay undecoded (``msgspec.Raw``); the record's codec checks them. Costs
+    two byte counts unless the frame has more than ``max_depth`` opening brackets.
+    """
+    if frame.count(b"[") + frame.count(b"{") <= max_depth:
+        return False
+    stack: list[tuple[Any, int]] = [(inc.result, 2), (inc.error, 2)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, (dict, list)):
+            continue
+        if depth > max_depth:
+            return True
+        stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return False
+
+
 def _read_loop_ended(task: asyncio.Task[None]) -> None:
     """The client's read loop ended: a failure (a bug, not a connection problem) is logged once."""
     if not task.cancelled() and task.exception() is not None:
@@ -432,7 +451,7 @@ class AsyncClient:
         except RecursionError:
             self._bad_frame(P.FRAME_TOO_DEEP)
             return None
-        if P.too_deep(frame, (inc.result, inc.error), self.max_depth):
+        if _nested_too_deep(frame, inc, self.max_depth):
             self._bad_frame(f"{P.FRAME_TOO_DEEP}: deeper than {self.max_depth} levels")
             return None
         return inc

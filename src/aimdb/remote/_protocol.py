@@ -9,6 +9,7 @@ framing works over sockets, pipes and serial lines. See ``docs/remote-protocol.m
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,40 +176,57 @@ def _too_large(limit: int) -> FrameError:
 def parse_frame(frame: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> dict[str, Any] | FrameError:
     """Decode one frame into a JSON object, or return why not as a :class:`FrameError`.
 
-    Returns a ``parse_error`` error for invalid JSON or a value that is not an object, and
-    a ``frame_too_deep`` error when arrays and objects nest deeper than ``max_depth`` (the
-    frame object itself is depth 1) or deeper than the decoder itself can go.
+    Returns a ``frame_too_deep`` error when arrays and objects nest deeper than
+    ``max_depth`` (the frame object itself is depth 1; checked before decoding, so a
+    deep frame costs no recursion), and a ``parse_error`` error for invalid JSON or a
+    value that is not an object.
     """
+    if too_deep(frame, max_depth):
+        return _too_deep(max_depth)
     try:
         obj = _decoder.decode(frame)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         return FrameError(PARSE_ERROR, "invalid JSON: " + str(exc))
-    except RecursionError:
+    except RecursionError:  # not reached with max_depth <= MAX_DEPTH_LIMIT; kept as a guard
         return _too_deep(max_depth)
     if not isinstance(obj, dict):
         return FrameError(PARSE_ERROR, "a frame must be a JSON object")
-    if too_deep(frame, obj, max_depth):
-        return _too_deep(max_depth)
     return obj
 
 
-def too_deep(frame: bytes, obj: Any, max_depth: int) -> bool:
-    """Return True when ``obj`` (decoded from ``frame``) nests deeper than ``max_depth``.
+_NESTING = re.compile(rb'[\[\]{}"\\]')
 
-    Costs two byte counts for any frame with at most ``max_depth`` brackets; otherwise one
-    iterative walk over the decoded containers (no recursion, whatever the depth).
+
+def too_deep(frame: bytes, max_depth: int) -> bool:
+    """Return True when the JSON text ``frame`` nests arrays and objects deeper than ``max_depth``.
+
+    Brackets inside strings do not count. Costs two byte counts for a frame with at most
+    ``max_depth`` opening brackets; otherwise one pass over its brackets, quotes and
+    backslashes that stops at the first level too deep. The text need not be valid JSON.
     """
     if frame.count(b"[") + frame.count(b"{") <= max_depth:
         return False
-    stack: list[tuple[Any, int]] = [(obj, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > max_depth:
-            return True
-        children = node.values() if isinstance(node, dict) else node
-        for child in children:
-            if isinstance(child, (dict, list)):
-                stack.append((child, depth + 1))
+    depth = 0
+    in_string = False
+    escaped_at = -1
+    for m in _NESTING.finditer(frame):
+        i = m.start()
+        if i == escaped_at:
+            continue
+        c = frame[i]
+        if in_string:
+            if c == 0x5C:  # backslash: the next byte is escaped
+                escaped_at = i + 1
+            elif c == 0x22:
+                in_string = False
+        elif c == 0x22:
+            in_string = True
+        elif c == 0x5B or c == 0x7B:
+            depth += 1
+            if depth > max_depth:
+                return True
+        elif c == 0x5D or c == 0x7D:
+            depth -= 1
     return False
 
 
