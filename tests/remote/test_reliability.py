@@ -407,3 +407,37 @@ def test_nesting_check_ignores_brackets_in_strings_and_stops_early() -> None:
     assert not isinstance(deep, dict) and deep.code == "frame_too_deep"
     ok = parse_frame(b'{"id":1,"method":"ping","params":{"s":"' + b"[" * 100 + b'"}}')
     assert isinstance(ok, dict) and ok["params"]["s"] == "[" * 100
+
+
+@aio
+async def test_a_peer_that_never_reads_is_closed_for_good_after_the_idle_limit() -> None:
+    import socket
+    from dataclasses import dataclass
+
+    @dataclass
+    class Blob:
+        data: str
+
+    b = AimDbBuilder()
+    b.configure(Blob, "fast.blob", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=64)))
+    async with served(b, idle_timeout=0.5) as (db, server):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(server.unix_path)
+        sock.setblocking(False)
+        fds_with_session = len(os.listdir("/proc/self/fd")) + 1  # + the server's end, accepted next
+        hello = b'{"id":1,"method":"hello","params":{"version":"1.1"}}\n'
+        await asyncio.get_running_loop().sock_sendall(
+            sock, hello + b'{"id":2,"method":"record.subscribe","params":{"pattern":"fast.blob"}}\n'
+        )
+        assert await wait_until(lambda: server.statistics().subscriptions == 1, 5)
+        producer = db.producer(Blob, "fast.blob")
+        for _ in range(200):  # ~2 MB: far more than the socket buffers hold
+            for _ in range(10):
+                producer.produce(Blob("x" * 1000))
+            await asyncio.sleep(0.005)
+        assert await wait_until(lambda: server.statistics().idle_closed == 1, 10)
+        # Its end of the connection is released although it never took the pending bytes.
+        assert await wait_until(lambda: len(os.listdir("/proc/self/fd")) == fds_with_session - 1, 5)
+        assert server.statistics().connections == 0
+        sock.close()

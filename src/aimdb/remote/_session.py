@@ -94,10 +94,11 @@ class Session:
             self.closing = True
             if self._watchdog is not None:
                 self._watchdog.cancel()
+            stuck = not writer.done()  # the peer did not take its replies in time
             reader.cancel()
             writer.cancel()
             self.cleanup()
-            self._close_transport()
+            self._close_transport(abort=stuck)
 
     def stop(self) -> None:
         """Ask the session to end (its queued replies still get :data:`FLUSH_TIMEOUT`)."""
@@ -123,9 +124,17 @@ class Session:
                 r.close()
         self.drains.clear()
 
-    def _close_transport(self) -> None:
+    def _close_transport(self, abort: bool) -> None:
+        """Close the stream; ``abort`` drops unsent bytes (a peer that does not read).
+
+        Closing a socket transport with unsent bytes waits for the peer to take them,
+        which a peer that never reads does not: its connection would stay open.
+        """
         try:
-            self.writer.close()
+            if abort and isinstance(self.writer, asyncio.StreamWriter):
+                self.writer.transport.abort()
+            else:
+                self.writer.close()
         except (ConnectionError, OSError, RuntimeError) as exc:  # already gone: nothing to release
             _log.debug("remote peer %s: close: %r", self.peer, exc)
 
