@@ -441,3 +441,22 @@ async def test_a_peer_that_never_reads_is_closed_for_good_after_the_idle_limit()
         assert await wait_until(lambda: len(os.listdir("/proc/self/fd")) == fds_with_session - 1, 5)
         assert server.statistics().connections == 0
         sock.close()
+
+
+@aio
+async def test_events_the_client_drops_for_an_application_that_does_not_read_are_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aimdb.remote import _client
+
+    monkeypatch.setattr(_client, "_CLIENT_QUEUE", 4)
+    async with served() as (db, server):
+        async with await AsyncClient.connect("unix://" + server.unix_path) as c:
+            sub = await c.subscribe("station.1.log", snapshot=False)
+            producer = db.producer(Temp, "station.1.log")
+            for i in range(6):
+                producer.produce(Temp(float(i)))
+            assert await wait_until(lambda: sub.dropped == 2, 5)
+            got = [(await sub.next(2)).value["celsius"] for _ in range(4)]
+            assert got == [2.0, 3.0, 4.0, 5.0]
+            assert sub.dropped == 2 and sub.missed == 2

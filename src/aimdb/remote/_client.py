@@ -166,7 +166,9 @@ class Subscription:
         id: the server's subscription id.
         keys: record keys matched at subscribe time.
         snapshot: number of snapshot events that come first.
-        missed: events lost so far (sum of the gaps).
+        missed: events lost so far: the gaps the server reported plus :attr:`dropped`.
+        dropped: events this client dropped (the oldest first) because the application
+            did not take them and 65,536 were waiting.
     """
 
     def __init__(self, client: AsyncClient) -> None:
@@ -176,6 +178,7 @@ class Subscription:
         self.snapshot = 0
         self.queue_size = 0
         self.missed = 0
+        self.dropped = 0
         self._last_seq = 0
         self._events: deque[Event] = deque()
         self._wake = asyncio.Event()
@@ -186,6 +189,8 @@ class Subscription:
         self._last_seq = max(self._last_seq, inc.seq)
         if len(self._events) >= _CLIENT_QUEUE:  # the application does not read: drop oldest
             self._events.popleft()
+            self.dropped += 1
+            self.missed += 1
         if gap > 0:
             self.missed += gap
         self._events.append(
