@@ -9,6 +9,7 @@ keep counting, so the client sees the gap.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -18,8 +19,10 @@ from typing import Any
 
 import msgspec
 
-from .. import Buffer, BufferListener
+from .. import AimDb, Buffer, BufferListener, Reader, RecordInfo
 from .._errors import BufferClosed, BufferEmpty, BufferLagged
+from . import _protocol as P
+from ._records import RemoteFailure
 from ._stats import ServerCounters
 from ._tasks import TaskOwner
 
@@ -136,7 +139,7 @@ class Feed:
         self.counters = counters
         self.subs: list[Subscription] = []
         self.kind = buf.kind
-        self.reader: Any = None
+        self.reader: Reader[Any] | None = None
         self.listener: BufferListener | None = None
         self.fresh = False  # mailbox: produced into since the last pump
         self.closed = False
@@ -154,7 +157,7 @@ class Feed:
             if self.kind == "single_latest":
                 with contextlib.suppress(BufferEmpty, BufferClosed):
                     self.reader.try_recv()  # the current value is part of the snapshot
-        self.task: Any = None
+        self.task: asyncio.Task[None] | None = None
 
     def _mark_fresh(self) -> None:
         self.fresh = True
@@ -198,6 +201,8 @@ class Feed:
                 self.closed = True
             return
         reader = self.reader
+        if reader is None:  # closed
+            return
         while True:
             try:
                 items = reader.try_recv_batch(256)
@@ -249,8 +254,8 @@ class FanOut:
 
     def __init__(
         self,
-        db: Any,
-        encoder: Callable[[Any], Callable[[Any], bytes]],
+        db: AimDb,
+        encoder: Callable[[RecordInfo], Callable[[Any], bytes]],
         counters: ServerCounters,
         owner: TaskOwner,
     ) -> None:
@@ -261,11 +266,18 @@ class FanOut:
         self.feeds: dict[str, Feed] = {}
 
     def feed(self, key: str) -> Feed:
-        """Return the feed of ``key``, starting it when there is none."""
+        """Return the feed of ``key``, starting it when there is none.
+
+        Raises:
+            RemoteFailure: ``not_found`` when the record has no buffer.
+        """
         f = self.feeds.get(key)
         if f is None or (f.closed and not f.subs):
             info = self._db.record(key)
-            f = self.feeds[key] = Feed(key, self._db.buffer(key), self._encoder(info), self._counters)
+            buf = self._db.buffer(key)
+            if buf is None:
+                raise RemoteFailure(P.NOT_FOUND, f"record {key!r} has no buffer")
+            f = self.feeds[key] = Feed(key, buf, self._encoder(info), self._counters)
             f.start(self._owner)
         return f
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .. import json_codec
+from .. import AimDb, Producer, RecordInfo, json_codec
 from . import _protocol as P
 from ._config import RemoteConfig
 
@@ -28,19 +28,19 @@ class RecordAccess:
         config: the server configuration (``writable`` is read once).
     """
 
-    def __init__(self, db: Any, config: RemoteConfig) -> None:
+    def __init__(self, db: AimDb, config: RemoteConfig) -> None:
         self.db = db
         self._allow = list(config.writable)
         self._encoders: dict[str, Callable[[Any], bytes]] = {}
         self._decoders: dict[str, Callable[[bytes], Any]] = {}
-        self._producers: dict[str, Any] = {}
+        self._producers: dict[str, Producer[Any]] = {}
         self._writable: list[str] | None = None
 
-    def readable_infos(self) -> list[Any]:
+    def readable_infos(self) -> list[RecordInfo]:
         """Record infos a client may see (``remote(readable=True)``, the default)."""
         return [i for i in self.db.records() if i.remote_readable]
 
-    def info(self, key: str) -> Any:
+    def info(self, key: str) -> RecordInfo:
         """Return the info of readable record ``key``.
 
         Raises:
@@ -67,7 +67,7 @@ class RecordAccess:
             self._writable = out
         return self._writable
 
-    def check_writable(self, info: Any) -> None:
+    def check_writable(self, info: RecordInfo) -> None:
         """Raise unless a client may write the record of ``info``.
 
         Raises:
@@ -91,21 +91,21 @@ class RecordAccess:
                 P.PERMISSION_DENIED, f"record {info.key!r} is not writable: {reason}", {"key": info.key}
             )
 
-    def encoder(self, info: Any) -> Callable[[Any], bytes]:
+    def encoder(self, info: RecordInfo) -> Callable[[Any], bytes]:
         """The record's JSON encoder (cached)."""
         enc = self._encoders.get(info.key)
         if enc is None:
             enc = self._encoders[info.key] = json_codec.encoder(info.type, info.key)
         return enc
 
-    def decoder(self, info: Any) -> Callable[[bytes], Any]:
+    def decoder(self, info: RecordInfo) -> Callable[[bytes], Any]:
         """The record's JSON decoder (cached)."""
         dec = self._decoders.get(info.key)
         if dec is None:
             dec = self._decoders[info.key] = json_codec.decoder(info.type, info.key)
         return dec
 
-    def producer(self, info: Any) -> Any:
+    def producer(self, info: RecordInfo) -> Producer[Any]:
         """A producer of the record (cached)."""
         p = self._producers.get(info.key)
         if p is None:

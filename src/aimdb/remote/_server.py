@@ -13,6 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
+from .. import AimDb
 from .._aio import wait_for
 from . import _protocol as P
 from ._config import RemoteConfig
@@ -52,7 +53,7 @@ class RemoteServer:
         ValueError: the configuration is invalid (every problem listed).
     """
 
-    def __init__(self, db: Any, config: RemoteConfig | None = None) -> None:
+    def __init__(self, db: AimDb, config: RemoteConfig | None = None) -> None:
         self.db = db
         self.config = config = config if config is not None else RemoteConfig()
         problems = config.problems()
@@ -242,7 +243,7 @@ async def _discard_until_eof(reader: asyncio.StreamReader) -> None:
             return
 
 
-async def serve(db: Any, config: RemoteConfig | None = None) -> None:
+async def serve(db: AimDb, config: RemoteConfig | None = None) -> None:
     """Serve ``db`` until cancelled: ``db.add_service("remote", serve, db, cfg)``.
 
     Binds the listeners of ``config`` (default: read-only, default Unix socket), serves
@@ -255,7 +256,7 @@ async def serve(db: Any, config: RemoteConfig | None = None) -> None:
     await RemoteServer(db, config).serve_forever()
 
 
-async def start_server(db: Any, config: RemoteConfig | None = None) -> RemoteServer:
+async def start_server(db: AimDb, config: RemoteConfig | None = None) -> RemoteServer:
     """Start serving an already running ``db`` and return the bound server.
 
     Call right after ``async with builder.build() as db:``. The server runs as a service

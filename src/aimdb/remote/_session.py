@@ -14,6 +14,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .. import Reader
 from . import _protocol as P
 from ._fanout import Subscription
 from ._listeners import READ_CHUNK
@@ -55,7 +56,7 @@ class Session:
         self.ready = False
         self.client = ""
         self.subs: dict[str, Subscription] = {}
-        self.drains: dict[str, Any] = {}
+        self.drains: dict[str, Reader[Any]] = {}
         self.next_sub = 0
         self.replies: deque[bytes] = deque()
         self.reply_bytes = 0

@@ -64,7 +64,7 @@ class SyncSubscription:
 
     @property
     def missed(self) -> int:
-        """Events lost so far (sum of gaps)."""
+        """Events lost so far: gaps the server reported plus events dropped locally."""
         return self._sub.missed
 
     def next(self, timeout: float | None = None) -> Event:
