@@ -460,3 +460,23 @@ async def test_events_the_client_drops_for_an_application_that_does_not_read_are
             got = [(await sub.next(2)).value["celsius"] for _ in range(4)]
             assert got == [2.0, 3.0, 4.0, 5.0]
             assert sub.dropped == 2 and sub.missed == 2
+
+
+@aio
+async def test_serve_stream_applies_the_idle_limit_unless_told_not_to() -> None:
+    async with served(idle_timeout=0.3) as (_, server):
+        loop = asyncio.get_running_loop()
+        limited_line, quiet_line = asyncio.StreamReader(), asyncio.StreamReader()
+        limited_out, quiet_out = BlockingWriter(blocked=False), BlockingWriter(blocked=False)
+        limited = loop.create_task(server.serve_stream(limited_line, limited_out, peer="limited"))
+        quiet = loop.create_task(server.serve_stream(quiet_line, quiet_out, peer="uart", idle_limit=False))
+        limited_line.feed_data(HELLO)
+        quiet_line.feed_data(HELLO)
+        await asyncio.wait_for(limited, 5)  # closed as idle
+        assert b'"idle_timeout"' in bytes(limited_out.data)
+        await asyncio.sleep(0.6)
+        assert not quiet.done()  # a dedicated line may stay quiet
+        assert json.loads(bytes(quiet_out.data).splitlines()[0])["result"]["limits"]["idle_timeout"] is None
+        quiet_line.feed_eof()
+        await asyncio.wait_for(quiet, 5)
+        assert server.statistics().idle_closed == 1

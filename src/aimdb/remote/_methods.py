@@ -91,7 +91,7 @@ def hello(session: Session, params: dict[str, Any]) -> Any:
             "max_frame": cfg.max_frame,
             "max_depth": cfg.max_depth,
             "queue_size": cfg.queue_size,
-            "idle_timeout": cfg.idle_timeout,
+            "idle_timeout": session.idle_timeout,
         },
     }
 

@@ -165,29 +165,41 @@ class RemoteServer:
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = str(writer.get_extra_info("peername") or "unix")
         try:
-            await self.serve_stream(reader, writer, peer=peer)
+            await self._serve(reader, writer, peer, self.config.idle_timeout)
         except Exception as exc:  # the end of this task is seen here: logged and counted
             self.counters.failed(f"session {peer}", exc)
             _log.error("remote session %s failed", peer, exc_info=exc)
 
     async def serve_stream(
-        self, reader: asyncio.StreamReader, writer: StreamWriterLike, *, peer: str = "stream"
+        self,
+        reader: asyncio.StreamReader,
+        writer: StreamWriterLike,
+        *,
+        peer: str = "stream",
+        idle_limit: bool = True,
     ) -> None:
         """Serve one session over any byte stream until it ends (EOF, error, time limit or close).
 
         ``writer`` needs ``write(bytes)``, ``await drain()`` and ``close()`` (an
         :class:`asyncio.StreamWriter` fits; so does one over a pipe or serial port).
         The connection limit applies: a refused stream gets ``too_many_connections``
-        (or ``shutting_down``) and is closed.
+        (or ``shutting_down``) and is closed. So does ``handshake_timeout``, and, unless
+        ``idle_limit`` is False, ``idle_timeout``: pass False for a dedicated line that
+        may stay quiet longer (a station that sends rarely and cannot reconnect).
 
         Raises:
             asyncio.CancelledError: the calling task was cancelled (the session is closed
                 and released first).
         """
+        await self._serve(reader, writer, peer, self.config.idle_timeout if idle_limit else None)
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: StreamWriterLike, peer: str, idle_timeout: float | None
+    ) -> None:
         if self._closed or len(self._sessions) >= self.config.max_connections:
             await self._refuse(reader, writer)
             return
-        session = Session(self, reader, writer, peer)
+        session = Session(self, reader, writer, peer, idle_timeout)
         self._sessions.add(session)
         self._no_sessions.clear()
         self.counters.connections_total += 1

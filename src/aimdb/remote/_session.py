@@ -44,12 +44,27 @@ class StreamWriterLike(Protocol):
 
 
 class Session:
-    """One connection: handshake state, subscriptions, drain cursors, reader and writer tasks."""
+    """One connection: handshake state, subscriptions, drain cursors, reader and writer tasks.
+
+    Args:
+        server: the server it belongs to.
+        reader: the stream's read side.
+        writer: the stream's write side.
+        peer: a name for the peer in logs.
+        idle_timeout: seconds of inactivity after ``hello`` before the session is closed;
+            ``None`` for never.
+    """
 
     def __init__(
-        self, server: RemoteServer, reader: asyncio.StreamReader, writer: StreamWriterLike, peer: str
+        self,
+        server: RemoteServer,
+        reader: asyncio.StreamReader,
+        writer: StreamWriterLike,
+        peer: str,
+        idle_timeout: float | None,
     ) -> None:
         self.server = server
+        self.idle_timeout = idle_timeout
         self.reader = reader
         self.writer = writer
         self.peer = peer
@@ -145,8 +160,8 @@ class Session:
         cfg = self.server.config
         if not self.ready:
             deadline = self.started + cfg.handshake_timeout
-        elif cfg.idle_timeout is not None:
-            deadline = self.last_activity + cfg.idle_timeout
+        elif self.idle_timeout is not None:
+            deadline = self.last_activity + self.idle_timeout
         else:
             self._watchdog = None
             return
@@ -164,9 +179,9 @@ class Session:
                 counters.handshake_timeouts += 1
                 self.expire(P.HANDSHAKE_REQUIRED, "handshake timed out")
                 return
-        elif cfg.idle_timeout is not None and now >= self.last_activity + cfg.idle_timeout:
+        elif self.idle_timeout is not None and now >= self.last_activity + self.idle_timeout:
             counters.idle_closed += 1
-            self.expire(P.IDLE_TIMEOUT, f"idle for {cfg.idle_timeout:g} s; closing")
+            self.expire(P.IDLE_TIMEOUT, f"idle for {self.idle_timeout:g} s; closing")
             return
         self._arm_watchdog()
 
