@@ -480,3 +480,18 @@ async def test_serve_stream_applies_the_idle_limit_unless_told_not_to() -> None:
         quiet_line.feed_eof()
         await asyncio.wait_for(quiet, 5)
         assert server.statistics().idle_closed == 1
+
+
+@aio
+async def test_events_dropped_for_a_slow_client_stay_counted_after_it_left() -> None:
+    async with served() as (db, server):
+        raw = await Raw.open(server.unix_path)
+        await raw.hello()
+        assert "result" in await raw.call("record.subscribe", {"pattern": "station.1.log", "queue": 2})
+        producer = db.producer(Temp, "station.1.log")
+        for i in range(8):  # the feed takes all eight in one turn: six do not fit the queue
+            producer.produce(Temp(float(i)))
+        assert await wait_until(lambda: server.statistics().events_dropped == 6, 5)
+        raw.close()
+        assert await wait_until(lambda: server.statistics().connections == 0, 5)
+        assert server.statistics().events_dropped == 6

@@ -50,11 +50,27 @@ class Subscription:
         keys: the record keys it receives.
         limit: queue length; when full the oldest update is dropped (counted).
         wake: called whenever an event is queued (wakes the connection's writer).
+        counters: the server counters (``events_dropped``).
     """
 
-    __slots__ = ("delivered", "dropped", "feeds", "id", "id_json", "keys", "limit", "queue", "seq", "wake")
+    __slots__ = (
+        "counters",
+        "delivered",
+        "dropped",
+        "feeds",
+        "id",
+        "id_json",
+        "keys",
+        "limit",
+        "queue",
+        "seq",
+        "wake",
+    )
 
-    def __init__(self, sub_id: str, keys: list[str], limit: int, wake: Callable[[], None]) -> None:
+    def __init__(
+        self, sub_id: str, keys: list[str], limit: int, wake: Callable[[], None], counters: ServerCounters
+    ) -> None:
+        self.counters = counters
         self.id = sub_id
         self.id_json = msgspec.json.encode(sub_id)
         self.keys = keys
@@ -73,6 +89,7 @@ class Subscription:
         if len(q) >= self.limit and kind == b"update":
             q.popleft()
             self.dropped += 1
+            self.counters.events_dropped += 1
         q.append(Event(self.seq, kind, key, raw, ts))
         self.wake()
 

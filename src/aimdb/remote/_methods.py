@@ -183,7 +183,7 @@ def record_subscribe(session: Session, params: dict[str, Any]) -> Any:
     if not keys:
         raise RemoteFailure(P.NOT_FOUND, f"no readable record with a buffer matches {pattern!r}")
     session.next_sub += 1
-    sub = Subscription(f"s{session.next_sub}", keys, queue, session.wake)
+    sub = Subscription(f"s{session.next_sub}", keys, queue, session.wake, server.counters)
     session.subs[sub.id] = sub
     n_snap = server.fanout.subscribe(sub, snapshot)
     server.counters.subscriptions_total += 1

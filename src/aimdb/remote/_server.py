@@ -244,7 +244,6 @@ class RemoteServer:
             connections=len(sessions),
             subscriptions=sum(len(s.subs) for s in sessions),
             feeds=len(self.fanout.feeds),
-            events_dropped=sum(sub.dropped for s in sessions for sub in s.subs.values()),
             counters=self.counters,
         )
 

@@ -17,6 +17,7 @@ _COUNTERS = (
     "sets",
     "feed_lagged",
     "encode_errors",
+    "events_dropped",
     "handshake_timeouts",
     "idle_closed",
     "failures",
@@ -56,6 +57,7 @@ class ServerCounters:
     sets: int
     feed_lagged: int
     encode_errors: int
+    events_dropped: int
     handshake_timeouts: int
     idle_closed: int
     failures: int
@@ -80,7 +82,8 @@ class RemoteServerStatistics:
         notification_errors: notifications (frames without ``id``) that failed.
         auth_failures: ``hello`` refused for a missing or wrong token.
         sets: successful ``record.set`` calls.
-        events_dropped: events dropped from the queues of open subscriptions (slow clients).
+        events_dropped: events dropped from full subscription queues (clients slower than
+            their records), over all subscriptions since start or the last reset.
         feed_lagged: values a ring reader of the server missed (counted as gaps).
         encode_errors: values that could not be encoded for subscribers.
         handshake_timeouts: connections closed for not completing ``hello`` in time.
@@ -94,7 +97,6 @@ class RemoteServerStatistics:
     __slots__ = (
         "connections",
         "endpoints",
-        "events_dropped",
         "feeds",
         "last_error",
         "last_error_at",
@@ -110,7 +112,6 @@ class RemoteServerStatistics:
         connections: int,
         subscriptions: int,
         feeds: int,
-        events_dropped: int,
         counters: ServerCounters,
     ) -> None:
         self.name = name
@@ -118,7 +119,6 @@ class RemoteServerStatistics:
         self.connections = connections
         self.subscriptions = subscriptions
         self.feeds = feeds
-        self.events_dropped = events_dropped
         for field in _COUNTERS:
             setattr(self, field, getattr(counters, field))
         self.last_error: str | None = counters.last_error
@@ -136,6 +136,7 @@ class RemoteServerStatistics:
     sets: int
     feed_lagged: int
     encode_errors: int
+    events_dropped: int
     handshake_timeouts: int
     idle_closed: int
     failures: int
@@ -148,7 +149,6 @@ class RemoteServerStatistics:
             "connections": self.connections,
             "subscriptions": self.subscriptions,
             "feeds": self.feeds,
-            "events_dropped": self.events_dropped,
         }
         for field in _COUNTERS:
             out[field] = getattr(self, field)
