@@ -120,9 +120,11 @@ class AimdbConnector:
         return True
 
     def statistics(self) -> dict[str, Any]:
-        """Connection counters of the link.
+        """Return the link's connection counters as a dict.
 
-        ``bad_frames`` counts frames from the peer skipped as malformed, too large or too deep.
+        Keys: ``endpoint``, ``connected``, ``connects``, ``disconnects``, ``bad_frames``
+        (frames from the peer skipped as malformed, too large or too deep, over every
+        connection) and ``last_error``.
         """
         client = self._client
         return {
