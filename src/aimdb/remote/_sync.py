@@ -67,6 +67,11 @@ class SyncSubscription:
         """Events lost so far: gaps the server reported plus events dropped locally."""
         return self._sub.missed
 
+    @property
+    def dropped(self) -> int:
+        """Events this client dropped because the application did not take them in time."""
+        return self._sub.dropped
+
     def next(self, timeout: float | None = None) -> Event:
         """Return the next event; raises ``TimeoutError`` or ``RemoteError`` (ended)."""
         return self._client._lt.run(self._sub.next(timeout), None)
