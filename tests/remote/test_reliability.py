@@ -495,3 +495,24 @@ async def test_events_dropped_for_a_slow_client_stay_counted_after_it_left() -> 
         raw.close()
         assert await wait_until(lambda: server.statistics().connections == 0, 5)
         assert server.statistics().events_dropped == 6
+
+
+@aio
+async def test_trickling_bytes_of_a_line_that_never_ends_is_not_activity() -> None:
+    async with served(idle_timeout=0.5) as (_, server):
+        raw = await Raw.open(server.unix_path)
+        await raw.hello()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 5
+        closed = False
+        while loop.time() < end and not closed:
+            try:
+                await raw.send_bytes(b"x")  # one byte every 50 ms, never a newline
+            except ConnectionError:
+                break
+            await asyncio.sleep(0.05)
+            closed = server.statistics().idle_closed == 1
+        assert closed
+        r = await raw.line(timeout=5)
+        assert r["error"]["code"] == "idle_timeout"
+        raw.close()

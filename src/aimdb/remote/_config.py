@@ -39,9 +39,10 @@ class RemoteConfig:
             gets ``handshake_required`` and is closed.
         idle_timeout: seconds a connection may stay idle after ``hello`` before it gets
             ``idle_timeout`` and is closed; ``None`` never closes idle connections.
-            Activity is any byte received from the client (a request, a notification or
-            a blank keep-alive line) and any subscription event the client takes off the
-            socket; a client whose socket stays full (it does not read) is idle.
+            Activity is a line received from the client (a request, a notification or
+            a blank keep-alive line; bytes of an unfinished line do not count) and any
+            subscription event the connection accepts; a client whose socket stays full
+            (it does not read) is idle.
         socket_mode: file mode of the Unix socket.
     """
 

@@ -239,7 +239,8 @@ class Session:
                 data = await self.reader.read(READ_CHUNK)
                 if not data:
                     return
-                self.last_activity = loop.time()
+                if b"\n" in data:  # a whole line (a frame or a keep-alive): trickled bytes are not
+                    self.last_activity = loop.time()
                 for item in decoder.feed(data):
                     if isinstance(item, P.FrameError):
                         self._bad_frame(item)
