@@ -203,7 +203,7 @@ async def test_into_a_real_server_over_an_os_pipe(rt: Any) -> None:
                     await asyncio.sleep(0.005)
             os.close(w_fd)
             await asyncio.wait_for(serving, 2)  # EOF ends the session
-            assert server.statistics()["notification_errors"] == 0
+            assert server.statistics().notification_errors == 0
     finally:
         transport.close()
     assert seen == [float(i) for i in range(20)]

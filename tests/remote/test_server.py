@@ -60,7 +60,7 @@ async def test_token_required_wrong_token_closes() -> None:
         with pytest.raises(RemoteError) as ei:
             await AsyncClient.connect(server.endpoints[0], token="nope")
         assert ei.value.code == "auth_failed"
-        assert server.statistics()["auth_failures"] == 3
+        assert server.statistics().auth_failures == 3
 
 
 @aio
@@ -87,7 +87,7 @@ async def test_malformed_frames_get_errors_and_session_continues() -> None:
         r = await raw.call("no.such.method")
         assert r["error"]["code"] == "method_not_found" and "record.get" in r["error"]["details"]["methods"]
         assert "result" in await raw.call("ping")  # still alive
-        assert server.statistics()["bad_frames"] >= 4
+        assert server.statistics().bad_frames >= 4
         raw.close()
 
 
@@ -98,7 +98,7 @@ async def test_half_a_frame_then_disconnect_leaves_nothing() -> None:
         await raw.hello()
         await raw.send_bytes(b'{"id":2,"method":"record.sub')
         raw.writer.transport.abort()
-        assert await wait_until(lambda: server.statistics()["connections"] == 0)
+        assert await wait_until(lambda: server.statistics().connections == 0)
         async with await AsyncClient.connect(server.endpoints[0]) as c:
             assert await c.ping() >= 0
 
@@ -315,7 +315,7 @@ async def test_ring_lag_on_the_feed_shows_as_gap() -> None:
             events = [await sub.next(2) for _ in range(8)]
             assert events[0].gap == 42 and events[0].seq == 43
             assert [e.value["celsius"] for e in events] == [float(i) for i in range(42, 50)]
-            assert server.statistics()["feed_lagged"] == 42
+            assert server.statistics().feed_lagged == 42
 
 
 @aio
@@ -327,10 +327,10 @@ async def test_subscription_limit_and_unsubscribe() -> None:
             with pytest.raises(RemoteError) as ei:
                 await c.subscribe("station.1.log")
             assert ei.value.code == "too_many_subscriptions"
-            assert server.statistics()["feeds"] == 2
+            assert server.statistics().feeds == 2
             res = await s1.close()
             assert res["sub"] == s1.id
-            assert server.statistics()["feeds"] == 1
+            assert server.statistics().feeds == 1
             assert db.buffer("station.1.temp").statistics().readers == 2  # transform + join only
             await c.subscribe("station.1.log")
             with pytest.raises(RemoteError) as ei:
@@ -349,9 +349,9 @@ async def test_abrupt_disconnect_releases_subscriptions_and_readers() -> None:
         assert "result" in await raw.call("record.drain", {"key": "station.1.log"})
         assert db.buffer("station.1.log").statistics().readers == 2  # one feed + one drain cursor
         raw.writer.transport.abort()
-        assert await wait_until(lambda: server.statistics()["connections"] == 0)
+        assert await wait_until(lambda: server.statistics().connections == 0)
         st = server.statistics()
-        assert st["subscriptions"] == 0 and st["feeds"] == 0
+        assert st.subscriptions == 0 and st.feeds == 0
         assert {i.key: db.buffer(i.key).statistics().readers for i in db.records()} == before
 
 
@@ -377,7 +377,7 @@ async def test_mailbox_subscribe_watches_without_taking() -> None:
             assert [(await sub.next(2)).value["celsius"] for _ in range(2)] == [2.0, 3.0]
             await sub.close()
             await sub2.close()
-            assert server.statistics()["feeds"] == 0
+            assert server.statistics().feeds == 0
             p.produce(Setpoint(4.0))
             assert reader.try_recv() == Setpoint(4.0)
 
@@ -389,7 +389,7 @@ async def test_many_clients_share_one_feed_per_record() -> None:
         clients = [await AsyncClient.connect(server.endpoints[0]) for _ in range(5)]
         subs = [await c.subscribe("station.1.temp", snapshot=False) for c in clients]
         assert db.buffer("station.1.temp").statistics().readers == before + 1  # one feed for all
-        assert server.statistics()["feeds"] == 1
+        assert server.statistics().feeds == 1
         db.producer(Temp, "station.1.temp").produce(Temp(5.0))
         for s in subs:
             assert (await s.next(2)).value == {"celsius": 5.0}
@@ -472,11 +472,11 @@ async def test_200_connections_with_limit_16() -> None:
         results = await asyncio.wait_for(asyncio.gather(*(one() for _ in range(200))), 30)
         assert results.count("ok") == 16
         assert results.count("too_many_connections") == 184
-        assert server.statistics()["connections"] == 16
+        assert server.statistics().connections == 16
         for c in clients:
             assert await c.ping() >= 0
         await clients[0].aclose()
-        assert await wait_until(lambda: server.statistics()["connections"] == 15)
+        assert await wait_until(lambda: server.statistics().connections == 15)
         late = await AsyncClient.connect(server.endpoints[0])
         await late.aclose()
         for c in clients[1:]:
@@ -615,7 +615,7 @@ async def test_notifications_are_applied_never_answered_and_failures_counted() -
         r = await raw.call("record.get", {"key": "config.setpoint"})
         assert r["result"]["value"] == {"celsius": 7.0}
         st = server.statistics()
-        assert st["notification_errors"] == 3 and st["sets"] == 2
+        assert st.notification_errors == 3 and st.sets == 2
         assert (await raw.call("ping"))["result"]["pong"] is True
         raw.close()
 

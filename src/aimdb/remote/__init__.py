@@ -44,14 +44,13 @@ from ._client import (
 from ._client import (
     resolve_endpoint as resolve_endpoint,
 )
+from ._config import RemoteConfig as RemoteConfig
 from ._connector import AimdbConnector as AimdbConnector
 from ._discovery import default_socket_path as default_socket_path
 from ._discovery import runtime_dir as runtime_dir
+from ._methods import METHODS as METHODS
 from ._protocol import (
     ERROR_CODES as ERROR_CODES,
-)
-from ._protocol import (
-    METHODS as METHODS,
 )
 from ._protocol import (
     PROTOCOL_VERSION as PROTOCOL_VERSION,
@@ -75,9 +74,6 @@ from ._server import (
     RemoteAccess as RemoteAccess,
 )
 from ._server import (
-    RemoteConfig as RemoteConfig,
-)
-from ._server import (
     RemoteServer as RemoteServer,
 )
 from ._server import (
@@ -86,6 +82,7 @@ from ._server import (
 from ._server import (
     start_server as start_server,
 )
+from ._stats import RemoteServerStatistics as RemoteServerStatistics
 from ._sync import SyncClient as SyncClient
 from ._sync import SyncSubscription as SyncSubscription
 
@@ -105,6 +102,7 @@ __all__ = (
     "RemotePermissionDenied",
     "RemoteProtocolError",
     "RemoteServer",
+    "RemoteServerStatistics",
     "Subscription",
     "SyncClient",
     "SyncSubscription",

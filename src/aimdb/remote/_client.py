@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import logging
 import os
 from collections import deque
 from collections.abc import AsyncIterator
@@ -18,6 +19,8 @@ from . import _protocol as P
 from ._discovery import socket_files
 
 CLIENT_MAX_FRAME = 64 * 1024 * 1024
+CLIENT_MAX_DEPTH = 64
+_log = logging.getLogger("aimdb.remote.client")
 _CLIENT_QUEUE = 65536
 
 
@@ -70,6 +73,7 @@ _PROTOCOL_CODES = frozenset(
         "parse_error",
         "invalid_request",
         "frame_too_large",
+        "frame_too_deep",
         "handshake_required",
         "version_mismatch",
         "method_not_found",
@@ -162,7 +166,9 @@ class Subscription:
         id: the server's subscription id.
         keys: record keys matched at subscribe time.
         snapshot: number of snapshot events that come first.
-        missed: events lost so far (sum of the gaps).
+        missed: events lost so far: the gaps the server reported plus :attr:`dropped`.
+        dropped: events this client dropped (the oldest first) because the application
+            did not take them and 65,536 were waiting.
     """
 
     def __init__(self, client: AsyncClient) -> None:
@@ -172,6 +178,7 @@ class Subscription:
         self.snapshot = 0
         self.queue_size = 0
         self.missed = 0
+        self.dropped = 0
         self._last_seq = 0
         self._events: deque[Event] = deque()
         self._wake = asyncio.Event()
@@ -182,6 +189,8 @@ class Subscription:
         self._last_seq = max(self._last_seq, inc.seq)
         if len(self._events) >= _CLIENT_QUEUE:  # the application does not read: drop oldest
             self._events.popleft()
+            self.dropped += 1
+            self.missed += 1
         if gap > 0:
             self.missed += gap
         self._events.append(
@@ -239,18 +248,65 @@ class Subscription:
         return result
 
 
+def _nested_too_deep(frame: bytes, inc: _Incoming, max_depth: int) -> bool:
+    """Whether a decoded reply nests deeper than ``max_depth`` (the frame object is level 1).
+
+    Event values stay undecoded (``msgspec.Raw``); the record's codec checks them. Costs
+    two byte counts unless the frame has more than ``max_depth`` opening brackets.
+    """
+    if frame.count(b"[") + frame.count(b"{") <= max_depth:
+        return False
+    stack: list[tuple[Any, int]] = [(inc.result, 2), (inc.error, 2)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, (dict, list)):
+            continue
+        if depth > max_depth:
+            return True
+        stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return False
+
+
+def _read_loop_ended(task: asyncio.Task[None]) -> None:
+    """The client's read loop ended: a failure (a bug, not a connection problem) is logged once."""
+    if not task.cancelled() and task.exception() is not None:
+        _log.error("remote client read loop failed", exc_info=task.exception())
+
+
 class AsyncClient:
     """An asyncio client of one aimdb server.
 
     Create with :meth:`connect` (or :meth:`from_streams` for any byte stream), use as an
     async context manager or call :meth:`aclose`. Methods raise :class:`RemoteError` for
     error replies and connection problems. Requests may be issued concurrently.
+
+    Frames from the server that are not valid JSON, longer than ``max_frame`` bytes or
+    nested deeper than ``max_depth`` are skipped, counted in :attr:`bad_frames` and
+    logged once per connection; the connection goes on. When the server announces an
+    ``idle_timeout``, the client sends a blank keep-alive line whenever it sent nothing
+    for a third of it, so an open client is never closed as idle.
+
+    Attributes:
+        bad_frames: frames from the server skipped as malformed, too large or too deep.
     """
 
-    def __init__(self, reader: asyncio.StreamReader, writer: Any, *, endpoint: str = "stream") -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: Any,
+        *,
+        endpoint: str = "stream",
+        max_frame: int = CLIENT_MAX_FRAME,
+        max_depth: int = CLIENT_MAX_DEPTH,
+    ) -> None:
         self._reader = reader
         self._writer = writer
         self.endpoint = endpoint
+        self.max_frame = max_frame
+        self.max_depth = max_depth
+        self.bad_frames = 0
+        self._last_sent = 0.0
+        self._keepalive: asyncio.TimerHandle | None = None
         self._next_id = 0
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._pending_subs: dict[int, Subscription] = {}
@@ -258,6 +314,7 @@ class AsyncClient:
         self._closed = False
         self._close_error: RemoteError | None = None
         self._task = asyncio.get_running_loop().create_task(self._read_loop(), name="aimdb.remote.client")
+        self._task.add_done_callback(_read_loop_ended)
         self.server_info: dict[str, Any] = {}
         self.timeout = 10.0
 
@@ -271,11 +328,14 @@ class AsyncClient:
         token: str | None = None,
         client_name: str = "aimdb-python",
         timeout: float = 5.0,
+        max_frame: int = CLIENT_MAX_FRAME,
+        max_depth: int = CLIENT_MAX_DEPTH,
     ) -> AsyncClient:
         """Connect to ``endpoint`` and perform the ``hello`` handshake.
 
         ``endpoint`` is ``unix://PATH``, ``tcp://HOST:PORT`` (or a bare path / HOST:PORT);
         ``None`` uses ``$AIMDB_CONNECT`` or else the only local instance found.
+        ``max_frame`` and ``max_depth`` limit the frames accepted from the server.
 
         Raises:
             RemoteError: cannot connect (``connection_failed``), the server refused the
@@ -293,7 +353,8 @@ class AsyncClient:
             raise RemoteError("timeout", f"connecting to {ep} timed out") from None
         except OSError as exc:
             raise RemoteError("connection_failed", f"cannot connect to {ep}: {exc.strerror or exc}") from None
-        return await cls._greet(cls(reader, writer, endpoint=str(ep)), token, client_name, timeout)
+        client = cls(reader, writer, endpoint=str(ep), max_frame=max_frame, max_depth=max_depth)
+        return await cls._greet(client, token, client_name, timeout)
 
     @classmethod
     async def from_streams(
@@ -304,9 +365,16 @@ class AsyncClient:
         token: str | None = None,
         client_name: str = "aimdb-python",
         timeout: float = 5.0,
+        max_frame: int = CLIENT_MAX_FRAME,
+        max_depth: int = CLIENT_MAX_DEPTH,
     ) -> AsyncClient:
-        """Speak the protocol over an already open byte stream and perform ``hello``."""
-        return await cls._greet(cls(reader, writer), token, client_name, timeout)
+        """Speak the protocol over an already open byte stream and perform ``hello``.
+
+        Raises:
+            RemoteError: the server refused the handshake, or ``timeout``.
+        """
+        client = cls(reader, writer, max_frame=max_frame, max_depth=max_depth)
+        return await cls._greet(client, token, client_name, timeout)
 
     @staticmethod
     async def _greet(client: AsyncClient, token: str | None, client_name: str, timeout: float) -> AsyncClient:
@@ -331,23 +399,37 @@ class AsyncClient:
         return self._closed
 
     async def aclose(self) -> None:
-        """Close the connection; pending calls fail with ``connection_closed``."""
-        with contextlib.suppress(Exception):
+        """Close the connection; pending calls fail with ``connection_closed``.
+
+        Raises:
+            asyncio.CancelledError: the caller was cancelled while the connection closed
+                (it is closed all the same).
+        """
+        try:
             self._writer.close()
+        except (ConnectionError, OSError, RuntimeError) as exc:  # already gone
+            _log.debug("closing %s: %r", self.endpoint, exc)
         self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._task
-        self._finish(RemoteError("connection_closed", "connection closed"))
+        try:
+            await asyncio.wait((self._task,))
+        finally:
+            self._finish(RemoteError("connection_closed", "connection closed"))
 
     async def wait_closed(self) -> None:
-        """Wait until the server ends the connection."""
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.shield(self._task)
+        """Wait until the connection ends (the server closed it, or :meth:`aclose`).
+
+        Raises:
+            asyncio.CancelledError: the caller was cancelled (the connection stays open).
+        """
+        await asyncio.wait((self._task,))
 
     # -------------------------------------------------------------- plumbing
 
     def _finish(self, err: RemoteError) -> None:
         self._closed = True
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
         if self._close_error is None:
             self._close_error = err
         for fut in self._pending.values():
@@ -358,8 +440,29 @@ class AsyncClient:
             sub._end()
         self._subs.clear()
 
+    def _bad_frame(self, what: str) -> None:
+        self.bad_frames += 1
+        if self.bad_frames == 1:
+            _log.warning(
+                "%s sent a bad frame (%s); skipped (further ones are only counted)", self.endpoint, what
+            )
+
+    def _decode(self, frame: bytes) -> _Incoming | None:
+        try:
+            inc = _in_decoder.decode(frame)
+        except msgspec.DecodeError as exc:
+            self._bad_frame(f"{P.PARSE_ERROR}: {exc}")
+            return None
+        except RecursionError:
+            self._bad_frame(P.FRAME_TOO_DEEP)
+            return None
+        if _nested_too_deep(frame, inc, self.max_depth):
+            self._bad_frame(f"{P.FRAME_TOO_DEEP}: deeper than {self.max_depth} levels")
+            return None
+        return inc
+
     async def _read_loop(self) -> None:
-        decoder = P.FrameDecoder(CLIENT_MAX_FRAME)
+        decoder = P.FrameDecoder(self.max_frame)
         err = RemoteError("connection_closed", f"connection to {self.endpoint} closed by the server")
         try:
             while True:
@@ -368,12 +471,11 @@ class AsyncClient:
                     break
                 for item in decoder.feed(data):
                     if isinstance(item, P.FrameError):
+                        self._bad_frame(f"{item.code}: {item.message}")
                         continue
-                    try:
-                        inc = _in_decoder.decode(item)
-                    except msgspec.DecodeError:
-                        continue
-                    self._dispatch(inc)
+                    inc = self._decode(item)
+                    if inc is not None:
+                        self._dispatch(inc)
         except (ConnectionError, OSError) as exc:
             err = RemoteError("connection_closed", f"connection to {self.endpoint} lost: {exc}")
         finally:
@@ -447,6 +549,7 @@ class AsyncClient:
         t = self.timeout if timeout is None else timeout
         try:
             self._writer.write(P.encode(frame))
+            self._last_sent = asyncio.get_running_loop().time()
             await self._writer.drain()
         except (ConnectionError, OSError) as exc:
             # The server may have said why (e.g. too_many_connections) before closing:
@@ -476,7 +579,32 @@ class AsyncClient:
             params["token"] = token
         info: dict[str, Any] = await self._call("hello", params)
         self.server_info = info
+        limits = info.get("limits")
+        idle = limits.get("idle_timeout") if isinstance(limits, dict) else None
+        if (
+            isinstance(idle, (int, float))
+            and not isinstance(idle, bool)
+            and idle > 0
+            and self._keepalive is None
+        ):
+            self._keep_alive(idle / 3)
         return info
+
+    def _keep_alive(self, interval: float) -> None:
+        """Send a blank line when nothing was sent for ``interval`` seconds; re-arm."""
+        self._keepalive = None
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if now - self._last_sent >= interval:
+            try:
+                self._writer.write(b"\n")
+            except (ConnectionError, OSError, RuntimeError) as exc:  # the read loop sees the end
+                _log.debug("keep-alive to %s: %r", self.endpoint, exc)
+                return
+            self._last_sent = now
+        self._keepalive = loop.call_at(self._last_sent + interval, self._keep_alive, interval)
 
     async def ping(self) -> float:
         """Round-trip a ``ping``; returns the time taken in seconds."""

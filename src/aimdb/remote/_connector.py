@@ -23,7 +23,7 @@ from .._compat import backoff_delay
 from .._core._builder import _key_problem
 from .._core._connector import Connector
 from . import _protocol as P
-from ._client import AsyncClient, RemoteError
+from ._client import CLIENT_MAX_DEPTH, CLIENT_MAX_FRAME, AsyncClient, RemoteError
 
 _log = logging.getLogger("aimdb.remote.link")
 
@@ -48,6 +48,10 @@ class AimdbConnector(Connector):
         backoff: ``(first delay, maximum delay)`` in seconds between reconnects.
         timeout: seconds for connecting and for each request.
         name: client name sent in ``hello``.
+        max_frame: largest frame accepted from the peer, in bytes.
+        max_depth: deepest nesting accepted in a reply from the peer. Frames from the
+            peer that are malformed, too large or too deep are skipped, counted
+            (``bad_frames`` in :meth:`statistics`) and logged once per connection.
     """
 
     scheme = "aimdb"
@@ -62,6 +66,8 @@ class AimdbConnector(Connector):
         backoff: tuple[float, float] = (0.1, 5.0),
         timeout: float = 5.0,
         name: str = "aimdb-link",
+        max_frame: int = CLIENT_MAX_FRAME,
+        max_depth: int = CLIENT_MAX_DEPTH,
     ) -> None:
         if endpoint is None and opener is None:
             raise ValueError("AimdbConnector needs an endpoint or an opener")
@@ -73,6 +79,9 @@ class AimdbConnector(Connector):
         self.backoff = backoff
         self.timeout = timeout
         self.name = name
+        self.max_frame = max_frame
+        self.max_depth = max_depth
+        self._bad_frames = 0  # of connections that ended
         self.connects = 0
         self.disconnects = 0
         self.last_error: str | None = None
@@ -113,12 +122,19 @@ class AimdbConnector(Connector):
         return True
 
     def statistics(self) -> dict[str, Any]:
-        """Connection counters: ``connected``, ``connects``, ``disconnects``, ``last_error``."""
+        """Return the link's connection counters as a dict.
+
+        Keys: ``endpoint``, ``connected``, ``connects``, ``disconnects``, ``bad_frames``
+        (frames from the peer skipped as malformed, too large or too deep, over every
+        connection) and ``last_error``.
+        """
+        client = self._client
         return {
             "endpoint": self.endpoint or "stream",
             "connected": self.connected,
             "connects": self.connects,
             "disconnects": self.disconnects,
+            "bad_frames": self._bad_frames + (client.bad_frames if client is not None else 0),
             "last_error": self.last_error,
         }
 
@@ -128,10 +144,21 @@ class AimdbConnector(Connector):
         if self.opener is not None:
             reader, writer = await wait_for(self.opener(), self.timeout)
             return await AsyncClient.from_streams(
-                reader, writer, token=self.token, client_name=self.name, timeout=self.timeout
+                reader,
+                writer,
+                token=self.token,
+                client_name=self.name,
+                timeout=self.timeout,
+                max_frame=self.max_frame,
+                max_depth=self.max_depth,
             )
         return await AsyncClient.connect(
-            self.endpoint, token=self.token, client_name=self.name, timeout=self.timeout
+            self.endpoint,
+            token=self.token,
+            client_name=self.name,
+            timeout=self.timeout,
+            max_frame=self.max_frame,
+            max_depth=self.max_depth,
         )
 
     async def run(self, routes: Any) -> None:
@@ -167,6 +194,7 @@ class AimdbConnector(Connector):
             finally:
                 self._connected.clear()
                 self._client = None
+                self._bad_frames += client.bad_frames
                 self.disconnects += 1
                 await client.aclose()
             delay = first * (0.5 + 0.5 * random.random())
@@ -199,9 +227,8 @@ class AimdbConnector(Connector):
         finally:
             for t in tasks:
                 t.cancel()
-            for t in tasks:
-                with contextlib.suppress(BaseException):
-                    await t
+            if tasks:  # their errors were raised above; a cancellation of ours propagates
+                await asyncio.wait(tasks)
 
     async def _inbound(self, sub: Any, routes: list[Any]) -> None:
         async for ev in sub:  # the server sends only the keys the routes' address matched

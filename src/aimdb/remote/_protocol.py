@@ -9,6 +9,7 @@ framing works over sockets, pipes and serial lines. See ``docs/remote-protocol.m
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,11 +21,16 @@ PROTOCOL_MAJOR = int(PROTOCOL_VERSION.split(".")[0])
 
 DEFAULT_TCP_PORT = 7433
 DEFAULT_MAX_FRAME = 64 * 1024
+DEFAULT_MAX_DEPTH = 32
+MAX_DEPTH_LIMIT = 256
+"""Largest ``max_depth`` a server accepts (well below the JSON decoder's own recursion limit)."""
 
 # Error codes (stable strings; documented in docs/remote-protocol.md).
 PARSE_ERROR = "parse_error"
 INVALID_REQUEST = "invalid_request"
 FRAME_TOO_LARGE = "frame_too_large"
+FRAME_TOO_DEEP = "frame_too_deep"
+IDLE_TIMEOUT = "idle_timeout"
 HANDSHAKE_REQUIRED = "handshake_required"
 VERSION_MISMATCH = "version_mismatch"
 AUTH_FAILED = "auth_failed"
@@ -43,6 +49,7 @@ ERROR_CODES = (
     PARSE_ERROR,
     INVALID_REQUEST,
     FRAME_TOO_LARGE,
+    FRAME_TOO_DEEP,
     HANDSHAKE_REQUIRED,
     VERSION_MISMATCH,
     AUTH_FAILED,
@@ -55,24 +62,10 @@ ERROR_CODES = (
     TOO_MANY_SUBSCRIPTIONS,
     TOO_MANY_CONNECTIONS,
     SHUTTING_DOWN,
+    IDLE_TIMEOUT,
     INTERNAL_ERROR,
 )
 """Every error code a server may send, as stable strings (see the protocol document)."""
-
-METHODS = (
-    "hello",
-    "ping",
-    "record.list",
-    "record.get",
-    "record.set",
-    "record.subscribe",
-    "record.unsubscribe",
-    "record.drain",
-    "graph",
-    "stats",
-    "stats.reset",
-)
-"""Every method a server answers, in the order the protocol document lists them."""
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
@@ -82,7 +75,7 @@ class FrameError:
     """A framing problem found by :class:`FrameDecoder` (the stream itself goes on).
 
     Attributes:
-        code: ``"frame_too_large"`` or ``"parse_error"``.
+        code: ``"frame_too_large"``, ``"frame_too_deep"`` or ``"parse_error"``.
         message: human-readable description.
     """
 
@@ -180,15 +173,65 @@ def _too_large(limit: int) -> FrameError:
     return FrameError(FRAME_TOO_LARGE, f"frame longer than {limit} bytes discarded")
 
 
-def parse_frame(frame: bytes) -> dict[str, Any] | FrameError:
-    """Decode one frame into a JSON object, or return a ``parse_error`` :class:`FrameError`."""
+def parse_frame(frame: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> dict[str, Any] | FrameError:
+    """Decode one frame into a JSON object, or return why not as a :class:`FrameError`.
+
+    Returns a ``frame_too_deep`` error when arrays and objects nest deeper than
+    ``max_depth`` (the frame object itself is depth 1; checked before decoding, so a
+    deep frame costs no recursion), and a ``parse_error`` error for invalid JSON or a
+    value that is not an object.
+    """
+    if too_deep(frame, max_depth):
+        return _too_deep(max_depth)
     try:
         obj = _decoder.decode(frame)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         return FrameError(PARSE_ERROR, "invalid JSON: " + str(exc))
+    except RecursionError:  # not reached with max_depth <= MAX_DEPTH_LIMIT; kept as a guard
+        return _too_deep(max_depth)
     if not isinstance(obj, dict):
         return FrameError(PARSE_ERROR, "a frame must be a JSON object")
     return obj
+
+
+_NESTING = re.compile(rb'[\[\]{}"\\]')
+
+
+def too_deep(frame: bytes, max_depth: int) -> bool:
+    """Return True when the JSON text ``frame`` nests arrays and objects deeper than ``max_depth``.
+
+    Brackets inside strings do not count. Costs two byte counts for a frame with at most
+    ``max_depth`` opening brackets; otherwise one pass over its brackets, quotes and
+    backslashes that stops at the first level too deep. The text need not be valid JSON.
+    """
+    if frame.count(b"[") + frame.count(b"{") <= max_depth:
+        return False
+    depth = 0
+    in_string = False
+    escaped_at = -1
+    for m in _NESTING.finditer(frame):
+        i = m.start()
+        if i == escaped_at:
+            continue
+        c = frame[i]
+        if in_string:
+            if c == 0x5C:  # backslash: the next byte is escaped
+                escaped_at = i + 1
+            elif c == 0x22:
+                in_string = False
+        elif c == 0x22:
+            in_string = True
+        elif c == 0x5B or c == 0x7B:
+            depth += 1
+            if depth > max_depth:
+                return True
+        elif c == 0x5D or c == 0x7D:
+            depth -= 1
+    return False
+
+
+def _too_deep(max_depth: int) -> FrameError:
+    return FrameError(FRAME_TOO_DEEP, f"frame nested deeper than {max_depth} levels discarded")
 
 
 def encode(obj: Any) -> bytes:

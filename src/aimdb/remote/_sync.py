@@ -64,8 +64,13 @@ class SyncSubscription:
 
     @property
     def missed(self) -> int:
-        """Events lost so far (sum of gaps)."""
+        """Events lost so far: gaps the server reported plus events dropped locally."""
         return self._sub.missed
+
+    @property
+    def dropped(self) -> int:
+        """Events this client dropped because the application did not take them in time."""
+        return self._sub.dropped
 
     def next(self, timeout: float | None = None) -> Event:
         """Return the next event; raises ``TimeoutError`` or ``RemoteError`` (ended)."""
