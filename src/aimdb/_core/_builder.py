@@ -30,7 +30,7 @@ _CONNECTOR_CONTRACT = (
 )
 
 
-def _key_problem(key: "Any") -> "str | None":
+def key_problem(key: "Any") -> "str | None":
     if not isinstance(key, str) or not key:
         return "record key must be a non-empty string, got " + repr(key)
     for seg in key.split("."):
@@ -90,7 +90,7 @@ class AimDbBuilder:
             if isinstance(key, str):
                 self._configs[key] = cfg
             else:
-                self._conflicts.append(ConfigProblem(repr(key), "bad_key", str(_key_problem(key))))
+                self._conflicts.append(ConfigProblem(repr(key), "bad_key", str(key_problem(key))))
         elif cfg.type is not tp:
             self._conflicts.append(
                 ConfigProblem(
@@ -165,7 +165,7 @@ class AimDbBuilder:
         def add(kind: str, msg: str, url: "str | None" = None) -> None:
             out.append(ConfigProblem(key, kind, msg, url))
 
-        kp = _key_problem(key)
+        kp = key_problem(key)
         if kp:
             add("bad_key", kp)
         if not isinstance(cfg.type, type):

@@ -12,7 +12,7 @@ records writable.
 import json as _json
 
 from .._compat import TYPE_CHECKING
-from ._builder import _key_problem
+from ._builder import key_problem
 from ._connector import Connector
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from ._connector import ConnectorRoutes
 
-PROTOCOL_VERSION = "1.1"
+PROTOCOL_VERSION = "1.2"
 """Remote-access protocol version (``MAJOR.MINOR``); the one definition, also used by
 :mod:`aimdb.remote` (this module is importable on MicroPython, that one is not)."""
 
@@ -70,7 +70,7 @@ class SerialLink(Connector):
         """Only ``link_to`` to one exact record key is possible on a write-only line."""
         if spec.direction != "out":
             return ["a SerialLink is write-only: use link_to, not link_from"]
-        problem = _key_problem(spec.address)  # the peer's record key: the same rules as ours
+        problem = key_problem(spec.address)  # the peer's record key: the same rules as ours
         if problem is not None:
             return ["a SerialLink address must be one record key: " + problem]
         return []

@@ -20,7 +20,7 @@ import msgspec
 
 from .._aio import wait_for
 from .._compat import backoff_delay
-from .._core._builder import _key_problem
+from .._core._builder import key_problem
 from .._core._connector import Connector
 from . import _protocol as P
 from ._client import CLIENT_MAX_DEPTH, CLIENT_MAX_FRAME, AsyncClient, RemoteError
@@ -101,7 +101,7 @@ class AimdbConnector(Connector):
         if spec.direction == "out":
             if P.is_pattern(addr):
                 return ["an aimdb link_to address must be one record key, not a pattern"]
-            problem = _key_problem(addr)  # the peer's record key: the same rules as ours
+            problem = key_problem(addr)  # the peer's record key: the same rules as ours
             if problem is not None:
                 return ["an aimdb link_to address must be one record key: " + problem]
         return []
