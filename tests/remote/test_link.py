@@ -56,7 +56,7 @@ async def test_link_both_directions_and_reconnect() -> None:
             async with hub(conn).build() as hdb:
                 r1 = hdb.buffer("mirror.1.temp").subscribe()
                 rall = hdb.buffer("mirror.all").subscribe()
-                assert await conn.wait_connected(5)
+                await conn.wait_connected(5)
                 assert await asyncio.wait_for(r1.recv(), 3) == Temp(10.0)  # late-joiner snapshot
                 sdb.producer(Temp, "station.2.temp").produce(Temp(20.0))
                 got = [await asyncio.wait_for(rall.recv(), 3), await asyncio.wait_for(rall.recv(), 3)]
@@ -71,13 +71,13 @@ async def test_link_both_directions_and_reconnect() -> None:
                     hdb.producer(Setpoint, "hub.setpoint").produce(Setpoint(v))
                 server = RemoteServer(sdb, RemoteConfig(unix=path, writable=["station.*.setpoint"]))
                 await server.start()
-                assert await conn.wait_connected(5)
+                await conn.wait_connected(5)
                 assert await wait_until(lambda: sdb.buffer("station.1.setpoint").peek() == Setpoint(3.0), 3)
                 sdb.producer(Temp, "station.1.temp").produce(Temp(11.0))
                 seen = []
                 while Temp(11.0) not in seen:
                     seen.append(await asyncio.wait_for(r1.recv(), 3))
-                assert conn.connects >= 2 and conn.disconnects >= 1
+                assert conn.statistics().connects >= 2 and conn.statistics().disconnects >= 1
                 stats = {s.url: s for s in hdb.link_statistics()}
                 assert stats["aimdb://station.1.setpoint"].sent == 4
                 assert stats["aimdb://station.1.temp"].received >= 3
@@ -94,7 +94,7 @@ async def test_outbound_refused_by_peer_is_counted_not_fatal() -> None:
                 sdb.producer(Temp, "station.1.temp").produce(Temp(1.0))
                 async with hub(conn).build() as hdb:
                     r1 = hdb.buffer("mirror.1.temp").subscribe()
-                    assert await conn.wait_connected(5)
+                    await conn.wait_connected(5)
                     await asyncio.wait_for(r1.recv(), 3)
                     hdb.producer(Setpoint, "hub.setpoint").produce(Setpoint(5.0))
                     st = next(s for s in hdb.link_statistics() if s.direction == "out")
@@ -102,7 +102,7 @@ async def test_outbound_refused_by_peer_is_counted_not_fatal() -> None:
                     assert "read-only" in (st.last_error or "")
                     sdb.producer(Temp, "station.1.temp").produce(Temp(2.0))
                     assert await asyncio.wait_for(r1.recv(), 3) == Temp(2.0)  # inbound unaffected
-                    assert conn.connects == 1
+                    assert conn.statistics().connects == 1
 
 
 @aio
@@ -158,6 +158,6 @@ async def test_normal_shutdown_logs_no_lost_link(caplog: pytest.LogCaptureFixtur
             await server.start()
             with caplog.at_level("WARNING", logger="aimdb.remote.link"):
                 async with hub(conn).build():
-                    assert await conn.wait_connected(5)
+                    await conn.wait_connected(5)
             await server.aclose()
     assert not [r for r in caplog.records if "lost" in r.getMessage()], caplog.text

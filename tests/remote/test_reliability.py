@@ -178,7 +178,7 @@ async def test_link_reader_skips_garbage_and_too_deep_frames_counted() -> None:
                 rd = db.buffer("mirror.temp").subscribe()
                 assert await asyncio.wait_for(rd.recv(), 5) == Temp(5.0)
                 st = conn.statistics()
-                assert st["bad_frames"] == 2 and st["connects"] == 1 and st["connected"]
+                assert st.bad_frames == 2 and st.connects == 1 and st.state == "connected"
         finally:
             peer.close()
             await peer.wait_closed()

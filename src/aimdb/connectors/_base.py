@@ -242,11 +242,12 @@ class ConnectorStatistics:
         self.connected_since: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """Return the counters as a plain dict (for JSON)."""
-        return {name: getattr(self, name) for name in self.__slots__}
+        """Return the counters as a plain dict (for JSON), those of subclasses included."""
+        names = [n for cls in reversed(type(self).__mro__) for n in getattr(cls, "__slots__", ())]
+        return {name: getattr(self, name) for name in names}
 
     def __repr__(self) -> str:
-        return "ConnectorStatistics(" + repr(self.as_dict()) + ")"
+        return type(self).__name__ + "(" + repr(self.as_dict()) + ")"
 
 
 _K = TypeVar("_K")
@@ -396,6 +397,8 @@ class BaseConnector(Connector):
         reconnect: the :class:`ReconnectPolicy` (default: 0.1 s doubling to 2 s, ±20 %,
             forever, slower after a minute of outage).
         connect_timeout: seconds one connection attempt may take.
+        label: how the connector names its peer in logs and statistics (default: the
+            endpoint's URL without credentials).
     """
 
     scheme = ""
@@ -406,13 +409,14 @@ class BaseConnector(Connector):
         endpoint: Endpoint,
         reconnect: ReconnectPolicy | None = None,
         connect_timeout: float = 10.0,
+        label: str | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.scheme = endpoint.scheme
         self.reconnect = reconnect or ReconnectPolicy()
         self.connect_timeout = connect_timeout
         self.batch_size = 512
-        self.stats = ConnectorStatistics(endpoint.url)
+        self.stats = ConnectorStatistics(label or endpoint.url)
         self._routes: ConnectorRoutes | None = None
         self._routes_started = False
         self._pumps: list[SupervisedTask] = []
@@ -426,8 +430,8 @@ class BaseConnector(Connector):
 
     @property
     def url(self) -> str:
-        """The connector URL without credentials."""
-        return self.endpoint.url
+        """The connector URL without credentials (or the label it was given)."""
+        return self.stats.url
 
     @property
     def state(self) -> str:

@@ -12,50 +12,71 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 
-from .._aio import wait_for
-from .._compat import backoff_delay
+from .._aio import first_of, wait_for
 from .._core._builder import key_problem
-from .._core._connector import Connector
+from .._core._connector import InboundRoute, OutboundRoute
+from ..connectors._base import BaseConnector, ConnectorStatistics, Endpoint, ReconnectPolicy
 from . import _protocol as P
-from ._client import CLIENT_MAX_DEPTH, CLIENT_MAX_FRAME, AsyncClient, RemoteError
+from ._client import CLIENT_MAX_DEPTH, CLIENT_MAX_FRAME, AsyncClient, RemoteError, Subscription
 
 _log = logging.getLogger("aimdb.remote.link")
 
 Opener = Callable[[], Awaitable[tuple[asyncio.StreamReader, Any]]]
 
 
-class AimdbConnector(Connector):
+class AimdbLinkStatistics(ConnectorStatistics):
+    """:class:`~aimdb.connectors.ConnectorStatistics` of an ``aimdb://`` link, plus ``bad_frames``.
+
+    Attributes:
+        bad_frames: frames from the peer skipped as malformed, too large or too deep, over
+            every connection.
+    """
+
+    __slots__ = ("bad_frames",)
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.bad_frames = 0
+
+
+class AimdbConnector(BaseConnector):
     """Connector for the ``aimdb`` scheme (instance-to-instance links).
 
     Connects to the peer, subscribes every inbound route's address (a key or ``*``/``#``
     pattern, with the late-joiner snapshot) and pushes every outbound route's values with
-    ``record.set``. On any connection problem it reconnects with exponential backoff and
-    jitter and re-subscribes. While disconnected outbound values wait in the record's
-    reader, so a ring resends its backlog (up to capacity) and SingleLatest only its
-    newest value.
+    ``record.set``. It shares the connect / serve / reconnect loop, the outbound pump and
+    the supervision of its tasks with the broker connectors
+    (:class:`~aimdb.connectors.BaseConnector`): on any connection problem it reconnects per
+    its :class:`~aimdb.connectors.ReconnectPolicy` and re-subscribes. While disconnected
+    outbound values wait in the record's reader, so a ring resends its backlog (up to
+    capacity) and SingleLatest only its newest value.
 
     Args:
         endpoint: ``unix://PATH`` or ``tcp://HOST:PORT`` of the peer (ignored with ``opener``).
         token: the peer's token, if it has one.
         opener: ``async () -> (reader, writer)`` opening any byte stream (pipe, serial
             port ...) instead of a socket.
-        backoff: ``(first delay, maximum delay)`` in seconds between reconnects.
+        backoff: ``(first delay, maximum delay)`` in seconds between reconnects (a
+            shorthand for ``reconnect=ReconnectPolicy(first, maximum)``).
+        reconnect: the :class:`~aimdb.connectors.ReconnectPolicy` (wins over ``backoff``).
         timeout: seconds for connecting and for each request.
         name: client name sent in ``hello``.
         max_frame: largest frame accepted from the peer, in bytes.
         max_depth: deepest nesting accepted in a reply from the peer. Frames from the
             peer that are malformed, too large or too deep are skipped, counted
             (``bad_frames`` in :meth:`statistics`) and logged once per connection.
+
+    Raises:
+        ValueError: neither ``endpoint`` nor ``opener``, or a bad endpoint.
     """
 
     scheme = "aimdb"
-    runtimes = ("asyncio",)
 
     def __init__(
         self,
@@ -63,7 +84,8 @@ class AimdbConnector(Connector):
         *,
         token: str | None = None,
         opener: Opener | None = None,
-        backoff: tuple[float, float] = (0.1, 5.0),
+        backoff: tuple[float, float] | None = None,
+        reconnect: ReconnectPolicy | None = None,
         timeout: float = 5.0,
         name: str = "aimdb-link",
         max_frame: int = CLIENT_MAX_FRAME,
@@ -71,25 +93,25 @@ class AimdbConnector(Connector):
     ) -> None:
         if endpoint is None and opener is None:
             raise ValueError("AimdbConnector needs an endpoint or an opener")
-        if endpoint is not None and opener is None:
-            P.parse_endpoint(endpoint)  # raises ValueError early on a bad endpoint
-        self.endpoint = endpoint
+        label = "stream"
+        if opener is None and endpoint is not None:
+            label = str(P.parse_endpoint(endpoint))  # raises ValueError early on a bad endpoint
+        if reconnect is None and backoff is not None:
+            reconnect = ReconnectPolicy(initial_delay=backoff[0], max_delay=backoff[1])
+        super().__init__(Endpoint("aimdb", label, 0), reconnect, timeout, label=label)
+        self.scheme = "aimdb"
+        self.stats = AimdbLinkStatistics(label)
+        self.peer = endpoint
         self.token = token
         self.opener = opener
-        self.backoff = backoff
         self.timeout = timeout
         self.name = name
         self.max_frame = max_frame
         self.max_depth = max_depth
-        self._bad_frames = 0  # of connections that ended
-        self.connects = 0
-        self.disconnects = 0
-        self.last_error: str | None = None
-        self._connected = asyncio.Event()
+        self.batch_size = 64
         self._client: AsyncClient | None = None
-        self._routes: Any = None
-        self._pending: dict[Any, list[Any]] = {}
-        self._closing = False
+        self._subs: list[tuple[Subscription, list[InboundRoute]]] = []
+        self._refused_warned: set[str] = set()
 
     # -------------------------------------------------------------- build-time
 
@@ -106,43 +128,21 @@ class AimdbConnector(Connector):
                 return ["an aimdb link_to address must be one record key: " + problem]
         return []
 
-    # -------------------------------------------------------------- state
-
-    @property
-    def connected(self) -> bool:
-        """Whether the connector currently has a working session with the peer."""
-        return self._connected.is_set()
-
-    async def wait_connected(self, timeout: float | None = None) -> bool:
-        """Wait until connected; returns False on timeout."""
-        try:
-            await wait_for(self._connected.wait(), timeout)
-        except asyncio.TimeoutError:
-            return False
-        return True
-
-    def statistics(self) -> dict[str, Any]:
-        """Return the link's connection counters as a dict.
-
-        Keys: ``endpoint``, ``connected``, ``connects``, ``disconnects``, ``bad_frames``
-        (frames from the peer skipped as malformed, too large or too deep, over every
-        connection) and ``last_error``.
-        """
+    def statistics(self) -> AimdbLinkStatistics:
+        """Return the live :class:`AimdbLinkStatistics` of this link (``bad_frames`` included)."""
         client = self._client
-        return {
-            "endpoint": self.endpoint or "stream",
-            "connected": self.connected,
-            "connects": self.connects,
-            "disconnects": self.disconnects,
-            "bad_frames": self._bad_frames + (client.bad_frames if client is not None else 0),
-            "last_error": self.last_error,
-        }
+        st = self.stats
+        assert isinstance(st, AimdbLinkStatistics)
+        if client is not None and client.bad_frames:
+            st.bad_frames += client.bad_frames
+            client.bad_frames = 0
+        return st
 
-    # -------------------------------------------------------------- run
+    # -------------------------------------------------------------- connection
 
     async def _open(self) -> AsyncClient:
         if self.opener is not None:
-            reader, writer = await wait_for(self.opener(), self.timeout)
+            reader, writer = await self.opener()
             return await AsyncClient.from_streams(
                 reader,
                 writer,
@@ -152,8 +152,9 @@ class AimdbConnector(Connector):
                 max_frame=self.max_frame,
                 max_depth=self.max_depth,
             )
+        assert self.peer is not None
         return await AsyncClient.connect(
-            self.endpoint,
+            self.peer,
             token=self.token,
             client_name=self.name,
             timeout=self.timeout,
@@ -161,133 +162,75 @@ class AimdbConnector(Connector):
             max_depth=self.max_depth,
         )
 
-    async def run(self, routes: Any) -> None:
-        """Serve ``routes`` until cancelled, reconnecting as needed."""
-        pending: dict[Any, list[Any]] = {}  # per route: values taken from its reader, not yet sent
-        self._routes = routes
-        self._pending = pending
-        attempt = 0
-        first, cap = self.backoff
-        while True:
-            try:
-                client = await self._open()
-            except (RemoteError, OSError, asyncio.TimeoutError) as exc:
-                self.last_error = str(exc) or type(exc).__name__
-                if attempt == 0:
-                    _log.warning(
-                        "aimdb link to %s: %s (retrying)", self.endpoint or "stream", self.last_error
-                    )
-                delay = backoff_delay(first, cap, attempt)
-                attempt += 1
-                await asyncio.sleep(delay)
-                continue
-            attempt = 0
-            self._client = client
-            self.connects += 1
-            try:
-                await self._session(client, routes, pending)
-            except (RemoteError, OSError) as exc:
-                if self._closing:  # our own shutdown closed the session
-                    return
-                self.last_error = str(exc)
-                _log.warning("aimdb link to %s lost: %s", self.endpoint or "stream", exc)
-            finally:
-                self._connected.clear()
-                self._client = None
-                self._bad_frames += client.bad_frames
-                self.disconnects += 1
-                await client.aclose()
-            delay = first * (0.5 + 0.5 * random.random())
-            await asyncio.sleep(delay)
+    async def _connect(self) -> None:
+        client = await self._open()
+        self._client = client
+        routes = self._routes
+        by_addr: dict[str, list[InboundRoute]] = {}
+        for r in routes.inbound if routes is not None else []:
+            by_addr.setdefault(r.address, []).append(r)
+        self._subs = [(await client.subscribe(addr, snapshot=True), rs) for addr, rs in by_addr.items()]
 
-    async def _session(self, client: AsyncClient, routes: Any, pending: dict[Any, list[Any]]) -> None:
-        tasks: list[asyncio.Task[None]] = []
-        loop = asyncio.get_running_loop()
-        try:
-            by_addr: dict[str, list[Any]] = {}
-            for r in routes.inbound:
-                by_addr.setdefault(r.address, []).append(r)
-            for addr, rs in by_addr.items():
-                sub = await client.subscribe(addr, snapshot=True)
-                tasks.append(loop.create_task(self._inbound(sub, rs), name=f"aimdb.link.in[{addr}]"))
-            for r in routes.outbound:
-                out = self._outbound(client, r, pending)
-                tasks.append(loop.create_task(out, name=f"aimdb.link.out[{r.key}]"))
-            self._connected.set()
-            closed = loop.create_task(client.wait_closed())
-            try:
-                done, _ = await asyncio.wait([closed, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                closed.cancel()
-            for t in done:
-                if t is not closed and not t.cancelled() and t.exception() is not None:
-                    raise t.exception()  # type: ignore[misc]
-            if client.closed:
-                raise RemoteError("connection_closed", "peer closed the connection")
-        finally:
-            for t in tasks:
-                t.cancel()
-            if tasks:  # their errors were raised above; a cancellation of ours propagates
-                await asyncio.wait(tasks)
+    async def _serve(self) -> str | None:
+        client = self._client
+        assert client is not None
+        await first_of(client.wait_closed(), *(self._inbound(sub, rs) for sub, rs in self._subs))
+        return "peer closed the connection"
 
-    async def _inbound(self, sub: Any, routes: list[Any]) -> None:
+    async def _inbound(self, sub: Subscription, routes: list[InboundRoute]) -> None:
         async for ev in sub:  # the server sends only the keys the routes' address matched
             source = "aimdb://" + ev.key
             for r in routes:
                 r.deliver(ev.raw, source)
         raise RemoteError("connection_closed", "subscription ended")
 
-    async def _outbound(self, client: AsyncClient, route: Any, pending: dict[Any, list[Any]]) -> None:
-        """Send ``route``'s values one request each; what is not acknowledged stays in ``pending``.
+    async def _close(self) -> None:
+        client, self._client = self._client, None
+        self._subs = []
+        if client is None:
+            return
+        st = self.stats
+        assert isinstance(st, AimdbLinkStatistics)
+        st.bad_frames += client.bad_frames
+        client.bad_frames = 0
+        with contextlib.suppress(Exception):
+            await wait_for(client.aclose(), self.timeout)
 
-        Values taken from the reader but not yet answered (the connection was lost, or the
-        session was cancelled) stay in ``pending[route]`` and go first on the next session,
-        unless :meth:`~aimdb.links.OutboundRoute.next_batch` finds them stale.
-        """
-        warned = False
-        while True:
-            values = await route.next_batch(64, pending.pop(route, None))
-            if values is None:
-                await asyncio.Event().wait()  # record closed: park until cancelled
-                return
-            done = 0
+    # -------------------------------------------------------------- outbound
+
+    async def _send(self, route: OutboundRoute, values: list[Any]) -> list[Any]:
+        """Send ``values`` one ``record.set`` each; returns what the lost connection left unsent."""
+        client = self._client
+        if client is None or client.closed:
+            return values
+        stats = route.stats
+        for i, value in enumerate(values):
             try:
-                for value in values:
-                    try:
-                        payload = route.encode(value)
-                    except Exception as exc:
-                        route.value_failed(repr(exc))
-                        done += 1
-                        continue
-                    try:
-                        await client.set(route.address, msgspec.Raw(payload))
-                    except RemoteError as exc:
-                        if exc.code in ("connection_closed", "timeout"):
-                            raise
-                        route.stats.failed += 1
-                        route.stats.last_error = str(exc)
-                        if not warned:
-                            warned = True
-                            _log.warning("aimdb link %s refused by the peer: %s", route.spec.url, exc)
-                    else:
-                        route.stats.sent += 1
-                        route.stats.bytes += len(payload)
-                    done += 1
-            finally:
-                if done < len(values):
-                    pending[route] = values[done:]
+                payload = route.encode(value)
+            except Exception as exc:
+                route.value_failed(repr(exc))
+                route.settled = i + 1
+                continue
+            try:
+                await client.set(route.address, msgspec.Raw(payload))
+            except RemoteError as exc:
+                if exc.code in ("connection_closed", "timeout"):
+                    return values[i:]
+                stats.failed += 1
+                stats.error(str(exc))
+                if route.key not in self._refused_warned:
+                    self._refused_warned.add(route.key)
+                    _log.warning("aimdb link %s refused by the peer: %s", route.spec.url, exc)
+            else:
+                stats.sent += 1
+                stats.bytes += len(payload)
+            route.settled = i + 1
+        return []
 
     async def shutdown(self, timeout: float) -> None:
-        """Let outbound values still pending go out (within ``timeout``), then disconnect."""
-        loop = asyncio.get_running_loop()
-        self._closing = True
-        deadline = loop.time() + timeout * 0.8
-        routes = self._routes
-        while routes is not None and self.connected and loop.time() < deadline:
-            if not self._pending and not any(r.reader.pending() for r in routes.outbound):
-                break
-            await asyncio.sleep(0.01)
-        client = self._client
-        if client is not None:
-            with contextlib.suppress(Exception):
-                await wait_for(client.aclose(), timeout)
+        """Let the values still in the records' readers go out (within ``timeout``), then disconnect."""
+        deadline = time.monotonic() + max(0.0, timeout) * 0.8
+        if self.connected:
+            await self._wait_pumps(deadline)
+        await self._shut()
+
