@@ -26,6 +26,10 @@ Fixtures:
 * ``private_nats_factory`` (function): ``factory(**kwargs) -> PrivateNats`` (started), e.g.
   ``factory(user="u", password="pw")``, ``factory(token="t")`` or, TLS only (``.url`` is then
   ``tls://...``), ``factory(certfile=..., keyfile=..., cafile=...)``; all stopped at teardown.
+* ``private_ejabberd_factory`` (function): ``factory(**kwargs) -> PrivateEjabberd`` (started):
+  ejabberd's MQTT 5 / 3.1.1 broker, the second implementation of the MQTT conformance
+  tests, e.g. ``factory(max_payload_size=256, max_topic_aliases=0)``; clients connect to
+  ``.client_url`` (it wants a user name); all stopped at teardown.
 * ``unique_topic`` (function): a fresh name valid as an MQTT topic and a Kafka topic.
 
 Tests using any of these get the ``broker`` marker automatically, so ``-m "not broker"``
@@ -50,6 +54,7 @@ if str(_SCRIPTS) not in sys.path:
 import brokers  # noqa: E402
 from brokers import (  # noqa: E402
     BrokerError,
+    PrivateEjabberd,
     PrivateMosquitto,
     PrivateNats,
     Tansu,
@@ -67,6 +72,7 @@ BROKER_FIXTURES = frozenset(
         "nats_url",
         "private_nats",
         "private_nats_factory",
+        "private_ejabberd_factory",
     }
 )
 
@@ -167,6 +173,12 @@ def private_nats_factory() -> Iterator[Callable[..., PrivateNats]]:
     yield from _factory(PrivateNats)
 
 
+@pytest.fixture
+def private_ejabberd_factory() -> Iterator[Callable[..., PrivateEjabberd]]:
+    """Factory for private ejabberd MQTT brokers (max_payload_size=, max_topic_aliases=...)."""
+    yield from _factory(PrivateEjabberd)
+
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
 
 
@@ -186,6 +198,7 @@ __all__ = [
     "brokers",
     "mosquitto_url",
     "nats_url",
+    "private_ejabberd_factory",
     "private_mosquitto",
     "private_mosquitto_factory",
     "private_nats",
