@@ -578,6 +578,7 @@ class MqttProtocol(asyncio.Protocol):
         self.last_in = time.monotonic()
         self.disconnect_reason: str | None = None
         self.violation: ProtocolViolation | None = None
+        self._got_connack = False
         self._reason_text = ""  # reason string of the broker's DISCONNECT being parsed
 
     # ------------------------------------------------------------ transport events
@@ -705,6 +706,11 @@ class MqttProtocol(asyncio.Protocol):
                     break
                 if head & 0xF0 == 0x30:
                     self._publish(head, view, start, end, out)
+                elif head == 0x40 and rl == 2 and self._got_connack:  # the common PUBACK
+                    pid = (view[start] << 8) | view[start + 1]
+                    if not pid:
+                        raise ProtocolViolation("PUBACK with packet identifier 0", PROTOCOL_ERROR)
+                    self._on_ack(pid, 0)
                 else:
                     self._control(head, view, start, end, out)
                 pos = end
@@ -722,9 +728,7 @@ class MqttProtocol(asyncio.Protocol):
             self.write(b"".join(out))
 
     def _topic(self, raw: bytes) -> str:
-        topic = self._topics.get(raw)
-        if topic is not None:
-            return topic
+        """Check a PUBLISH topic name the first time it is seen; remember it (up to 1024)."""
         if not raw:
             raise ProtocolViolation("PUBLISH with an empty topic name", PROTOCOL_ERROR)
         topic = _utf8(raw, "PUBLISH topic name")
@@ -736,21 +740,25 @@ class MqttProtocol(asyncio.Protocol):
         return topic
 
     def _publish(self, head: int, v: Any, start: int, end: int, out: list[bytes]) -> None:
-        if not self.connack.done():
+        if not self._got_connack:
             raise ProtocolViolation("PUBLISH before CONNACK", PROTOCOL_ERROR)
         qos = (head >> 1) & 3
         if qos == 3:
             raise ProtocolViolation("PUBLISH with both QoS bits set")
         if not qos and head & 0x08:
             raise ProtocolViolation("QoS 0 PUBLISH with the DUP flag set")
-        tlen = _u16(v, start, end, "PUBLISH topic length")
-        p = start + 2 + tlen
+        if start + 2 > end:
+            raise ProtocolViolation("packet ends inside the PUBLISH topic length")
+        p = start + 2 + ((v[start] << 8) | v[start + 1])
         if p > end:
             raise ProtocolViolation("PUBLISH topic name overruns the packet")
-        topic = self._topic(bytes(v[start + 2 : p]))
+        raw = bytes(v[start + 2 : p])
+        topic = self._topics.get(raw) or self._topic(raw)
         pid = 0
         if qos:
-            pid = _u16(v, p, end, "PUBLISH packet identifier")
+            if p + 2 > end:
+                raise ProtocolViolation("packet ends inside the PUBLISH packet identifier")
+            pid = (v[p] << 8) | v[p + 1]
             if not pid:
                 raise ProtocolViolation(
                     "QoS " + str(qos) + " PUBLISH with packet identifier 0", PROTOCOL_ERROR
@@ -810,7 +818,7 @@ class MqttProtocol(asyncio.Protocol):
         if kind == 0x20:
             self._connack(v, start, end)
             return
-        if not self.connack.done() and kind != 0xE0:
+        if not self._got_connack and kind != 0xE0:
             raise ProtocolViolation(name + " before CONNACK", PROTOCOL_ERROR)
         if kind in (0x40, 0x50, 0x60, 0x70):  # PUBACK PUBREC PUBREL PUBCOMP
             pid = _u16(v, start, end, name + " packet identifier")
@@ -867,7 +875,7 @@ class MqttProtocol(asyncio.Protocol):
             self.disconnect_reason = "broker sent DISCONNECT: " + text
 
     def _connack(self, v: Any, start: int, end: int) -> None:
-        if self.connack.done():
+        if self._got_connack:
             raise ProtocolViolation("a second CONNACK", PROTOCOL_ERROR)
         if end - start < 2:
             raise ProtocolViolation("CONNACK shorter than 2 bytes")
@@ -890,4 +898,6 @@ class MqttProtocol(asyncio.Protocol):
                 raise ProtocolViolation("CONNACK with remaining length " + str(end - start))
             if rc > 5:
                 raise ProtocolViolation("CONNACK with invalid return code " + str(rc))
-        self.connack.set_result((rc, present, props))
+        self._got_connack = True
+        if not self.connack.done():
+            self.connack.set_result((rc, present, props))
