@@ -20,6 +20,8 @@ managers own their processes: a broker never outlives the ``with`` block (and an
   temp dir (kept across ``restart()``), optional user/password or token.
 * ``PrivateEjabberd``: ejabberd's MQTT broker (MQTT 5 and 3.1.1, an implementation
   independent of Mosquitto) on a free port, for the MQTT conformance tests.
+* ``PrivateMqttTools``: the ``mqttools`` package's MQTT 5 broker (announces Maximum QoS 0
+  and no wildcard subscriptions) on a free port, for the same tests.
 * ``ensure_system_mosquitto()``: the machine's broker on 127.0.0.1:1883.
 * ``ensure_system_nats()``: the machine's nats-server (JetStream) on 127.0.0.1:4222.
 """
@@ -35,6 +37,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -46,6 +49,7 @@ __all__ = [
     "KafkaTagStripProxy",
     "PrivateEjabberd",
     "PrivateMosquitto",
+    "PrivateMqttTools",
     "PrivateNats",
     "Tansu",
     "ensure_system_mosquitto",
@@ -1026,6 +1030,31 @@ class PrivateEjabberd(_Broker):
             time.sleep(0.1)
 
     def __enter__(self) -> PrivateEjabberd:
+        super().__enter__()
+        return self
+
+
+class PrivateMqttTools(_Broker):
+    """The broker of the ``mqttools`` PyPI package (MQTT 5 only) on a free loopback port.
+
+    A third, independent implementation with fixed low limits in its CONNACK: Maximum QoS 0,
+    Wildcard Subscription Available 0, Shared Subscription Available 0. It serves QoS 0 only
+    (no PUBACK for QoS 1), keeps retained messages, and refuses a CONNECT with a user name.
+    Used to check that a client honours Maximum QoS and Wildcard Subscription Available.
+
+    Args:
+        port: port to listen on (default: a free one). ``restart()`` keeps it.
+    """
+
+    scheme = "mqtt"
+    start_timeout = 15.0
+
+    def _argv(self) -> list[str]:
+        if importlib.util.find_spec("mqttools") is None:
+            raise BrokerError("mqttools not installed (pip install -e '.[dev]')")
+        return [sys.executable, "-m", "mqttools", "broker", "--host", self.host, "--port", str(self.port)]
+
+    def __enter__(self) -> PrivateMqttTools:
         super().__enter__()
         return self
 

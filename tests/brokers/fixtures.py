@@ -30,6 +30,8 @@ Fixtures:
   ejabberd's MQTT 5 / 3.1.1 broker, the second implementation of the MQTT conformance
   tests, e.g. ``factory(max_payload_size=256, max_topic_aliases=0)``; clients connect to
   ``.client_url`` (it wants a user name); all stopped at teardown.
+* ``private_mqttools`` (function): a started ``PrivateMqttTools``, the ``mqttools`` package's
+  MQTT 5 broker announcing Maximum QoS 0 and no wildcard subscriptions.
 * ``unique_topic`` (function): a fresh name valid as an MQTT topic and a Kafka topic.
 
 Tests using any of these get the ``broker`` marker automatically, so ``-m "not broker"``
@@ -56,6 +58,7 @@ from brokers import (  # noqa: E402
     BrokerError,
     PrivateEjabberd,
     PrivateMosquitto,
+    PrivateMqttTools,
     PrivateNats,
     Tansu,
     ensure_system_mosquitto,
@@ -66,6 +69,7 @@ BROKER_FIXTURES = frozenset(
     {
         "mosquitto_url",
         "private_mosquitto",
+        "private_mqttools",
         "private_mosquitto_factory",
         "tansu",
         "private_tansu",
@@ -73,6 +77,7 @@ BROKER_FIXTURES = frozenset(
         "private_nats",
         "private_nats_factory",
         "private_ejabberd_factory",
+        "private_mqttools",
     }
 )
 
@@ -177,6 +182,12 @@ def private_nats_factory() -> Iterator[Callable[..., PrivateNats]]:
 def private_ejabberd_factory() -> Iterator[Callable[..., PrivateEjabberd]]:
     """Factory for private ejabberd MQTT brokers (max_payload_size=, max_topic_aliases=...)."""
     yield from _factory(PrivateEjabberd)
+
+
+@pytest.fixture
+def private_mqttools() -> Iterator[PrivateMqttTools]:
+    """The mqttools MQTT 5 broker (Maximum QoS 0, no wildcards) on a free port, stopped at teardown."""
+    yield from _running(PrivateMqttTools())
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9-]+")

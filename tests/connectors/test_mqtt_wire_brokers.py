@@ -137,3 +137,69 @@ async def test_a_value_the_broker_refuses_as_too_large_does_not_block_the_others
             detail=lambda: pub.statistics().as_dict(),
         )
         assert pub.statistics().connects <= 3
+
+
+# ------------------------------------------------- mqttools: Maximum QoS 0, no wildcards
+
+
+async def test_qos0_round_trip_through_mqttools(rt: Any, private_mqttools: Any, unique_topic: str) -> None:
+    """The connector's MQTT 5 at QoS 0 works with a third implementation (mqttools)."""
+    await round_trip(
+        MqttConnector(private_mqttools.url),
+        MqttConnector(private_mqttools.url),
+        f"mqtt://{unique_topic}/t",
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 11, connector: Maximum QoS 0 in the CONNACK is ignored; QoS 1 publishes and a "
+    "QoS 1 subscription go out anyway, the broker never acknowledges them, nothing arrives and "
+    "nothing is reported (neither downgraded with a warning nor refused)",
+)
+async def test_a_qos1_link_on_a_maximum_qos_0_broker_is_downgraded_or_refused(
+    rt: Any, private_mqttools: Any, unique_topic: str
+) -> None:
+    got: list[Temp] = []
+    sub = MqttConnector(private_mqttools.url)
+    pub = MqttConnector(private_mqttools.url)
+    ring = BufferCfg.SpmcRing(capacity=16)
+    link = f"mqtt://{unique_topic}/t"
+    bs = AimDbBuilder().with_connector(sub)
+    bs.configure(Temp, "in", lambda r: r.buffer(ring).link_from(link).qos(1).finish().tap(collector(got)))
+    bp = AimDbBuilder().with_connector(pub)
+    bp.configure(Temp, "out", lambda r: r.buffer(ring).link_to(link).qos(1).finish())
+    async with bs.build(), bp.build() as dbp:
+        await sub.wait_connected(10)
+        await pub.wait_connected(10)
+        for i in range(3):
+            dbp.producer(Temp, "out").produce(Temp(float(i)))
+
+        def settled() -> bool:
+            out = {s.url: s for s in dbp.link_statistics()}[link]
+            refused = out.failed == 3 and "QoS" in (out.last_error or "")
+            return len(got) == 3 or refused
+
+        await wait_until(settled, timeout=5, what="3 values downgraded to QoS 0, or refused naming the QoS")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 11, connector: Wildcard Subscription Available 0 is ignored; the wildcard "
+    "SUBSCRIBE goes out anyway and the link receives nothing, with no error reported",
+)
+async def test_a_wildcard_link_on_a_broker_without_wildcards_is_reported(
+    rt: Any, private_mqttools: Any
+) -> None:
+    sub = MqttConnector(private_mqttools.url)
+    ring = BufferCfg.SpmcRing(capacity=16)
+    b = AimDbBuilder().with_connector(sub)
+    b.configure(Temp, "in", lambda r: r.buffer(ring).link_from("mqtt://aimdb/+/t").finish())
+    async with b.build() as db:
+        await sub.wait_connected(10)
+
+        def reported() -> bool:
+            inn = db.link_statistics()[0]
+            return "wildcard" in (inn.last_error or "") + (sub.statistics().last_error or "")
+
+        await wait_until(reported, timeout=5, what="the wildcard link reported as not allowed")
