@@ -166,6 +166,8 @@ def test_inbound_qos2_beyond_the_announced_receive_maximum() -> None:
     out = feed([b"".join(pubs)], receive_maximum=2)
     assert_violation(out, RECEIVE_MAXIMUM_EXCEEDED)
     assert len(out.messages) == 2
+    # the third is not acknowledged
+    assert out.written == b"\x50\x02\x00\x01\x50\x02\x00\x02" + disconnect(RECEIVE_MAXIMUM_EXCEEDED)
     # released ones do not count
     out = feed([pubs[0] + ack(0x62, 1) + pubs[1] + pubs[2]], receive_maximum=2)
     assert out.violation is None and len(out.messages) == 3

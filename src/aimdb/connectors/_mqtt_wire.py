@@ -779,9 +779,9 @@ class MqttProtocol(asyncio.Protocol):
                 sub_ids = props.get(0x0B, _NO_IDS)
         payload = bytes(v[p:end])
         if qos == 2:
-            out.append(b"\x50\x02" + struct.pack(">H", pid))
             pending = self._in_qos2
-            if pid in pending:
+            if pid in pending:  # a re-send: acknowledged again, delivered once
+                out.append(b"\x50\x02" + struct.pack(">H", pid))
                 return
             if len(pending) >= self._receive_maximum:
                 raise ProtocolViolation(
@@ -789,6 +789,7 @@ class MqttProtocol(asyncio.Protocol):
                     RECEIVE_MAXIMUM_EXCEEDED,
                 )
             pending.add(pid)
+            out.append(b"\x50\x02" + struct.pack(">H", pid))
         elif qos == 1:
             out.append(b"\x40\x02" + struct.pack(">H", pid))
         self._on_message(topic, payload, sub_ids)
