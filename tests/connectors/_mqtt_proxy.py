@@ -7,6 +7,7 @@ and applies rules before forwarding each packet::
     async with MqttFaultProxy(broker_port) as proxy:
         proxy.drop("to_client", "PUBREC")                 # the first PUBREC the broker sends
         proxy.cut_after("to_broker", "PUBREL", nth=2)     # forward the 2nd PUBREL, then cut
+        proxy.replace("to_client", "PUBACK", b"\\x41\\x02\\x00\\x01")  # malformed instead
         conn = MqttConnector(proxy.url)
         ...
         await proxy.wait_for(lambda p: p.kind == "PUBCOMP")
@@ -33,6 +34,7 @@ KINDS = {
     7: "PUBCOMP", 8: "SUBSCRIBE", 9: "SUBACK", 10: "UNSUBSCRIBE", 11: "UNSUBACK",
     12: "PINGREQ", 13: "PINGRESP", 14: "DISCONNECT", 15: "AUTH",
 }  # fmt: skip
+_DONE = {"drop": "dropped", "cut_after": "forwarded+cut", "cut_before": "cut", "replace": "replaced"}
 _WITH_PID = {"PUBACK", "PUBREC", "PUBREL", "PUBCOMP", "SUBSCRIBE", "SUBACK", "UNSUBSCRIBE", "UNSUBACK"}
 
 
@@ -45,7 +47,8 @@ class ProxiedPacket:
         direction: ``"to_broker"`` or ``"to_client"``.
         kind: packet type name (``"PUBLISH"``, ``"PUBREC"`` ...).
         data: the whole packet, fixed header included.
-        action: ``"forwarded"``, ``"dropped"``, ``"forwarded+cut"`` or ``"cut"`` (not forwarded).
+        action: ``"forwarded"``, ``"dropped"``, ``"forwarded+cut"``, ``"cut"`` (not forwarded)
+            or ``"replaced"`` (other bytes forwarded instead).
     """
 
     conn: int
@@ -89,7 +92,8 @@ class Rule:
     """Drop or cut at the ``nth`` packet (counted over the proxy's life) that matches.
 
     ``action``: ``"drop"`` (not forwarded), ``"cut_after"`` (forwarded, then both sockets
-    aborted) or ``"cut_before"`` (both sockets aborted, the packet not forwarded).
+    aborted), ``"cut_before"`` (both sockets aborted, the packet not forwarded) or
+    ``"replace"`` (``data`` forwarded instead: to inject malformed bytes).
     """
 
     direction: str
@@ -97,6 +101,7 @@ class Rule:
     action: str
     nth: int = 1
     when: Callable[[ProxiedPacket], bool] | None = None
+    data: bytes = b""
     seen: int = 0
     fired: bool = False
 
@@ -175,6 +180,17 @@ class MqttFaultProxy:
     ) -> Rule:
         """Abort both sockets of the connection instead of forwarding the ``nth`` matching packet."""
         return self._add(Rule(direction, kind, "cut_before", nth, when))
+
+    def replace(
+        self,
+        direction: str,
+        kind: str,
+        data: bytes,
+        nth: int = 1,
+        when: Callable[[ProxiedPacket], bool] | None = None,
+    ) -> Rule:
+        """Forward ``data`` instead of the ``nth`` matching packet (say, a malformed one)."""
+        return self._add(Rule(direction, kind, "replace", nth, when, data))
 
     def _add(self, rule: Rule) -> Rule:
         if rule.direction not in DIRECTIONS:
@@ -296,12 +312,12 @@ class MqttFaultProxy:
                 action = "forwarded"
                 for rule in self.rules:
                     if rule.matches(pkt):
-                        action = {"drop": "dropped", "cut_after": "forwarded+cut", "cut_before": "cut"}[
-                            rule.action
-                        ]
+                        action = _DONE[rule.action]
+                        if action == "replaced":
+                            data = rule.data
                         break
-                self._record(ProxiedPacket(pkt.conn, direction, pkt.kind, data, action))
-                if action in ("forwarded", "forwarded+cut"):
+                self._record(ProxiedPacket(pkt.conn, direction, pkt.kind, pkt.data, action))
+                if action in ("forwarded", "forwarded+cut", "replaced"):
                     writer.write(data)
                     await writer.drain()
                 if action in ("forwarded+cut", "cut"):

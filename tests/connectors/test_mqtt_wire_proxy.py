@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from aimdb.connectors import MqttConnector
+from aimdb import AimDbBuilder, BufferCfg
+from aimdb.connectors import MqttConnector, ReconnectPolicy
 
 from ._mqtt_packets import packet, string
 from ._mqtt_proxy import MqttFaultProxy
-from ._util import round_trip
+from ._util import Temp, collector, round_trip, wait_until
 
 pytestmark = [pytest.mark.runtimes("asyncio"), pytest.mark.timeout(60)]
 
@@ -195,3 +196,39 @@ def test_rules_are_checked() -> None:
         proxy.drop("to_client", "PUBRECK")
     with pytest.raises(ValueError):
         proxy.cut_after("to_client", "PUBREC", nth=0)
+
+
+@pytest.mark.parametrize("protocol", [5, "3.1.1"])
+async def test_a_malformed_packet_from_the_broker_closes_with_the_reason_and_reconnects(
+    rt: Any, private_mosquitto: Any, unique_topic: str, protocol: Any
+) -> None:
+    """The unchanged connector over the strict wire: a PUBACK with wrong flags (injected by the
+    proxy) closes the connection, with DISCONNECT 0x81 in MQTT 5; the connector reconnects and
+    the value still arrives (QoS 1: at least once)."""
+    got: list[Temp] = []
+    async with proxied(private_mosquitto.port) as proxy:
+        proxy.replace("to_client", "PUBACK", b"\x41\x02\x00\x01")
+        pub = MqttConnector(proxy.url, protocol=protocol, reconnect=ReconnectPolicy(initial_delay=0.05))
+        sub = MqttConnector(private_mosquitto.url)
+        ring = BufferCfg.SpmcRing(capacity=16)
+        link = f"mqtt://{unique_topic}/t"
+        bs = AimDbBuilder().with_connector(sub)
+        bs.configure(Temp, "in", lambda r: r.buffer(ring).link_from(link).qos(1).finish().tap(collector(got)))
+        bp = AimDbBuilder().with_connector(pub)
+        bp.configure(Temp, "out", lambda r: r.buffer(ring).link_to(link).qos(1).finish())
+        async with bs.build(), bp.build() as dbp:
+            await sub.wait_connected(10)
+            await pub.wait_connected(10)
+            dbp.producer(Temp, "out").produce(Temp(1.5))
+            await wait_until(lambda: pub.statistics().reconnects >= 1, what="a reconnect")
+            await wait_until(lambda: Temp(1.5) in got, what="the value")
+            dbp.producer(Temp, "out").produce(Temp(2.5))
+            await wait_until(lambda: Temp(2.5) in got, what="a value after the reconnect")
+            stats = pub.statistics()
+        assert "protocol violation" in (stats.last_error or ""), stats.as_dict()
+        assert "PUBACK with wrong fixed-header flags" in (stats.last_error or "")
+        first = [p for p in proxy.log if p.conn == 1 and p.direction == "to_broker"]
+        if protocol == 5:
+            assert first[-1].kind == "DISCONNECT" and first[-1].data == b"\xe0\x01\x81"
+        else:
+            assert all(p.kind != "DISCONNECT" for p in first)
