@@ -2,7 +2,7 @@
 
 Importable without pytest::
 
-    from brokers import PrivateMosquitto, PrivateNats, Tansu, ensure_system_mosquitto, free_port
+    from brokers import PrivateEjabberd, PrivateMosquitto, PrivateNats, Tansu, free_port
 
 Everything here is bounded in time and binds to loopback only.  The context
 managers own their processes: a broker never outlives the ``with`` block (and an
@@ -18,6 +18,10 @@ managers own their processes: a broker never outlives the ``with`` block (and an
   ApiVersions v3 response ("Read underflow"), so the proxy strips them.
 * ``PrivateNats``: a nats-server with JetStream on a free port, its store in a private
   temp dir (kept across ``restart()``), optional user/password or token.
+* ``PrivateEjabberd``: ejabberd's MQTT broker (MQTT 5 and 3.1.1, an implementation
+  independent of Mosquitto) on a free port, for the MQTT conformance tests.
+* ``PrivateMqttTools``: the ``mqttools`` package's MQTT 5 broker (announces Maximum QoS 0
+  and no wildcard subscriptions) on a free port, for the same tests.
 * ``ensure_system_mosquitto()``: the machine's broker on 127.0.0.1:1883.
 * ``ensure_system_nats()``: the machine's nats-server (JetStream) on 127.0.0.1:4222.
 """
@@ -33,6 +37,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -42,7 +47,9 @@ from typing import IO, Any
 __all__ = [
     "BrokerError",
     "KafkaTagStripProxy",
+    "PrivateEjabberd",
     "PrivateMosquitto",
+    "PrivateMqttTools",
     "PrivateNats",
     "Tansu",
     "ensure_system_mosquitto",
@@ -861,6 +868,195 @@ def _rewrite_metadata_brokers(body: bytes, version: int, host: str, port: int) -
         return bytes(out)
     except (IndexError, struct.error):
         return body
+
+
+# ---------------------------------------------------------------- ejabberd (MQTT 5)
+
+
+def _ejabberd_libs() -> str:
+    """The directory holding ejabberd's Erlang applications (``ERL_LIBS``)."""
+    for app in sorted(Path("/usr/lib").glob("*/ejabberd-*/ebin/ejabberd.app")):
+        return str(app.parents[2])
+    raise BrokerError("ejabberd not found (run scripts/setup-test-env: Debian package ejabberd)")
+
+
+def _mqtt_connack(host: str, port: int, username: str, password: str, timeout: float = 2.0) -> int | None:
+    """Send an MQTT 5 CONNECT; return the CONNACK reason code, ``None`` without an answer."""
+    client = b"aimdb-probe"
+    payload = b"".join(struct.pack(">H", len(x)) + x for x in (client, username.encode(), password.encode()))
+    body = b"\x00\x04MQTT\x05\xc2\x00\x0a\x00" + payload
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(bytes((0x10, len(body))) + body)
+            head = s.recv(4)
+            if len(head) < 4 or head[0] != 0x20:
+                return None
+            s.sendall(b"\xe0\x00")
+            return head[3]
+    except OSError:
+        return None
+
+
+class PrivateEjabberd(_Broker):
+    """ejabberd's MQTT broker (``mod_mqtt``: MQTT 5 and 3.1.1) on a free loopback port.
+
+    The second, independent MQTT implementation of the conformance tests (Debian package
+    ``ejabberd``; Erlang). What its MQTT 5 CONNACK announces: Topic Alias Maximum
+    (``max_topic_aliases``), Shared Subscription Available 0, Server Keep Alive (the
+    client's), Session Expiry Interval, Assigned Client Identifier. What it enforces without
+    announcing it: ``max_payload_size`` (a longer packet from the client gets DISCONNECT 0x95
+    packet too large). What it cannot be configured to limit: Receive Maximum, Maximum QoS,
+    Retain Available, Subscription Identifiers Available, Wildcard Subscription Available.
+
+    Clients log in with any user name and password (anonymous login): use ``client_url``.
+    A CONNECT without user name is refused (not authorized).
+
+    The Erlang node runs as the ``ejabberd`` user (when started by root), its distribution
+    on a fresh loopback port without epmd, mnesia in the private temp dir (kept across
+    ``restart()``).
+
+    Args:
+        port: MQTT port (default: a free one). ``restart()`` keeps it.
+        max_payload_size: largest packet accepted from a client, in bytes (``None``: any).
+        max_topic_aliases: Topic Alias Maximum announced to clients (ejabberd's default 5).
+        session_expiry: most seconds a disconnected persistent session is kept.
+        username: user name of ``client_url``.
+        password: password of ``client_url``.
+    """
+
+    scheme = "mqtt"
+    start_timeout = 60.0
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        max_payload_size: int | None = None,
+        max_topic_aliases: int = 5,
+        session_expiry: int = 300,
+        username: str = "aimdb",
+        password: str = "aimdb",
+    ) -> None:
+        super().__init__(port)
+        self.max_payload_size = max_payload_size
+        self.max_topic_aliases = max_topic_aliases
+        self.session_expiry = session_expiry
+        self.username = username
+        self.password = password
+        self.dist_port = 0
+
+    @property
+    def client_url(self) -> str:
+        """``mqtt://user:password@host:port`` for clients (ejabberd wants a user name)."""
+        return f"{self.scheme}://{self.username}:{self.password}@{self.host}:{self.port}"
+
+    @property
+    def node(self) -> str:
+        return f"aimdb-mqtt-{self.port}@localhost"
+
+    def _prepare(self, workdir: Path) -> None:
+        os.chmod(workdir, 0o755)
+        payload = "" if self.max_payload_size is None else f"    max_payload_size: {self.max_payload_size}\n"
+        (workdir / "ejabberd.yml").write_text(
+            "hosts:\n  - localhost\n"
+            "loglevel: info\n"
+            "listen:\n"
+            f"  - port: {self.port}\n"
+            f'    ip: "{self.host}"\n'
+            "    module: mod_mqtt\n"
+            f"{payload}"
+            "auth_method: [anonymous]\n"
+            "anonymous_protocol: both\n"
+            "allow_multiple_connections: true\n"
+            "modules:\n"
+            "  mod_mqtt:\n"
+            f"    max_topic_aliases: {self.max_topic_aliases}\n"
+            f"    session_expiry: {self.session_expiry}\n"
+            "    max_queue: unlimited\n"
+            '    access_publish:\n      "#":\n        - allow\n'
+            '    access_subscribe:\n      "#":\n        - allow\n'
+        )
+        (workdir / "spool").mkdir()
+        if os.geteuid() == 0:
+            for path in (workdir, *workdir.rglob("*")):
+                shutil.chown(path, "ejabberd", "ejabberd")
+
+    def _argv(self) -> list[str]:
+        w = self.workdir
+        erl = shutil.which("erl") or "/usr/bin/erl"
+        # as root: become the ejabberd user with exec (setpriv), and start the Erlang VM
+        # directly (erl execs it), so that the broker is the process stop() signals and waits for
+        become = ["setpriv", "--reuid=ejabberd", "--regid=ejabberd", "--init-groups"]
+        self.dist_port = free_port(self.host)  # distribution: loopback, a fresh port, no epmd
+        return [
+            *(become if os.geteuid() == 0 else []),
+            erl,
+            "-sname", self.node,
+            "-kernel", "inet_dist_use_interface", "{127,0,0,1}",
+            "-erl_epmd_port", str(self.dist_port),
+            "-start_epmd", "false",
+            "-mnesia", "dir", '"' + str(w / "spool") + '"',
+            "-s", "ejabberd",
+            "-noshell",
+            "-noinput",
+        ]  # fmt: skip
+
+    def _env(self) -> dict[str, str]:
+        w = str(self.workdir)
+        return {
+            **os.environ,
+            "HOME": w,  # Erlang keeps its cookie there
+            "ERL_LIBS": _ejabberd_libs(),
+            "EJABBERD_CONFIG_PATH": w + "/ejabberd.yml",
+            "EJABBERD_LOG_PATH": w + "/ejabberd.log",
+            "EJABBERD_PID_PATH": w + "/ejabberd.pid",
+            "ERL_CRASH_DUMP_BYTES": "0",
+        }
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "console.log"
+
+    def log(self) -> str:
+        return _log_tail(self.log_path) + _log_tail(self.workdir / "ejabberd.log")
+
+    def _ready(self, deadline: float) -> None:
+        super()._ready(deadline)
+        # the listener opens before mod_mqtt answers: wait for a real CONNACK
+        while _mqtt_connack(self.host, self.port, self.username, self.password) != 0:
+            if time.monotonic() > deadline:
+                raise BrokerError(f"ejabberd on {self.address} does not accept an MQTT 5 login")
+            time.sleep(0.1)
+
+    def __enter__(self) -> PrivateEjabberd:
+        super().__enter__()
+        return self
+
+
+class PrivateMqttTools(_Broker):
+    """The broker of the ``mqttools`` PyPI package (MQTT 5 only) on a free loopback port.
+
+    A third, independent implementation with fixed low limits in its CONNACK: Maximum QoS 0,
+    Wildcard Subscription Available 0, Shared Subscription Available 0. It serves QoS 0 only
+    (no PUBACK for QoS 1), keeps retained messages, and refuses a CONNECT with a user name.
+    Used to check that a client honours Maximum QoS and Wildcard Subscription Available.
+
+    Args:
+        port: port to listen on (default: a free one). ``restart()`` keeps it.
+    """
+
+    scheme = "mqtt"
+    start_timeout = 15.0
+
+    def _argv(self) -> list[str]:
+        if importlib.util.find_spec("mqttools") is None:
+            raise BrokerError("mqttools not installed (pip install -e '.[dev]')")
+        return [sys.executable, "-m", "mqttools", "broker", "--host", self.host, "--port", str(self.port)]
+
+    def __enter__(self) -> PrivateMqttTools:
+        super().__enter__()
+        return self
 
 
 # ---------------------------------------------------------------------------- NATS

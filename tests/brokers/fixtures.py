@@ -26,6 +26,12 @@ Fixtures:
 * ``private_nats_factory`` (function): ``factory(**kwargs) -> PrivateNats`` (started), e.g.
   ``factory(user="u", password="pw")``, ``factory(token="t")`` or, TLS only (``.url`` is then
   ``tls://...``), ``factory(certfile=..., keyfile=..., cafile=...)``; all stopped at teardown.
+* ``private_ejabberd_factory`` (function): ``factory(**kwargs) -> PrivateEjabberd`` (started):
+  ejabberd's MQTT 5 / 3.1.1 broker, the second implementation of the MQTT conformance
+  tests, e.g. ``factory(max_payload_size=256, max_topic_aliases=0)``; clients connect to
+  ``.client_url`` (it wants a user name); all stopped at teardown.
+* ``private_mqttools`` (function): a started ``PrivateMqttTools``, the ``mqttools`` package's
+  MQTT 5 broker announcing Maximum QoS 0 and no wildcard subscriptions.
 * ``unique_topic`` (function): a fresh name valid as an MQTT topic and a Kafka topic.
 
 Tests using any of these get the ``broker`` marker automatically, so ``-m "not broker"``
@@ -50,7 +56,9 @@ if str(_SCRIPTS) not in sys.path:
 import brokers  # noqa: E402
 from brokers import (  # noqa: E402
     BrokerError,
+    PrivateEjabberd,
     PrivateMosquitto,
+    PrivateMqttTools,
     PrivateNats,
     Tansu,
     ensure_system_mosquitto,
@@ -61,12 +69,15 @@ BROKER_FIXTURES = frozenset(
     {
         "mosquitto_url",
         "private_mosquitto",
+        "private_mqttools",
         "private_mosquitto_factory",
         "tansu",
         "private_tansu",
         "nats_url",
         "private_nats",
         "private_nats_factory",
+        "private_ejabberd_factory",
+        "private_mqttools",
     }
 )
 
@@ -167,6 +178,18 @@ def private_nats_factory() -> Iterator[Callable[..., PrivateNats]]:
     yield from _factory(PrivateNats)
 
 
+@pytest.fixture
+def private_ejabberd_factory() -> Iterator[Callable[..., PrivateEjabberd]]:
+    """Factory for private ejabberd MQTT brokers (max_payload_size=, max_topic_aliases=...)."""
+    yield from _factory(PrivateEjabberd)
+
+
+@pytest.fixture
+def private_mqttools() -> Iterator[PrivateMqttTools]:
+    """The mqttools MQTT 5 broker (Maximum QoS 0, no wildcards) on a free port, stopped at teardown."""
+    yield from _running(PrivateMqttTools())
+
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
 
 
@@ -186,6 +209,7 @@ __all__ = [
     "brokers",
     "mosquitto_url",
     "nats_url",
+    "private_ejabberd_factory",
     "private_mosquitto",
     "private_mosquitto_factory",
     "private_nats",
