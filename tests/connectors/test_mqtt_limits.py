@@ -95,7 +95,7 @@ def test_resend_after_a_reconnect_respects_the_new_receive_maximum() -> None:
     stats = LinkStatistics("mqtt://t", "out")
     s = MqttSession(max_inflight=100)
     for _ in range(5):
-        s.unacked.add(s.next_pid(), _out(stats))
+        s.unacked.add(s.ids.allocate(), _out(stats))
     dropped = s.start_connection(BrokerLimits({0x21: 2}), session_present=True)
     assert dropped == []
     first = s.next_resends()
@@ -110,8 +110,8 @@ def test_resend_after_a_reconnect_respects_the_new_receive_maximum() -> None:
 def test_a_publish_the_broker_keeps_refusing_is_dropped_not_resent_forever() -> None:
     stats = LinkStatistics("mqtt://t", "out")
     s = MqttSession(max_inflight=10)
-    s.unacked.add(s.next_pid(), _out(stats))
-    s.unacked.add(s.next_pid(), _out(stats, size=300))
+    s.unacked.add(s.ids.allocate(), _out(stats))
+    s.unacked.add(s.ids.allocate(), _out(stats, size=300))
     for _ in range(MqttSession.MAX_SENDS - 1):
         assert s.start_connection(BrokerLimits(), session_present=True) == []
         assert len(s.next_resends()) == 2
@@ -120,13 +120,36 @@ def test_a_publish_the_broker_keeps_refusing_is_dropped_not_resent_forever() -> 
     assert len(s.unacked) == 0
 
 
-def test_packet_ids_of_subscriptions_in_flight_are_not_reused() -> None:
+def test_a_refused_too_large_publish_is_the_largest_not_yet_received() -> None:
+    stats = LinkStatistics("mqtt://t", "out")
     s = MqttSession(max_inflight=10)
-    held = s.hold_id()
-    seen = {s.next_pid() for _ in range(70_000)}
-    assert held not in seen
-    s.release_id(held)
-    assert held in {s.next_pid() for _ in range(70_000)}
+    small, big, received = s.ids.allocate(), s.ids.allocate(), s.ids.allocate()
+    s.unacked.add(small, _out(stats))
+    s.unacked.add(big, _out(stats, size=300))
+    s.unacked.add(received, _out(stats, size=400))
+    s.released(received)  # the broker has that one already
+    dropped = s.refused_too_large()
+    assert dropped is not None and len(dropped.packet) == 300
+    assert big not in s.ids and big not in s.unacked
+    assert small in s.unacked and received in s.unacked
+
+
+def test_qos2_state_across_a_reconnect() -> None:
+    """A received (PUBREC) QoS 2 publish resumes with PUBREL, the others with PUBLISH DUP."""
+    stats = LinkStatistics("mqtt://t", "out")
+    s = MqttSession(max_inflight=10)
+    a, b = s.ids.allocate(), s.ids.allocate()
+    s.unacked.add(a, _out(stats))
+    s.unacked.add(b, _out(stats))
+    s.released(a)
+    s.inbound_qos2.add(7)
+    s.start_connection(BrokerLimits(), session_present=True)
+    assert s.next_resends() == [b"\x62\x02" + a.to_bytes(2, "big"), bytes([0x3A]) + bytes(9)]
+    assert s.inbound_qos2 == {7}
+    # the broker lost the session: the received one is complete, the other is published anew
+    s.start_connection(BrokerLimits(), session_present=False)
+    assert a not in s.unacked and b in s.unacked
+    assert s.inbound_qos2 == set()
 
 
 def test_connection_settings_are_checked_by_build() -> None:

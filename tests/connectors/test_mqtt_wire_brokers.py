@@ -7,7 +7,7 @@
 * mqttools' broker (Python, MQTT 5 only): announces Maximum QoS 0 and Wildcard Subscription
   Available 0.
 
-Tests marked ``xfail(strict=True)`` show where the connector does not conform yet (issue 11).
+Each test once failed on the connector (issue 11) and now shows it conforms.
 """
 
 from __future__ import annotations
@@ -100,12 +100,6 @@ async def test_ejabberd_connack_is_read_by_the_strict_decoder(rt: Any, ejabberd:
     assert proto.violation is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11, connector: after the broker's DISCONNECT 0x95 (packet too large) for one "
-    "QoS 1 value the connector re-sends that value on every reconnect, so it reconnects over "
-    "and over and the other record's values on the connection do not get through",
-)
 async def test_a_value_the_broker_refuses_as_too_large_does_not_block_the_others(
     rt: Any, ejabberd: Any, unique_topic: str
 ) -> None:
@@ -155,12 +149,6 @@ async def test_qos0_round_trip_through_mqttools(rt: Any, private_mqttools: Any, 
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11, connector: Maximum QoS 0 in the CONNACK is ignored; QoS 1 publishes and a "
-    "QoS 1 subscription go out anyway, the broker never acknowledges them, nothing arrives and "
-    "nothing is reported (neither downgraded with a warning nor refused)",
-)
 async def test_a_qos1_link_on_a_maximum_qos_0_broker_is_downgraded_or_refused(
     rt: Any, private_mqttools: Any, unique_topic: str
 ) -> None:
@@ -187,11 +175,6 @@ async def test_a_qos1_link_on_a_maximum_qos_0_broker_is_downgraded_or_refused(
         await wait_until(settled, timeout=5, what="3 values downgraded to QoS 0, or refused naming the QoS")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11, connector: Wildcard Subscription Available 0 is ignored; the wildcard "
-    "SUBSCRIBE goes out anyway and the link receives nothing, with no error reported",
-)
 async def test_a_wildcard_link_on_a_broker_without_wildcards_is_reported(
     rt: Any, private_mqttools: Any
 ) -> None:

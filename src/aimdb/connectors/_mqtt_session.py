@@ -14,6 +14,7 @@ from typing import Any
 
 from .._core._connector import LinkStatistics
 from ._base import InflightWindow
+from ._mqtt_wire import PacketIds
 
 __all__ = ["BrokerLimits", "MqttSession", "Outgoing"]
 
@@ -72,14 +73,19 @@ class BrokerLimits:
 
 
 class Outgoing:
-    """One QoS 1/2 publish in flight: its packet, its link's statistics, how often it was sent."""
+    """One QoS 1/2 publish in flight: its packet, its link's statistics, how often it was sent.
 
-    __slots__ = ("packet", "sends", "stats")
+    ``released`` is set once the broker acknowledged a QoS 2 publish with PUBREC: from
+    then on it is completed with PUBREL, never sent again.
+    """
+
+    __slots__ = ("packet", "released", "sends", "stats")
 
     def __init__(self, packet: bytes, stats: LinkStatistics) -> None:
         self.packet = packet
         self.stats = stats
         self.sends = 1
+        self.released = False
 
 
 class MqttSession:
@@ -88,6 +94,13 @@ class MqttSession:
     Args:
         max_inflight: the client's own bound on QoS 1/2 publishes in flight; the window
             is the smaller of it and the broker's Receive Maximum.
+
+    Attributes:
+        ids: the session's packet identifiers (publishes and subscriptions alike).
+        unacked: QoS 1/2 publishes in flight, oldest first.
+        resend: identifiers of ``unacked`` entries waiting to be sent again.
+        inbound_qos2: identifiers of inbound QoS 2 publishes delivered and not yet
+            released by the broker: a DUP re-send of one of them is not delivered again.
     """
 
     #: a publish the broker dropped the connection over this often is not sent again
@@ -95,60 +108,73 @@ class MqttSession:
 
     def __init__(self, max_inflight: int) -> None:
         self.max_inflight = max_inflight
+        self.ids = PacketIds()
         self.unacked: InflightWindow[int, Outgoing] = InflightWindow(max_inflight)
         self.resend: deque[int] = deque()
-        self._pid = 0
-        self._other_ids: set[int] = set()  # SUBSCRIBE / UNSUBSCRIBE ids in flight
-
-    def next_pid(self) -> int:
-        """A packet identifier not in flight (publishes and subscriptions alike)."""
-        pid = self._pid
-        for _ in range(65535):
-            pid = pid + 1 if pid < 65535 else 1
-            if pid not in self.unacked and pid not in self._other_ids:
-                self._pid = pid
-                return pid
-        raise RuntimeError("all 65,535 MQTT packet identifiers are in flight")
-
-    def hold_id(self) -> int:
-        """Allocate an identifier for a SUBSCRIBE or UNSUBSCRIBE; give it back with :meth:`release_id`."""
-        pid = self.next_pid()
-        self._other_ids.add(pid)
-        return pid
-
-    def release_id(self, pid: int) -> None:
-        """The SUBSCRIBE or UNSUBSCRIBE ``pid`` was answered (or its connection is gone)."""
-        self._other_ids.discard(pid)
+        self.inbound_qos2: set[int] = set()
 
     def on_wire(self) -> int:
         """How many publishes are in flight on the current connection (not waiting to be resent)."""
         return len(self.unacked) - len(self.resend)
 
+    def released(self, pid: int) -> None:
+        """The broker received QoS 2 publish ``pid`` (PUBREC): complete it with PUBREL from now on."""
+        entry = self.unacked.get(pid)
+        if entry is not None:
+            entry.released = True
+
+    def completed(self, pid: int) -> Outgoing | None:
+        """Publish ``pid`` was acknowledged (PUBACK, PUBCOMP) or refused: forget it and free its id."""
+        entry = self.unacked.pop(pid)
+        self.ids.release(pid)
+        return entry
+
+    def _drop(self, pid: int) -> Outgoing | None:
+        entry = self.unacked.pop(pid)
+        self.ids.release(pid)
+        return entry
+
+    def refused_too_large(self) -> Outgoing | None:
+        """The broker closed the connection because a packet was too large (MQTT 5 reason 0x95).
+
+        The largest publish in flight that was not yet received is the one it refused: it is
+        removed and returned, for the caller to count as failed.
+        """
+        candidates = [(len(out.packet), pid) for pid, out in self.unacked.items() if not out.released]
+        if not candidates:
+            return None
+        return self._drop(max(candidates)[1])
+
     def start_connection(self, limits: BrokerLimits, session_present: bool) -> list[Outgoing]:
         """Adopt a new connection's limits; queue what must be sent again.
 
         With ``session_present`` the broker kept the session: every publish in flight is
-        queued to be sent again with the DUP flag, the oldest first. Without it the
-        broker forgot them: they are queued too (as new publishes; a subscriber may see a
-        value again that the lost session had delivered). Publishes the broker dropped the
-        connection over :attr:`MAX_SENDS` times, or that exceed its Maximum Packet Size, are
-        removed and returned, for the caller to count as failed.
+        queued to be sent again, the oldest first, a QoS 2 publish the broker had received
+        as PUBREL, every other as PUBLISH with the DUP flag. Without it the broker forgot
+        them: a QoS 2 publish it had received is complete (it was delivered), every other
+        is queued to be published anew (a subscriber may see a value again that the lost
+        session had delivered), and inbound QoS 2 state is dropped. Publishes the broker
+        dropped the connection over :attr:`MAX_SENDS` times, or that exceed its Maximum
+        Packet Size, are removed and returned, for the caller to count as failed.
         """
         self.unacked.limit = max(1, min(self.max_inflight, limits.receive_maximum))
-        self._other_ids.clear()
+        if not session_present:
+            self.inbound_qos2.clear()
         dropped: list[Outgoing] = []
         self.resend.clear()
         for pid, out in self.unacked.items():
             too_big = limits.maximum_packet_size is not None and len(out.packet) > limits.maximum_packet_size
-            if too_big or out.sends >= self.MAX_SENDS:
-                self.unacked.pop(pid)
+            if out.released and not session_present:
+                self._drop(pid)
+            elif not out.released and (too_big or out.sends >= self.MAX_SENDS):
                 dropped.append(out)
+                self._drop(pid)
             else:
                 self.resend.append(pid)
         return dropped
 
     def next_resends(self) -> list[bytes]:
-        """Packets to send again now: as many as the window allows, oldest first, with DUP set."""
+        """Packets to send again now: as many as the window allows, oldest first."""
         out: list[bytes] = []
         while self.resend and self.on_wire() < self.unacked.limit:
             pid = self.resend.popleft()
@@ -156,6 +182,9 @@ class MqttSession:
             if entry is None:  # acknowledged meanwhile
                 continue
             entry.sends += 1
-            p = entry.packet
-            out.append(bytes((p[0] | 0x08,)) + p[1:])
+            if entry.released:
+                out.append(b"\x62\x02" + pid.to_bytes(2, "big"))  # PUBREL
+            else:
+                p = entry.packet
+                out.append(bytes((p[0] | 0x08,)) + p[1:])  # PUBLISH with DUP
         return out

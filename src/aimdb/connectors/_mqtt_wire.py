@@ -543,9 +543,13 @@ class MqttProtocol(asyncio.Protocol):
         inbound_qos2: the packet identifiers of inbound QoS 2 publishes delivered but not yet
             released (PUBREL); pass the session's set to keep it across connections
             (default: a set of this connection's own).
+        on_released: ``fn(pid)`` when the broker received an outbound QoS 2 publish (PUBREC)
+            and PUBREL goes out: from then on that publish must be completed with PUBREL,
+            never sent again, also after a reconnect.
 
     Attributes:
         violation: the :class:`ProtocolViolation` that closed the connection, else ``None``.
+        disconnect_code: the reason code of the broker's DISCONNECT (MQTT 5), else ``None``.
     """
 
     def __init__(
@@ -557,6 +561,7 @@ class MqttProtocol(asyncio.Protocol):
         receive_maximum: int = 65535,
         maximum_packet_size: int = 0,
         inbound_qos2: set[int] | None = None,
+        on_released: Callable[[int], None] | None = None,
     ) -> None:
         self.version = version
         self.v5 = version == 5
@@ -577,6 +582,8 @@ class MqttProtocol(asyncio.Protocol):
         self.paused = False
         self.last_in = time.monotonic()
         self.disconnect_reason: str | None = None
+        self.disconnect_code: int | None = None
+        self._on_released = on_released
         self.violation: ProtocolViolation | None = None
         self._got_connack = False
         self._reason_text = ""  # reason string of the broker's DISCONNECT being parsed
@@ -837,6 +844,8 @@ class MqttProtocol(asyncio.Protocol):
                 if rc >= 0x80:
                     self._on_ack(pid, rc)
                 else:
+                    if self._on_released is not None:
+                        self._on_released(pid)
                     out.append(b"\x62\x02" + struct.pack(">H", pid))
             elif kind == 0x60:
                 self._in_qos2.discard(pid)
@@ -874,6 +883,7 @@ class MqttProtocol(asyncio.Protocol):
             if self._reason_text:
                 text += " (" + self._reason_text + ")"
             self.disconnect_reason = "broker sent DISCONNECT: " + text
+            self.disconnect_code = rc
 
     def _connack(self, v: Any, start: int, end: int) -> None:
         if self._got_connack:

@@ -215,7 +215,7 @@ class MqttConnector(BaseConnector):
 
     def _on_ack(self, pid: int, rc: int) -> None:
         try:
-            entry = self._session.unacked.pop(pid)
+            entry = self._session.completed(pid)
             if entry is not None and rc >= 0x80:
                 entry.stats.failed += 1
                 entry.stats.error("broker rejected publish: " + CONNACK_REASONS.get(rc, hex(rc)))
@@ -294,11 +294,13 @@ class MqttConnector(BaseConnector):
                         await window.wait_change()
                         if proto is not self._proto or not proto.is_open:
                             return values[i:]
-                pid = session.next_pid()
+                pid = session.ids.allocate()
                 pkt = publish_packet(topic, payload, qos, retain, pid, v5)
             else:
                 pkt = publish_packet(topic, payload, 0, retain, 0, v5)
             if max_size is not None and len(pkt) > max_size:
+                if qos:
+                    session.ids.release(pid)
                 route.value_failed(
                     "packet of "
                     + str(len(pkt))
@@ -334,7 +336,13 @@ class MqttConnector(BaseConnector):
         ctx = self._ssl_context()
         host = self.endpoint.host
         _transport, proto = await loop.create_connection(
-            lambda: MqttProtocol(self.version, self._on_message, self._on_ack),
+            lambda: MqttProtocol(
+                self.version,
+                self._on_message,
+                self._on_ack,
+                inbound_qos2=self._session.inbound_qos2,
+                on_released=self._session.released,
+            ),
             host,
             self.endpoint.port,
             ssl=ctx,
@@ -401,14 +409,14 @@ class MqttConnector(BaseConnector):
         for flt, why in refused.items():
             self._refused(flt, why)
         if plan:
-            ids = [self._session.hold_id() for _ in plan]
+            ids = [self._session.ids.allocate() for _ in plan]
             try:
                 answers = await asyncio.gather(
                     *(proto.subscribe(pid, f, sub_id) for pid, (sub_id, f) in zip(ids, plan, strict=True))
                 )
             finally:
                 for pid in ids:
-                    self._session.release_id(pid)
+                    self._session.ids.release(pid)
             for (_sid, flts), granted in zip(plan, answers, strict=False):
                 for (flt, _qos), code in zip(flts, granted, strict=False):
                     if code >= 0x80:
@@ -451,6 +459,15 @@ class MqttConnector(BaseConnector):
                         proto.abort("no answer from the broker within 1.5 keep-alive intervals")
                     else:
                         proto.write(PINGREQ)
+            if proto.disconnect_code == 0x95:  # Packet too large: drop it instead of resending it
+                out = self._session.refused_too_large()
+                if out is not None:
+                    out.stats.failed += 1
+                    out.stats.error(
+                        "publish of " + str(len(out.packet)) + " bytes dropped: the broker closed the "
+                        "connection with 'packet too large'"
+                    )
+                    _log.warning("%s: %s", self.url, out.stats.last_error)
             return proto.closed.result()
         finally:
             self._session.unacked.wake()
