@@ -339,3 +339,33 @@ def test_graph_names_link_writers(server: ServerThread) -> None:
         listed = aimdb("-c", mirror.endpoint, "record", "list").out
         assert re.search(r"^mirror\.temp +\S+ +\S+ +link ", listed, re.M), listed
         assert re.search(r"^remote\.fed +\S+ +\S+ +remote ", listed, re.M), listed
+
+
+def test_watch_live_table_on_a_terminal(server: ServerThread, runtime_dir: str) -> None:
+    code, text = in_terminal(
+        80, "watch", "sensor.#", "--count", "20", "--duration", "20", runtime_dir=runtime_dir
+    )
+    assert code == 0, text
+    assert "sensor.tick" in text and "AT" in text and "AGE" in text, text
+    assert re.search(r"\d\d:\d\d:\d\d\.\d{3}", text), text
+    assert "Traceback" not in text
+
+
+def test_ctrl_c_on_watch_exits_130_quietly(server: ServerThread, runtime_dir: str) -> None:
+    import signal
+
+    env = {**os.environ, "AIMDB_RUNTIME_DIR": runtime_dir}
+    env.pop("AIMDB_CONNECT", None)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "aimdb._cli", "watch", "sensor.#", "--duration", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert p.stdout is not None
+    assert "sensor.tick" in p.stdout.readline()
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "Traceback" not in err and "error" not in err, err
