@@ -369,3 +369,18 @@ def test_ctrl_c_on_watch_exits_130_quietly(server: ServerThread, runtime_dir: st
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130, err
     assert "Traceback" not in err and "error" not in err, err
+
+
+def test_help_imports_neither_rich_nor_the_client() -> None:
+    """What keeps ``aimdb --help`` fast: rich, asyncio and aimdb.remote load only when used."""
+    code = (
+        "import io, sys, contextlib\n"
+        "from aimdb._cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    rc = main(['--help'])\n"
+        "heavy = sorted(m for m in sys.modules\n"
+        "               if m.split('.')[0] in ('rich', 'asyncio') or m.startswith('aimdb.remote'))\n"
+        "print(rc, heavy)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.stdout.strip() == "0 []", p.stdout + p.stderr

@@ -13,10 +13,15 @@ def main(argv: list[str] | None = None) -> int:
     Without the ``cli`` extra (typer and rich) it prints one line naming
     ``pip install 'aimdb[cli]'`` and returns 1.
     """
+    from importlib.util import find_spec
+
     try:
-        import rich  # noqa: F401  (imported for real only when a table is drawn)
         import typer  # noqa: F401
+
+        missing = find_spec("rich") is None  # rich itself is imported only to draw a table
     except ImportError:
+        missing = True
+    if missing:
         sys.stderr.write(MISSING_EXTRA + "\n")
         return 1
     from ._app import run

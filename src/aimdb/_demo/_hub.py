@@ -391,7 +391,10 @@ async def run_hub(args: argparse.Namespace, outcome: list[dict[str, Any]]) -> in
     logs: deque[str] = deque(maxlen=200)
     live = None
     async with db:
-        server = await remote.wait_started()
+        try:
+            server = await remote.wait_started()
+        except OSError as exc:  # lost a race with another hub starting under the same name
+            raise DemoError(f"cannot serve remote access ({exc}); start this one with --name OTHER") from None
         sock = server.unix_path
         cli = cli_command()
         say(
