@@ -20,7 +20,7 @@ Runs (``hz`` is samples per second per sensor; the demo has 3 stations x 2 senso
 
 Latency is wall clock (``time.time_ns``) from the producer to the reader, across processes.
 For the demo it is what the hub itself records (produce in the station -> the hub's view tap)
-and prints in its ``aimdb demo summary`` line; the floor uses the same quantile rule
+and prints as its last line (the headless JSON summary); the floor uses the same quantile rule
 (``sorted[int(q * n)]``) and, like the demo, keeps every sample from the first on. CPU % is
 user + system CPU time of the reading process (the hub, or the floor's parent) over its wall
 time. The MQTT runs use the broker given by ``--mqtt`` (default ``mqtt://127.0.0.1:1883``)
@@ -248,13 +248,11 @@ def run_demo(duration: float, hz: float, mqtt: str | None) -> dict[str, Any]:
             argv += ["--mqtt", mqtt]
         proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=duration + 120)
     lines = proc.stdout.splitlines()
-    summary: dict[str, Any] | None = None
-    for line in lines:
-        if line.startswith("aimdb demo summary: "):
-            summary = json.loads(line[len("aimdb demo summary: ") :])
-    if summary is None:
-        raise RuntimeError(f"demo run failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
-    summary["clean"] = bool(lines) and lines[-1] == "aimdb demo: stopped cleanly"
+    try:  # headless, the summary is the last line, pure JSON
+        summary: dict[str, Any] = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        raise RuntimeError(f"demo run failed (exit {proc.returncode}): {proc.stderr[-2000:]}") from None
+    summary["clean"] = len(lines) >= 2 and lines[-2] == "aimdb demo: stopped cleanly"
     # notes (fallbacks), stale/back/exited events: whatever the hub says beyond the routine lines
     prefix = "aimdb demo: "
     said = [line[len(prefix) :] for line in lines if line.startswith(prefix)]

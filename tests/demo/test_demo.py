@@ -80,8 +80,8 @@ class Demo:
         assert code == 0, out + "\n" + "\n".join(self.errors)
         assert "aimdb demo: stopped cleanly" in out
         assert "Traceback" not in "\n".join(self.errors), "\n".join(self.errors)
-        line = next(ln for ln in reversed(self.lines) if ln.startswith("aimdb demo summary: "))
-        return json.loads(line.split(": ", 1)[1])  # type: ignore[no-any-return]
+        assert self.lines[-2] == "aimdb demo: stopped cleanly", out
+        return json.loads(self.lines[-1])  # type: ignore[no-any-return]  # pure JSON, the last line
 
     def pid_of(self, station: str) -> int:
         _, line = self.wait_line(lambda s: s.startswith(f"aimdb demo: station {station} (") and " pid " in s)
@@ -289,6 +289,7 @@ def test_live_table_on_a_terminal(tmp_path: Path, columns: int) -> None:
     assert all(name in text for name in STATIONS)
     if columns == 80:
         assert "…" not in text, text[-2000:]
+        assert (" mpy " if MPY is not None else " aio ") in text and " trio " in text, text[-2000:]
     else:
         assert "micropython" in text and "aimdb/pipe" in text
     assert "aimdb demo: stopped cleanly" in text and "Traceback" not in text

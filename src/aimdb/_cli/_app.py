@@ -1,47 +1,40 @@
-"""The ``aimdb`` command line: inspect and steer running instances (typer + rich).
+"""The ``aimdb`` commands: inspect and steer running instances.
 
-Every command that talks to an instance connects with ``--connect`` (or
-``$AIMDB_CONNECT``, or the only local instance found). Errors are printed as one line on
-standard error with a non-zero exit code; tracebacks are never shown.
+Every command that talks to an instance connects with ``--connect`` (an endpoint or the
+name ``aimdb instance list`` shows; else ``$AIMDB_CONNECT``, else the only local
+instance). Errors are one line on standard error with a documented exit code
+(:mod:`._output`); tracebacks are never shown. The remote client and rich are imported
+only by the commands that need them, so ``aimdb --help`` stays fast.
 """
 
 from __future__ import annotations
 
-import asyncio
-import enum
+import difflib
 import json
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-from rich.tree import Tree
 
-from ..remote import AsyncClient, RemoteError, list_instances
+from . import _output as out
+from ._output import EXIT_ERROR, EXIT_INTERRUPTED, Column, Format
+
+if TYPE_CHECKING:
+    from ..remote import AsyncClient, Event, Subscription
 
 R = TypeVar("R")
 
-EXIT_ERROR = 1
-EXIT_INTERRUPTED = 130
-
-
-class Format(str, enum.Enum):
-    """Output formats."""
-
-    table = "table"
-    json = "json"
+_CONTEXT = {"help_option_names": ["-h", "--help"]}
+_OUTPUT_HELP = "Output format: table (terminal default), plain (default in pipes and files) or json."
 
 
 @dataclass
 class _Opts:
     connect: str | None
     token: str | None
-    format: Format
+    format: Format | None
     timeout: float
 
 
@@ -52,46 +45,48 @@ class CliError(Exception):
 app = typer.Typer(
     name="aimdb",
     help="Inspect and steer running aimdb instances.",
-    no_args_is_help=True,
-    add_completion=False,
+    epilog="Exit codes: 0 success, 1 error (connection, refusal, unknown record), 2 usage error, "
+    "130 interrupted, 141 output pipe closed.",
+    context_settings=_CONTEXT,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-instance_app = typer.Typer(help="Discover and check instances.", no_args_is_help=True)
-record_app = typer.Typer(help="List, read and write records.", no_args_is_help=True)
+instance_app = typer.Typer(help="Discover and check instances.", context_settings=_CONTEXT)
+record_app = typer.Typer(help="List, read and write records.", context_settings=_CONTEXT)
 app.add_typer(instance_app, name="instance")
 app.add_typer(record_app, name="record")
 
 
-def _out() -> Console:
-    # Not a terminal: a wide fixed width, so tables stay one line per row for scripts.
-    return Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 200)
+# One option object for the root and every command, so -o/--output works before and after the verb.
+_OUTPUT: Any = typer.Option(None, "--output", "-o", "--format", "-f", help=_OUTPUT_HELP, case_sensitive=False)
 
 
-def _err(message: str) -> None:
-    sys.stderr.write(message.rstrip("\n") + "\n")
-    sys.stderr.flush()
-
-
-def _opts(ctx: typer.Context) -> _Opts:
+def _opts(ctx: typer.Context, output: Format | None = None) -> _Opts:
     obj = ctx.find_root().obj
-    if isinstance(obj, _Opts):
-        return obj
-    return _Opts(None, None, Format.table, 5.0)
+    o = obj if isinstance(obj, _Opts) else _Opts(None, None, None, 5.0)
+    return _Opts(o.connect, o.token, output or o.format, o.timeout)
+
+
+def _fmt(o: _Opts) -> Format:
+    return out.resolve_format(o.format)
 
 
 def _execute(fn: Callable[[], Awaitable[R]]) -> R:
     """Run ``fn()`` on a fresh event loop, turning every failure into one line and exit 1."""
+    import asyncio
+
+    from ..remote import RemoteError
+
     try:
         return asyncio.run(_guard(fn))
-    except CliError as exc:
-        _err(f"error: {exc}")
-    except RemoteError as exc:
-        _err(f"error: {exc}")
+    except (CliError, RemoteError, ValueError, TimeoutError) as exc:
+        out.err(f"error: {exc}")
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    except (OSError, ValueError, TimeoutError) as exc:
-        _err(f"error: {exc}")
+    except BrokenPipeError:
+        out.closed_pipe()
+    except OSError as exc:
+        out.err(f"error: {exc}")
     raise typer.Exit(EXIT_ERROR)
 
 
@@ -99,24 +94,86 @@ async def _guard(fn: Callable[[], Awaitable[R]]) -> R:
     return await fn()
 
 
+def _looks_like_endpoint(text: str) -> bool:
+    return (
+        "://" in text or ":" in text or "/" in text or text.endswith(".sock") or text.startswith(("~", "."))
+    )
+
+
+async def resolve_connect(text: str | None, token: str | None, timeout: float) -> str | None:
+    """Turn an instance name from ``aimdb instance list`` into its endpoint.
+
+    Endpoints (``unix://``, ``tcp://``, ``HOST:PORT``, paths) and ``None`` pass unchanged.
+
+    Raises:
+        CliError: no live local instance has that name, or several have.
+    """
+    if text is None or _looks_like_endpoint(text):
+        return text
+    from ..remote import list_instances
+
+    found = [i for i in await list_instances(timeout=min(timeout, 1.0), token=token) if i.get("alive")]
+    named = [i for i in found if i.get("name") == text]
+    if len(named) == 1:
+        return str(named[0]["endpoint"])
+    if named:
+        where = ", ".join(str(i["endpoint"]) for i in named)
+        raise CliError(
+            f"several local instances are named {text!r} ({where}); use --connect with one endpoint"
+        )
+    names = sorted({str(i.get("name")) for i in found if i.get("name")})
+    hint = _did_you_mean(text, names)
+    running = f"; running: {', '.join(names)}" if names else "; no local instance is running"
+    raise CliError(f"no local instance named {text!r}{hint}{running} (a TCP endpoint is HOST:PORT)")
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
 async def _client(o: _Opts) -> AsyncClient:
-    return await AsyncClient.connect(o.connect, token=o.token, timeout=o.timeout, client_name="aimdb-cli")
+    from ..remote import AsyncClient
+
+    endpoint = await resolve_connect(o.connect, o.token, o.timeout)
+    return await AsyncClient.connect(endpoint, token=o.token, timeout=o.timeout, client_name="aimdb-cli")
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    sys.stdout.flush()
+async def _with_key_hint(c: AsyncClient, key: str, call: Awaitable[R]) -> R:
+    """Await ``call``; a ``not_found`` reply about ``key`` gains a "did you mean" hint."""
+    from ..remote import RemoteError
+
+    try:
+        return await call
+    except RemoteError as exc:
+        if exc.code != "not_found":
+            raise
+        keys = [str(r["key"]) for r in await c.list(None)]
+        raise CliError(f"{exc}{_did_you_mean(key, keys)}") from None
 
 
-def _compact(value: Any, width: int = 60) -> str:
-    text = json.dumps(value, separators=(",", ":"), default=str)
-    return text if len(text) <= width else text[: width - 1] + "…"
+def writer_of(rec: dict[str, Any]) -> str:
+    """What writes a record, from a ``record.list`` entry or a graph node.
+
+    The server's ``writer`` (``source``, ``transform``, ``join``, ``link``, ``none``), except
+    that a passive record remote clients may write is shown as ``remote``.
+    """
+    writer = str(rec.get("writer", "none"))
+    return "remote" if writer == "none" and rec.get("writable") else writer
 
 
 # ------------------------------------------------------------------ root
 
 
-@app.callback()
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        out.line(f"aimdb {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback(invoke_without_command=True)
 def _root(
     ctx: typer.Context,
     connect: Optional[str] = typer.Option(
@@ -124,46 +181,80 @@ def _root(
         "--connect",
         "-c",
         envvar="AIMDB_CONNECT",
-        help="unix://PATH or tcp://HOST:PORT (default: the only local instance).",
+        help="Instance name (see 'aimdb instance list'), unix://PATH or tcp://HOST:PORT "
+        "(default: the only local instance).",
     ),
     token: Optional[str] = typer.Option(None, "--token", envvar="AIMDB_TOKEN", help="Server token."),
-    fmt: Format = typer.Option(Format.table, "--format", "-f", help="Output format."),  # noqa: B008
+    fmt: Optional[Format] = _OUTPUT,
     timeout: float = typer.Option(5.0, "--timeout", help="Seconds to wait for connects and replies."),
+    version: bool = typer.Option(
+        False, "--version", "-V", is_eager=True, callback=_version, help="Print the version and exit."
+    ),
 ) -> None:
     """Inspect and steer running aimdb instances."""
     ctx.obj = _Opts(connect, token, fmt, timeout)
+    if ctx.invoked_subcommand is None:
+        out.write(ctx.get_help() + "\n")
+        raise typer.Exit(0)
+
+
+def _group_help(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand is None:
+        out.write(ctx.get_help() + "\n")
+        raise typer.Exit(0)
+
+
+instance_app.callback(invoke_without_command=True)(_group_help)
+record_app.callback(invoke_without_command=True)(_group_help)
 
 
 # ------------------------------------------------------------------ instance
 
 
 @instance_app.command("list")
-def instance_list(ctx: typer.Context) -> None:
+def instance_list(ctx: typer.Context, output: Optional[Format] = _OUTPUT) -> None:
     """List local instances (sockets in the runtime directory) and whether they answer."""
-    o = _opts(ctx)
+    o = _opts(ctx, output)
 
     async def go() -> list[dict[str, Any]]:
+        from ..remote import list_instances
+
         return await list_instances(timeout=min(o.timeout, 1.0), token=o.token)
 
     found = _execute(go)
-    if o.format is Format.json:
-        _print_json(found)
+    fmt = _fmt(o)
+    if fmt is Format.json:
+        out.print_json(found)
         return
     if not found:
-        _out().print("no local instances found")
+        out.err("no local instances found")
         return
-    t = Table("NAME", "ENDPOINT", "PID", "RECORDS", "STATUS")
+    rows = []
     for i in found:
         status = "ok" if "protocol" in i else ("stale" if not i.get("alive") else str(i.get("code")))
-        pid, nrec = str(i.get("pid", "-")), str(i.get("records", "-"))
-        t.add_row(str(i.get("name", "-")), i["endpoint"], pid, nrec, status)
-    _out().print(t)
+        rows.append(
+            [
+                str(i.get("name", "-")),
+                str(i["endpoint"]),
+                str(i.get("pid", "-")),
+                str(i.get("records", "-")),
+                status,
+            ]
+        )
+    cols = [
+        Column("NAME"),
+        Column("ENDPOINT", wrap=True),
+        Column("PID", drop=1),
+        Column("RECORDS", drop=2),
+        Column("STATUS", drop=3),
+    ]
+    out.table(cols, rows, fmt)
 
 
 @instance_app.command("info")
-def instance_info(ctx: typer.Context) -> None:
+def instance_info(ctx: typer.Context, output: Optional[Format] = _OUTPUT) -> None:
     """Show the instance's handshake data and server counters."""
-    o = _opts(ctx)
+    o = _opts(ctx, output)
 
     async def go() -> dict[str, Any]:
         c = await _client(o)
@@ -174,26 +265,27 @@ def instance_info(ctx: typer.Context) -> None:
             await c.aclose()
 
     info = _execute(go)
-    if o.format is Format.json:
-        _print_json(info)
+    fmt = _fmt(o)
+    if fmt is Format.json:
+        out.print_json(info)
         return
-    t = Table("FIELD", "VALUE", show_header=False)
+    rows: list[list[str]] = []
     for k, v in info.items():
         if isinstance(v, dict):
-            for k2, v2 in v.items():
-                t.add_row(f"{k}.{k2}", _compact(v2, 100))
+            rows.extend([f"{k}.{k2}", out.compact(v2, 100)] for k2, v2 in v.items())
         else:
-            t.add_row(k, _compact(v, 100) if not isinstance(v, str) else v)
-    _out().print(t)
+            rows.append([k, out.compact(v, 100)])
+    out.table([Column("FIELD"), Column("VALUE", wrap=True)], rows, fmt)
 
 
 @instance_app.command("ping")
 def instance_ping(
     ctx: typer.Context,
     count: int = typer.Option(3, "--count", "-n", min=1, max=1000, help="Number of pings."),
+    output: Optional[Format] = _OUTPUT,
 ) -> None:
     """Measure round trips to the instance."""
-    o = _opts(ctx)
+    o = _opts(ctx, output)
 
     async def go() -> list[float]:
         c = await _client(o)
@@ -203,14 +295,26 @@ def instance_ping(
             await c.aclose()
 
     times = _execute(go)
-    if o.format is Format.json:
-        _print_json({"rtt_ms": [t * 1000 for t in times]})
+    if _fmt(o) is Format.json:
+        out.print_json({"rtt_ms": [t * 1000 for t in times]})
         return
     for i, t in enumerate(times, 1):
-        _out().print(f"ping {i}: {t * 1000:.3f} ms")
+        out.line(f"ping {i}: {t * 1000:.3f} ms")
 
 
 # ------------------------------------------------------------------ record
+
+_RECORD_COLUMNS = [
+    Column("KEY"),
+    Column("TYPE", drop=7),
+    Column("BUFFER", drop=5),
+    Column("WRITER", drop=6),
+    Column("W", drop=2),
+    Column("VALUE", drop=1),
+    Column("PRODUCED", drop=4),
+    Column("READERS", drop=0),
+    Column("DROPPED", drop=3),
+]
 
 
 @record_app.command("list")
@@ -218,9 +322,13 @@ def record_list(
     ctx: typer.Context,
     pattern: Optional[str] = typer.Argument(None, help="Key or pattern (* one segment, # any)."),
     writable: bool = typer.Option(False, "--writable", "-w", help="Only records remote clients may set."),
+    output: Optional[Format] = _OUTPUT,
 ) -> None:
-    """List records with their buffer, writer, permissions and statistics."""
-    o = _opts(ctx)
+    """List records with their buffer, writer, permissions and statistics.
+
+    At 80 columns the key is never cut: the least important columns give way first.
+    """
+    o = _opts(ctx, output)
 
     async def go() -> list[dict[str, Any]]:
         c = await _client(o)
@@ -232,25 +340,28 @@ def record_list(
     recs = _execute(go)
     if writable:
         recs = [r for r in recs if r.get("writable")]
-    if o.format is Format.json:
-        _print_json(recs)
+    fmt = _fmt(o)
+    if fmt is Format.json:
+        out.print_json(recs)
         return
-    t = Table("KEY", "TYPE", "BUFFER", "WRITER", "W", "VALUE", "PRODUCED", "READERS", "DROPPED")
+    rows = []
     for r in recs:
         s = r.get("stats") or {}
         buf = r["buffer"] if r["buffer"] != "spmc_ring" else f"ring({r['capacity']})"
-        t.add_row(
-            r["key"],
-            r["type"],
-            buf,
-            r["writer"],
-            "yes" if r.get("writable") else "",
-            "yes" if r.get("has_value") else "",
-            str(s.get("produced", "")),
-            str(s.get("readers", "")),
-            str(s.get("dropped", "")),
+        rows.append(
+            [
+                str(r["key"]),
+                str(r["type"]),
+                str(buf),
+                writer_of(r),
+                "yes" if r.get("writable") else "",
+                "yes" if r.get("has_value") else "",
+                str(s.get("produced", "")),
+                str(s.get("readers", "")),
+                str(s.get("dropped", "")),
+            ]
         )
-    _out().print(t)
+    out.table(_RECORD_COLUMNS, rows, fmt)
 
 
 @record_app.command("get")
@@ -261,39 +372,40 @@ def record_get(ctx: typer.Context, key: str = typer.Argument(..., help="Record k
     async def go() -> Any:
         c = await _client(o)
         try:
-            return await c.get(key)
+            return await _with_key_hint(c, key, c.get(key))
         finally:
             await c.aclose()
 
-    _print_json(_execute(go))
+    out.print_json(_execute(go))
 
 
 @record_app.command("set")
 def record_set(
     ctx: typer.Context,
     key: str = typer.Argument(..., help="Record key."),
-    value: str = typer.Argument(..., help='The value as JSON, e.g. \'{"celsius": 21.5}\'.'),
+    value: str = typer.Argument(..., help="The value as JSON, e.g. '{\"celsius\": 21.5}'."),
+    output: Optional[Format] = _OUTPUT,
 ) -> None:
     """Write a value to a writable record (the server must allow it)."""
-    o = _opts(ctx)
+    o = _opts(ctx, output)
     try:
         data = json.loads(value)
     except ValueError as exc:
-        _err(f"error: VALUE is not valid JSON: {exc}")
+        out.err(f"error: VALUE is not valid JSON: {exc}")
         raise typer.Exit(EXIT_ERROR) from None
 
     async def go() -> Any:
         c = await _client(o)
         try:
-            return await c.set(key, data)
+            return await _with_key_hint(c, key, c.set(key, data))
         finally:
             await c.aclose()
 
     stored = _execute(go)
-    if o.format is Format.json:
-        _print_json({"key": key, "value": stored})
+    if _fmt(o) is Format.json:
+        out.print_json({"key": key, "value": stored})
     else:
-        _out().print(f"{key} = {_compact(stored, 200)}")
+        out.line(f"{key} = {out.compact(stored, 200)}")
 
 
 @record_app.command("drain")
@@ -308,11 +420,11 @@ def record_drain(
     async def go() -> list[Any]:
         c = await _client(o)
         try:
-            return await c.drain(key, limit)
+            return await _with_key_hint(c, key, c.drain(key, limit))
         finally:
             await c.aclose()
 
-    _print_json(_execute(go))
+    out.print_json(_execute(go))
 
 
 # ------------------------------------------------------------------ watch
@@ -326,25 +438,31 @@ def watch(
     snapshot: bool = typer.Option(True, "--snapshot/--no-snapshot", help="Start with current values."),
     queue: Optional[int] = typer.Option(None, "--queue", min=1, help="Server-side queue size."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Stop after SECONDS."),
+    output: Optional[Format] = _OUTPUT,
 ) -> None:
-    """Follow records live: a table on a terminal, one line per event otherwise."""
-    o = _opts(ctx)
-    live = o.format is Format.table and sys.stdout.isatty()
+    """Follow records live: a table on a terminal, one line per event otherwise.
+
+    Lines are 'HH:MM:SS.mmm SEQ KEY VALUE' (local time the server picked the value up; '*'
+    after SEQ marks the snapshot); json writes one event object per line.
+    """
+    o = _opts(ctx, output)
+    fmt = _fmt(o)
+    live = fmt is Format.table and out.stdout_is_terminal()
 
     async def go() -> int:
         c = await _client(o)
         try:
-            sub = await c.subscribe(pattern, snapshot=snapshot, queue=queue)
+            sub = await _with_key_hint(c, pattern, c.subscribe(pattern, snapshot=snapshot, queue=queue))
             if live:
                 return await _watch_live(sub, count, duration)
-            return await _watch_lines(sub, count, duration, o.format)
+            return await _watch_lines(sub, count, duration, fmt)
         finally:
             await c.aclose()
 
     _execute(go)
 
 
-async def _next_event(sub: Any, deadline: float | None) -> Any:
+async def _next_event(sub: Subscription, deadline: float | None) -> Event | None:
     if deadline is None:
         return await sub.next()
     left = deadline - time.monotonic()
@@ -356,49 +474,66 @@ async def _next_event(sub: Any, deadline: float | None) -> Any:
         return None
 
 
-async def _watch_lines(sub: Any, count: int | None, duration: float | None, fmt: Format) -> int:
+async def _watch_lines(sub: Subscription, count: int | None, duration: float | None, fmt: Format) -> int:
+    from ..remote import RemoteError
+
     deadline = None if duration is None else time.monotonic() + duration
     n = 0
     snaps = 0
-    if sub.snapshot == 0 and fmt is Format.table:
-        _err(f"watching {', '.join(sub.keys)}")
+    chatty = fmt is not Format.json
+    if sub.snapshot == 0 and chatty:
+        out.err(f"watching {', '.join(sub.keys)}")
     while count is None or n < count:
         try:
             ev = await _next_event(sub, deadline)
         except RemoteError:
-            _err("error: connection closed by the server")
-            raise typer.Exit(EXIT_ERROR) from None
+            raise CliError("connection closed by the server") from None
         if ev is None:
             break
         n += 1
         if ev.gap:
-            _err(f"warning: missed {ev.gap} event(s) before seq {ev.seq} ({ev.key})")
+            out.err(f"warning: missed {ev.gap} event(s) before seq {ev.seq} ({ev.key})")
         if fmt is Format.json:
-            sys.stdout.write(json.dumps(ev.as_dict(), separators=(",", ":")) + "\n")
+            out.line(json.dumps(ev.as_dict(), separators=(",", ":")))
         else:
             mark = "*" if ev.snapshot else " "
-            sys.stdout.write(f"{ev.seq:>6}{mark} {ev.key}  {_compact(ev.value, 200)}\n")
-        sys.stdout.flush()
+            out.line(f"{out.clock(ev.ts)} {ev.seq:>6}{mark} {ev.key}  {out.compact(ev.value, 200)}")
         if ev.snapshot:
             snaps += 1
-            if snaps == sub.snapshot and fmt is Format.table:
-                _err(f"-- snapshot complete ({snaps} record(s)) --")
+            if snaps == sub.snapshot and chatty:
+                out.err(f"-- snapshot complete ({snaps} record(s)) --")
     return n
 
 
-async def _watch_live(sub: Any, count: int | None, duration: float | None) -> int:
+async def _watch_live(sub: Subscription, count: int | None, duration: float | None) -> int:
     from rich.live import Live
+    from rich.table import Table
+
+    from ..remote import RemoteError
 
     deadline = None if duration is None else time.monotonic() + duration
-    rows: dict[str, dict[str, Any]] = {k: {"value": None, "seq": 0, "n": 0, "t": 0.0} for k in sub.keys}
+    rows: dict[str, dict[str, Any]] = {
+        k: {"value": None, "seq": 0, "n": 0, "t": 0.0, "ts": 0} for k in sub.keys
+    }
     n = 0
 
     def render() -> Table:
-        t = Table("KEY", "VALUE", "SEQ", "UPDATES", "AGE", title=f"watch {', '.join(sub.keys[:3])}")
+        t = Table(title=f"watch {', '.join(sub.keys[:3])}")
+        t.add_column("KEY", overflow="fold")
+        t.add_column("VALUE", overflow="fold")
+        for h in ("SEQ", "UPDATES", "AT", "AGE"):
+            t.add_column(h, no_wrap=True)
         now = time.monotonic()
         for k, r in rows.items():
-            age = f"{now - r['t']:.1f}s" if r["n"] else "-"
-            t.add_row(k, _compact(r["value"], 70) if r["n"] else "-", str(r["seq"] or "-"), str(r["n"]), age)
+            seen = r["n"] > 0
+            t.add_row(
+                k,
+                out.compact(r["value"], 70) if seen else "-",
+                str(r["seq"] or "-"),
+                str(r["n"]),
+                out.clock(r["ts"]) if seen else "-",
+                out.age(now - r["t"]) if seen else "-",
+            )
         t.caption = f"missed {sub.missed} event(s)" if sub.missed else None
         return t
 
@@ -411,11 +546,11 @@ async def _watch_live(sub: Any, count: int | None, duration: float | None) -> in
             if ev is None:
                 break
             n += 1
-            r = rows.setdefault(ev.key, {"value": None, "seq": 0, "n": 0, "t": 0.0})
-            r.update(value=ev.value, seq=ev.seq, n=r["n"] + 1, t=time.monotonic())
+            r = rows.setdefault(ev.key, {"value": None, "seq": 0, "n": 0, "t": 0.0, "ts": 0})
+            r.update(value=ev.value, seq=ev.seq, n=r["n"] + 1, t=time.monotonic(), ts=ev.ts)
             lv.update(render())
     if sub.missed:
-        _err(f"warning: missed {sub.missed} event(s) in total")
+        out.err(f"warning: missed {sub.missed} event(s) in total")
     return n
 
 
@@ -426,9 +561,10 @@ async def _watch_live(sub: Any, count: int | None, duration: float | None) -> in
 def graph(
     ctx: typer.Context,
     dot: bool = typer.Option(False, "--dot", help="Print Graphviz DOT instead of a tree."),
+    output: Optional[Format] = _OUTPUT,
 ) -> None:
     """Show how records derive from each other and where they link to."""
-    o = _opts(ctx)
+    o = _opts(ctx, output)
 
     async def go() -> dict[str, Any]:
         c = await _client(o)
@@ -438,12 +574,13 @@ def graph(
             await c.aclose()
 
     g = _execute(go)
+    fmt = _fmt(o)
     if dot:
-        sys.stdout.write(to_dot(g))
-    elif o.format is Format.json:
-        _print_json(g)
+        out.write(to_dot(g))
+    elif fmt is Format.json:
+        out.print_json(g)
     else:
-        _out().print(to_tree(g))
+        out.write(to_tree(g, boxed=fmt is Format.table))
 
 
 def _dq(text: str) -> str:
@@ -465,35 +602,42 @@ def to_dot(g: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_tree(g: dict[str, Any]) -> Tree:
-    """Render a graph reply as a rich tree: inputs at the root, derived records below."""
+def to_tree(g: dict[str, Any], boxed: bool = True) -> str:
+    """Render a graph reply as an indented tree: inputs at the root, derived records below.
+
+    ``boxed`` draws the branches with box-drawing characters, else with ASCII.
+    """
     nodes = {n["key"]: n for n in g["nodes"]}
     children: dict[str, list[tuple[str, str]]] = {}
     has_parent: set[str] = set()
     for e in g["edges"]:
         children.setdefault(e["from"], []).append((e["to"], e["kind"]))
-        if e["to"] in nodes and e["from"] in nodes:
+        if e["to"] in nodes and (e["from"] in nodes or e["kind"] == "link_in"):
             has_parent.add(e["to"])
-    root = Tree(Text("records"))
+    tee, last, bar, gap = ("├── ", "└── ", "│   ", "    ") if boxed else ("|-- ", "`-- ", "|   ", "    ")
+    lines = ["records"]
 
     def label(key: str, via: str | None) -> str:
         n = nodes.get(key)
         if n is None:
             return f"{key} ({via})"
         extra = f" [{via}]" if via else ""
-        return f"{key}: {n['type']} · {n['buffer']} · writer={n['writer']}{extra}"
+        return f"{key}: {n['type']} · {n['buffer']} · writer={writer_of(n)}{extra}"
 
-    def add(parent: Tree, key: str, via: str | None, seen: frozenset[str]) -> None:
-        node = parent.add(Text(label(key, via)))
+    def add(prefix: str, is_last: bool, key: str, via: str | None, seen: frozenset[str]) -> None:
+        lines.append(prefix + (last if is_last else tee) + label(key, via))
         if key in seen:
             return
-        for child, kind in children.get(key, []):
-            add(node, child, kind, seen | {key})
+        kids = children.get(key, [])
+        for i, (child, kind) in enumerate(kids):
+            add(prefix + (gap if is_last else bar), i == len(kids) - 1, child, kind, seen | {key})
 
-    for key in g.get("order") or list(nodes):
-        if key in nodes and key not in has_parent:
-            add(root, key, None, frozenset())
-    return root
+    roots = [k for k in (g.get("order") or list(nodes)) if k in nodes and k not in has_parent]
+    inbound = sorted({e["from"] for e in g["edges"] if e["kind"] == "link_in"})
+    tops: list[tuple[str, str | None]] = [(u, "link_in") for u in inbound] + [(k, None) for k in roots]
+    for i, (key, via) in enumerate(tops):
+        add("", i == len(tops) - 1, key, via, frozenset())
+    return "\n".join(lines) + "\n"
 
 
 @app.command("stats")
@@ -501,9 +645,10 @@ def stats(
     ctx: typer.Context,
     key: Optional[str] = typer.Argument(None, help="Only this record."),
     reset: bool = typer.Option(False, "--reset", help="Zero the counters (server must allow it)."),
+    output: Optional[Format] = _OUTPUT,
 ) -> None:
     """Show (or reset) buffer, stage, link and server statistics."""
-    o = _opts(ctx)
+    o = _opts(ctx, output)
 
     async def go() -> dict[str, Any]:
         c = await _client(o)
@@ -511,31 +656,45 @@ def stats(
             if reset:
                 await c.reset_stats()
                 return {"reset": True}
-            return await c.stats(key)
+            if key is None:
+                return await c.stats()
+            return await _with_key_hint(c, key, c.stats(key))
         finally:
             await c.aclose()
 
     data = _execute(go)
-    if o.format is Format.json or reset or key:
-        if reset and o.format is Format.table:
-            _out().print("statistics reset")
-        else:
-            _print_json(data)
+    fmt = _fmt(o)
+    if reset and fmt is not Format.json:
+        out.line("statistics reset")
         return
-    t = Table("KEY", "BUFFER", "PRODUCED", "DELIVERED", "DROPPED", "READERS", "STAGES")
+    if fmt is Format.json or reset or key:
+        out.print_json(data)
+        return
+    rows = []
     for k, s in data.get("records", {}).items():
         b = s.get("buffer") or {}
         stages = ", ".join(f"{st['name']}:{st['values']}" for st in s.get("stages", []))
-        t.add_row(
-            k,
-            str(b.get("kind", "-")),
-            str(b.get("produced", "-")),
-            str(b.get("delivered", "-")),
-            str(b.get("dropped", "-")),
-            str(b.get("readers", "-")),
-            stages,
+        rows.append(
+            [
+                k,
+                str(b.get("kind", "-")),
+                str(b.get("produced", "-")),
+                str(b.get("delivered", "-")),
+                str(b.get("dropped", "-")),
+                str(b.get("readers", "-")),
+                stages,
+            ]
         )
-    _out().print(t)
+    cols = [
+        Column("KEY"),
+        Column("BUFFER", drop=3),
+        Column("PRODUCED", drop=5),
+        Column("DELIVERED", drop=4),
+        Column("DROPPED", drop=2),
+        Column("READERS", drop=0),
+        Column("STAGES", drop=1, wrap=True),
+    ]
+    out.table(cols, rows, fmt)
 
 
 # ------------------------------------------------------------------ demo
@@ -550,7 +709,7 @@ def demo(ctx: typer.Context) -> None:
     try:
         from .. import _demo
     except ImportError as exc:
-        _err(f"error: the demo is not available in this installation ({exc})")
+        out.err(f"error: the demo is not available in this installation ({exc})")
         raise typer.Exit(EXIT_ERROR) from None
     code = _demo.main(list(ctx.args))
     raise typer.Exit(int(code or 0))
@@ -570,11 +729,11 @@ def run(argv: list[str]) -> int:
             return 0
         if isinstance(code, int):
             return code
-        _err(str(code))
+        out.err(str(code))
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except Exception as exc:  # last resort: one line, never a traceback
-        _err(f"error: {type(exc).__name__}: {exc}")
+        out.err(f"error: {type(exc).__name__}: {exc}")
         return EXIT_ERROR
     return 0

@@ -19,11 +19,14 @@ import json
 import os
 import resource
 import secrets
+import shlex
+import shutil
 import signal
 import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aimdb import AimDbBuilder, BufferCfg, BufferLagged, Context
@@ -215,6 +218,8 @@ def _status(view: StationView) -> str:
     return "STALE" if view.stale else "ok"
 
 
+_SHORT_RUNTIME = {"micropython": "mpy", "asyncio": "aio"}
+
 WIDE_TABLE = 110
 """Terminal columns from which the table also shows each station's runtime and link."""
 
@@ -222,8 +227,9 @@ WIDE_TABLE = 110
 def _render(views: dict[str, StationView], elapsed: float, header: str, width: int = WIDE_TABLE) -> Any:
     """Return the live table.
 
-    Below :data:`WIDE_TABLE` columns it leaves out runtime and link (the start-up lines
-    name them) and the vertical rules, so it fits an 80-column terminal.
+    Below :data:`WIDE_TABLE` columns it leaves out the link (the start-up lines name it),
+    shortens the runtime (``mpy`` for MicroPython) and drops the vertical rules, so it fits
+    an 80-column terminal.
     """
     from rich import box
     from rich.table import Table
@@ -237,14 +243,25 @@ def _render(views: dict[str, StationView], elapsed: float, header: str, width: i
         collapse_padding=not wide,
         pad_edge=wide,
     )
-    cols = ["station", "runtime", "link"] if wide else ["station"]
-    cols += ["temp °C", "hum %", "dew °C", "age s", "values/s", "p50/p99 ms", "lost/lag", ""]
+    cols = ["station", "runtime", "link"] if wide else ["station", "rt"]
+    cols += [
+        "temp °C",
+        "hum %",
+        "dew °C",
+        "age s",
+        "values/s" if wide else "val/s",
+        "p50/p99 ms",
+        "lost/lag",
+        "",
+    ]
     for col in cols:
-        table.add_column(col, justify="left" if col in ("station", "runtime", "link", "") else "right")
+        table.add_column(col, justify="left" if col in ("station", "runtime", "rt", "link", "") else "right")
     for v in views.values():
         status = _status(v)
         style = "red" if status == "STALE" else ("dim" if status == "waiting" else "")
-        where = [v.spec.runtime, v.spec.link] if wide else []
+        where = (
+            [v.spec.runtime, v.spec.link] if wide else [_SHORT_RUNTIME.get(v.spec.runtime, v.spec.runtime)]
+        )
         table.add_row(
             v.spec.name,
             *where,
@@ -255,7 +272,7 @@ def _render(views: dict[str, StationView], elapsed: float, header: str, width: i
             _fmt(v.rate, 1),
             "/".join(_fmt(x, 1) for x in v.latency_ms(0.5, 0.99, recent=LIVE_WINDOW)),
             f"{v.lost}/{v.lag}",
-            status,
+            status if wide or status != "waiting" else "wait",
             style=style,
         )
     return table
@@ -310,10 +327,49 @@ def _cpu() -> float:
 # ---------------------------------------------------------------------------- hub
 
 
-async def run_hub(args: argparse.Namespace) -> int:
-    """Run the hub and its stations until ``--duration`` elapses or it is interrupted."""
+class DemoError(Exception):
+    """A reason the demo cannot start, shown as one line (exit code 1)."""
+
+
+def cli_command() -> str:
+    """How to call ``aimdb`` from a new shell.
+
+    ``aimdb`` when the command found on ``PATH`` without an active virtual environment is
+    this installation's; otherwise the full path of this installation's ``aimdb`` (a new
+    shell has no virtual environment active), else ``PYTHON -m aimdb._cli``.
+    """
+    here = Path(sys.executable).parent / ("aimdb.exe" if os.name == "nt" else "aimdb")
+    found = shutil.which("aimdb")
+    if found and not os.environ.get("VIRTUAL_ENV") and here.exists() and Path(found).samefile(here):
+        return "aimdb"
+    if here.exists():
+        return shlex.quote(str(here))
+    return f"{shlex.quote(sys.executable)} -m aimdb._cli"
+
+
+async def _refuse_second_hub(name: str) -> None:
+    """Raise :class:`DemoError` when an instance called ``name`` already answers locally."""
+    from aimdb.remote import default_socket_path, probe
+
+    path = default_socket_path(name)
+    if path.exists() and (await probe(str(path), timeout=1.0)).get("alive"):
+        raise DemoError(
+            f"a demo hub named '{name}' is already running (unix://{path}); "
+            f"stop it, or start this one with --name OTHER"
+        )
+
+
+async def run_hub(args: argparse.Namespace, outcome: list[dict[str, Any]]) -> int:
+    """Run the hub and its stations until ``--duration`` elapses or it is interrupted.
+
+    The summary of the run is appended to ``outcome`` (also when interrupted).
+
+    Raises:
+        DemoError: a hub with the same ``--name`` is already running.
+    """
     from aimdb.remote import RemoteAccess, RemoteConfig
 
+    await _refuse_second_hub(args.name)
     headless: bool = args.headless
     specs, notes = plan(args.mqtt is not None)
     views = {s.name: StationView(s) for s in specs}
@@ -335,12 +391,16 @@ async def run_hub(args: argparse.Namespace) -> int:
     logs: deque[str] = deque(maxlen=200)
     live = None
     async with db:
-        server = await remote.wait_started()
+        try:
+            server = await remote.wait_started()
+        except OSError as exc:  # lost a race with another hub starting under the same name
+            raise DemoError(f"cannot serve remote access ({exc}); start this one with --name OTHER") from None
         sock = server.unix_path
+        cli = cli_command()
         say(
-            f"aimdb demo: hub serving remote access on unix://{sock}; from another terminal:\n"
-            f"  aimdb record list          aimdb watch 'station.#'          "
-            f"(or: aimdb --connect unix://{sock} ...)"
+            f"aimdb demo: hub '{args.name}' serves remote access on unix://{sock}\n"
+            f"  from another terminal:  {cli} record list\n"
+            f"                          {cli} watch 'station.#'"
         )
 
         def on_line(prefix: str) -> Any:
@@ -409,7 +469,7 @@ async def run_hub(args: argparse.Namespace) -> int:
                 live.start()
             except ImportError:
                 headless = True
-        header = f"remote: aimdb --connect unix://{sock} watch 'station.#'  ·  Ctrl-C stops"
+        header = f"from another terminal: {cli} watch 'station.#'  ·  Ctrl-C stops"
         try:
             tick = 0
             while args.duration is None or time.monotonic() - start < args.duration:
@@ -441,9 +501,8 @@ async def run_hub(args: argparse.Namespace) -> int:
             for line in logs:
                 print(line, file=sys.stderr)
             result = summary(views, wall, cpu, mode)
-            if headless:
-                say("aimdb demo summary: " + json.dumps(result))
-            else:
+            outcome.append(result)
+            if not headless:
                 lat = result["latency_ms"]
                 say(
                     f"aimdb demo: {lat['samples']} values from {len(views)} stations in {wall:.1f} s; "
@@ -584,8 +643,17 @@ def main(argv: list[str]) -> int:
         print("aimdb demo: --hz must be positive", file=sys.stderr)
         return 2
     args.headless = args.headless or not sys.stdout.isatty()
+    outcome: list[dict[str, Any]] = []
+    code = 0
     try:
-        return asyncio.run(run_hub(args))
+        code = asyncio.run(run_hub(args, outcome))
     except KeyboardInterrupt:
-        print("aimdb demo: interrupted, stopped", flush=True)
-        return 0
+        print(
+            "aimdb demo: interrupted, stopped", file=sys.stderr if args.headless else sys.stdout, flush=True
+        )
+    except DemoError as exc:
+        print(f"aimdb demo: {exc}", file=sys.stderr, flush=True)
+        return 1
+    if args.headless and outcome:
+        print(json.dumps(outcome[-1]), flush=True)  # pure JSON, the last line: `| tail -1 | jq`
+    return code
