@@ -106,6 +106,9 @@ class RuntimeBackend(_Protocol):
     def logger(self) -> _Any:
         """The ``aimdb`` logger of this platform."""
 
+    def on_interrupt(self, fn: _Callable[[], object]) -> _Callable[[], None]:
+        """Call ``fn`` on the first Ctrl-C instead of interrupting (where possible); returns an undo."""
+
 
 class Statistics(_Protocol):
     """A snapshot of counters: every ``statistics()`` in aimdb returns one."""

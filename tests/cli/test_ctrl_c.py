@@ -4,8 +4,8 @@ What prints the traceback today is ``asyncio.run`` itself, not aimdb: on the fir
 its runner cancels the main task; ``AimDb.run()`` shuts down in ``finally`` and lets the
 ``CancelledError`` through (as it must); the runner then raises ``KeyboardInterrupt`` from
 inside its ``except CancelledError`` block, and the interpreter prints both chained
-tracebacks. The fix belongs in the core (``AimDb.run()`` turning SIGINT into ``stop()``
-while it runs on the main thread), which this test waits for.
+tracebacks. So ``AimDb.run()`` turns the first SIGINT into ``stop()`` while it runs on
+asyncio's main thread.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,11 +50,6 @@ def interrupt_after(code: str, marker: str) -> tuple[int, str, str]:
     return p.returncode, "".join(seen) + out, err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="asyncio.run raises KeyboardInterrupt after cancelling AimDb.run(); needs AimDb.run() "
-    "to turn SIGINT into stop() on the main thread (core change, not made here)",
-)
 def test_quickstart_ctrl_c_without_traceback() -> None:
     code, out, err = interrupt_after(quickstart(), "temp: 24.1")
     assert "temp: 24.1" in out

@@ -75,6 +75,10 @@ class _TaskGroup:
             await asyncio.wait(pending)
 
 
+def _nothing() -> None:
+    return None
+
+
 class AsyncioBackend:
     """Runtime contract implemented on asyncio (and uvloop)."""
 
@@ -105,6 +109,34 @@ class AsyncioBackend:
 
     def logger(self) -> logging.Logger:
         return logging.getLogger("aimdb")
+
+    def on_interrupt(self, fn: Callable[[], object]) -> Callable[[], None]:
+        """Call ``fn`` on the first Ctrl-C (SIGINT) instead of interrupting; returns an undo.
+
+        Only on the main thread of a loop that supports signal handlers (elsewhere it does
+        nothing). After the first SIGINT the default handling is back, so a second Ctrl-C
+        interrupts as usual.
+        """
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return _nothing
+        loop = asyncio.get_running_loop()
+
+        def handler() -> None:
+            loop.remove_signal_handler(signal.SIGINT)
+            fn()
+
+        try:
+            loop.add_signal_handler(signal.SIGINT, handler)
+        except (NotImplementedError, RuntimeError, ValueError):
+            return _nothing
+
+        def undo() -> None:
+            loop.remove_signal_handler(signal.SIGINT)
+
+        return undo
 
     def __repr__(self) -> str:
         return "<aimdb runtime backend 'asyncio'>"

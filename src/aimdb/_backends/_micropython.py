@@ -140,8 +140,16 @@ class MicroPythonBackend:
     def logger(self) -> "Any":
         return get_logger("aimdb")
 
+    def on_interrupt(self, fn: "Callable[[], object]") -> "Callable[[], None]":
+        """Nothing: MicroPython has no signal handlers."""
+        return _nothing
+
     def __repr__(self) -> str:
         return "<aimdb runtime backend 'micropython'>"
+
+
+def _nothing() -> None:
+    return None
 
 
 backend = MicroPythonBackend()

@@ -225,8 +225,16 @@ class TrioBackend:
         """Return the ``aimdb`` stdlib logger."""
         return _log
 
+    def on_interrupt(self, fn: Callable[[], object]) -> Callable[[], None]:
+        """Nothing: under trio a Ctrl-C raises ``KeyboardInterrupt`` in the main task, as trio does."""
+        return _nothing
+
     def __repr__(self) -> str:
         return "<aimdb runtime backend 'trio'>"
+
+
+def _nothing() -> None:
+    return None
 
 
 backend = TrioBackend()

@@ -479,13 +479,19 @@ class AimDb:
     async def run(self) -> None:
         """Start, run until ``stop()`` is called (or the task is cancelled), then shut down.
 
+        On asyncio's main thread the first Ctrl-C (SIGINT) calls :meth:`stop`, so the
+        program's ``run()`` returns normally after a clean shutdown; a second Ctrl-C
+        interrupts as usual.
+
         Raises:
             StageFailed: a stage with ``on_error="stop"`` raised (after clean shutdown).
         """
         await self.start()
+        undo = self._rt.on_interrupt(self.stop)  # Ctrl-C stops the database cleanly
         try:
             await self.wait_stop_requested()
         finally:
+            undo()
             await self.aclose()
         if self._failure is not None:
             raise self._failure
