@@ -1,11 +1,13 @@
-"""Broker faults: a broker SIGKILLed in the middle of a steady stream, restarted on its port.
+"""Broker faults in the middle of a steady stream: SIGKILL and restart, SIGSTOP and SIGCONT.
 
 One database publishes a numbered sequence at ``RATE`` values/s into a ring record
 (``seq.ring``, capacity ``RING``) and, through a transform, a SingleLatest record
 (``seq.latest``); both are linked out (``link_to``).  A receiver reads both topics back:
 a second aimdb database (``link_from``) for MQTT and NATS, an independent aiokafka consumer
 for Kafka.  The broker is killed, stays down for ``outage`` seconds (1, 3, 7) and starts
-again on the same port.
+again on the same port; or it is stopped (SIGSTOP) for 3 s and continued, keeping its memory
+and its connections (then nothing is lost in any broker, so the accounting below is exact
+for all three).
 
 What is asserted, for the ring: every value the receiver never got is accounted for,
 exactly::
@@ -40,10 +42,11 @@ the receiver when it was killed, and does not keep across a crash:
 
 For SingleLatest: the newest value, produced after the broker's return, arrives.
 
-The reconnect time (from the moment the port accepts again to the connector's
-``connected``) is printed in the "fault figures" summary; the issue's target is a median of
-at most ``TARGET`` s for outages up to 10 s.  Asserted is only liveness: reconnected within
-``LIVENESS`` s (today's default policy: backoff up to 10 s, ±20 % jitter).
+The reconnect time (from the moment the port accepts again, or from SIGCONT, to the
+connector's ``connected``; "not noticed" when the state never left ``connected``) is printed
+in the "fault figures" summary; the issue's target is a median of at most ``TARGET`` s for
+outages up to 10 s.  Asserted is only liveness: reconnected within ``LIVENESS`` s (today's
+default policy: backoff up to 10 s, ±20 % jitter).
 """
 
 from __future__ import annotations
@@ -72,7 +75,8 @@ pytestmark = [pytest.mark.runtimes("asyncio"), pytest.mark.timeout(90), pytest.m
 RATE = 500  # values per second
 TICK = 0.01  # the source produces RATE * TICK values per tick
 RING = 1000  # capacity of the published ring: 2 s of values
-OUTAGES = [1.0, 3.0, 7.0]
+# (fault, seconds out): SIGKILL and a restart on the same port after 1, 3 and 7 s; SIGSTOP for 3 s
+CASES = [("kill", 1.0), ("kill", 3.0), ("kill", 7.0), ("stall", 3.0)]
 TARGET = 2.0  # the issue's target: median reconnect time after the broker's return
 LIVENESS = 15.0  # asserted: today's default policy waits at most 10 s + 20 % jitter
 FAST = ReconnectPolicy(initial_delay=0.05, max_delay=0.5)  # receivers only
@@ -268,6 +272,7 @@ def _start_timed(broker: Any) -> float:
 @dataclass
 class Figures:
     broker: str
+    fault: str
     outage: float
     reconnect: float | None  # seconds from port open to connected; None: loss never noticed
     produced: int
@@ -278,32 +283,36 @@ class Figures:
 
     def line(self) -> str:
         rc = "not noticed" if self.reconnect is None else f"{self.reconnect:5.2f} s"
-        return (f"{self.broker:6} outage {self.outage:3.0f} s: reconnect {rc} after the port opened"
+        back = "the port opened" if self.fault == "kill" else "SIGCONT"
+        return (f"{self.broker:6} {self.fault:5} {self.outage:3.0f} s: reconnect {rc} after {back}"
                 f" (target median <= {TARGET:.0f} s); ring: produced {self.produced}, lost {self.lost}"
                 f" = dropped_lag {self.lag} + failed {self.failed} + lost in the broker {self.in_broker}")
 
 
-async def kill_mid_stream(
+async def fault_mid_stream(
     name: str,
     broker: Any,
     conn: Any,
     db: Any,
     stream: Stream,
     receiver: Receiver,
+    fault: str,
     outage: float,
-    custody: Callable[[Any], set[int]],
     *,
+    custody: Callable[[Any], set[int]] = lambda ring_stats: set(),
     exact: bool = True,
     returned: Callable[[], Awaitable[None]] | None = None,
 ) -> Figures:
-    """Run the stream, kill ``broker`` for ``outage`` s, start it again, check and return figures.
+    """Run the stream, put ``broker`` out for ``outage`` s, bring it back, check, return figures.
 
-    ``custody(ring_stats)`` is called while the broker is down and returns the ring values
-    the broker had acknowledged before it died (and may have lost with it).  The link must
+    ``fault`` is ``"kill"`` (SIGKILL, then started again on the same port) or ``"stall"``
+    (SIGSTOP, then SIGCONT: the broker keeps its memory and its connections).
+    ``custody(ring_stats)`` is called while a killed broker is down and returns the ring
+    values it had acknowledged before it died (and may have lost with it).  The link must
     account for every value produced (``sent + failed + dropped_lag``); with ``exact`` the
     receiver must have got every value but those counted and those ``custody`` lost, without
     it (a broker that also loses values it acknowledged after its return) the figures only
-    say how many more the broker lost.  ``returned``, when given, runs as soon as the
+    say how many more the broker lost.  ``returned``, when given, runs as soon as a killed
     broker accepts connections again.
     """
     links = {s.url: s for s in db.link_statistics() if s.direction == "out"}
@@ -313,23 +322,37 @@ async def kill_mid_stream(
     await wait_until(lambda: len(receiver.ring()) >= RATE, timeout=20, what="one second of the stream")
     assert ring_stats.dropped_lag == 0 and ring_stats.failed == 0, ring_stats
 
-    t_kill = time.monotonic()
-    await asyncio.to_thread(broker.kill)
-    await receiver.settle()
-    noticed = False
-    while time.monotonic() < t_kill + outage:
-        noticed = noticed or conn.state != "connected"
-        await asyncio.sleep(0.01)
-    noticed = noticed or conn.state != "connected"
-    before = set(receiver.ring())
-    in_custody = custody(ring_stats)
+    async def down_until(deadline: float) -> bool:
+        """Wait until ``deadline``; True when the connector left ``connected`` meanwhile."""
+        noticed = False
+        while time.monotonic() < deadline:
+            noticed = noticed or conn.state != "connected"
+            await asyncio.sleep(0.01)
+        return noticed or conn.state != "connected"
 
-    t_open = await asyncio.to_thread(_start_timed, broker)
-    if returned is not None:
-        await returned()
+    t_down = time.monotonic()
+    before: set[int] = set()
+    in_custody: set[int] = set()
+    if fault == "stall":
+        os.kill(broker.pid, signal.SIGSTOP)
+        try:
+            noticed = await down_until(t_down + outage)
+        finally:
+            os.kill(broker.pid, signal.SIGCONT)
+        t_back = time.monotonic()
+    else:
+        await asyncio.to_thread(broker.kill)
+        await receiver.settle()
+        noticed = await down_until(t_down + outage)
+        before = set(receiver.ring())
+        in_custody = custody(ring_stats)
+        t_back = await asyncio.to_thread(_start_timed, broker)
+        if returned is not None:
+            await returned()
     await conn.wait_connected(LIVENESS)
-    reconnect = max(0.0, time.monotonic() - t_open) if noticed else None
-    await receiver.restarted()
+    reconnect = max(0.0, time.monotonic() - t_back) if noticed else None
+    if fault == "kill":
+        await receiver.restarted()
 
     resumed = ring_stats.sent
     await wait_until(lambda: ring_stats.sent >= resumed + RATE // 2, timeout=20,
@@ -348,7 +371,7 @@ async def kill_mid_stream(
     missing = set(range(stream.produced)) - receiver.ring()
     lost_in_broker = in_custody - before
     counted = ring_stats.dropped_lag + ring_stats.failed
-    fig = Figures(name, outage, reconnect, stream.produced, len(missing), ring_stats.dropped_lag,
+    fig = Figures(name, fault, outage, reconnect, stream.produced, len(missing), ring_stats.dropped_lag,
                   ring_stats.failed, len(missing) - counted if not exact else len(lost_in_broker))
     assert lost_in_broker <= missing, "a value the broker lost arrived after all"
     if exact:
@@ -356,7 +379,7 @@ async def kill_mid_stream(
     else:
         assert len(missing) >= counted + len(lost_in_broker), (fig, sorted(missing)[:20])
     assert latest_stats.dropped_lag == 0
-    if outage >= 3:
+    if fault == "kill" and outage >= 3:
         assert noticed, "the connector did not notice a broker down for 3 s"
     return fig
 
@@ -375,9 +398,9 @@ def _mqtt_custody(conn: MqttConnector) -> Callable[[Any], set[int]]:
     return custody
 
 
-@pytest.mark.parametrize("outage", OUTAGES)
-async def test_mqtt_broker_killed_mid_stream(
-    rt: Any, private_mosquitto_factory: Any, unique_topic: str, outage: float, fault_figures: Any
+@pytest.mark.parametrize(("fault", "outage"), CASES)
+async def test_mqtt_broker_fault_mid_stream(
+    rt: Any, private_mosquitto_factory: Any, unique_topic: str, fault: str, outage: float, fault_figures: Any
 ) -> None:
     broker = private_mosquitto_factory(persistence=True)
     ring_url, latest_url = f"mqtt://{unique_topic}/ring", f"mqtt://{unique_topic}/latest"
@@ -397,16 +420,17 @@ async def test_mqtt_broker_killed_mid_stream(
         stream = Stream()
         async with stream.build(conn, ring_url, latest_url, qos1).build() as db:
             await conn.wait_connected(10)
-            fig = await kill_mid_stream("mqtt", broker, conn, db, stream, rx, outage, _mqtt_custody(conn))
+            fig = await fault_mid_stream("mqtt", broker, conn, db, stream, rx, fault, outage,
+                                         custody=_mqtt_custody(conn))
     fault_figures(fig.line())
 
 
 # ------------------------------------------------------------------------------ NATS
 
 
-@pytest.mark.parametrize("outage", OUTAGES)
-async def test_nats_server_killed_mid_stream(
-    rt: Any, private_nats: Any, unique_topic: str, outage: float, fault_figures: Any
+@pytest.mark.parametrize(("fault", "outage"), CASES)
+async def test_nats_server_fault_mid_stream(
+    rt: Any, private_nats: Any, unique_topic: str, fault: str, outage: float, fault_figures: Any
 ) -> None:
     import nats
 
@@ -424,17 +448,16 @@ async def test_nats_server_killed_mid_stream(
         stream = Stream()
         async with stream.build(conn, ring_url, latest_url, lambda link: link).build() as db:
             await conn.wait_connected(10)
-            fig = await kill_mid_stream("nats", private_nats, conn, db, stream, rx, outage,
-                                        lambda ring_stats: set())
+            fig = await fault_mid_stream("nats", private_nats, conn, db, stream, rx, fault, outage)
     fault_figures(fig.line())
 
 
 # ------------------------------------------------------------------------------ Kafka
 
 
-@pytest.mark.parametrize("outage", OUTAGES)
-async def test_kafka_broker_killed_mid_stream(
-    rt: Any, private_tansu: Any, unique_topic: str, outage: float, fault_figures: Any
+@pytest.mark.parametrize(("fault", "outage"), CASES)
+async def test_kafka_broker_fault_mid_stream(
+    rt: Any, private_tansu: Any, unique_topic: str, fault: str, outage: float, fault_figures: Any
 ) -> None:
     t = private_tansu
     ring_topic, latest_topic = f"{unique_topic}-ring", f"{unique_topic}-latest"
@@ -476,9 +499,11 @@ async def test_kafka_broker_killed_mid_stream(
         async with stream.build(conn, f"kafka://{ring_topic}", f"kafka://{latest_topic}",
                                 lambda link: link.partition(0)).build() as db:  # see the module doc
             await conn.wait_connected(20)
-            fig = await kill_mid_stream("kafka", t, conn, db, stream, rx, outage,
-                                        lambda ring_stats: set(range(ring_stats.sent)), exact=False,
-                                        returned=touch_topics)
+            fig = await fault_mid_stream(
+                "kafka", t, conn, db, stream, rx, fault, outage,
+                custody=lambda ring_stats: set(range(ring_stats.sent)),
+                exact=fault == "stall",  # a stalled Tansu keeps its memory
+                returned=touch_topics)
     finally:
         await rx.stop()
     fault_figures(fig.line())
