@@ -1,8 +1,9 @@
 """Fast ``async for`` over a ring reader (CPython only: MicroPython has no async generators).
 
 Takes every pending value as one slice and hands them out one by one, moving the reader's
-cursor per value, so leaving the loop early loses nothing and lag stays exact: every value
-is either delivered or counted in ``BufferLagged.missed``.
+cursor and the buffer's ``delivered`` counter per value handed out, so leaving the loop
+early loses nothing, counts nothing twice, and lag stays exact: every value is either
+delivered or counted in ``BufferLagged.missed``.
 """
 
 from typing import Any
@@ -26,10 +27,12 @@ async def ring_iter(r: "RingReader[Any]") -> Any:
             s = c % cap
             e = s + n
             batch = ring[s:e] if e <= cap else ring[s:] + ring[: e - cap]
-            b._delivered += n
             for v in batch:
+                # Counted as the value is handed out: a ``break`` after it leaves both
+                # the cursor and ``delivered`` exact (the rest of the slice stays pending).
                 c += 1
                 r._cursor = c
+                b._delivered += 1
                 yield v
             continue
         if b._closed:
