@@ -372,7 +372,38 @@ class Buffer(Generic[T]):
             return
         await self._wait()
 
+    def watch(self) -> "BufferWatcher[T]":
+        """Return a watcher: the newest value each time the buffer changes, nothing consumed.
+
+        For outer consumers that must not take values from the record's readers (a
+        mailbox's commands, a remote ``record.get``): see :class:`BufferWatcher`. The
+        watcher sees changes made after it was created; :meth:`latest` gives the value
+        held now. It registers nothing, so it needs no closing.
+        """
+        return BufferWatcher(self)
+
+    def mirror(self, limit: "int | None" = None) -> "BufferMirror[T]":
+        """Subscribe a reader and return a bounded mirror of it; see :class:`BufferMirror`.
+
+        Args:
+            limit: values the mirror holds at most (ring only; default: the ring's
+                capacity). The single-slot kinds always hold at most one.
+
+        Raises:
+            BufferClosed: the buffer is already closed.
+            ValueError: ``limit`` is not an int >= 1.
+        """
+        if limit is not None and (type(limit) is not int or limit < 1):
+            raise ValueError("limit must be an int >= 1, got " + repr(limit))
+        if self._closed:
+            raise BufferClosed(self.key)
+        return BufferMirror(self.subscribe(), limit)
+
     def _occupancy(self) -> int:  # pragma: no cover - overridden
+        return 0
+
+    def _sequence(self) -> int:  # pragma: no cover - overridden
+        # How many values were ever produced (never reset): what a watcher compares.
         return 0
 
     def _capacity(self) -> int:
@@ -462,6 +493,9 @@ class RingBuffer(_Buffer[T]):
     def _occupancy(self) -> int:
         return min(self._head, self._cap)
 
+    def _sequence(self) -> int:
+        return self._head
+
     def _capacity(self) -> int:
         return self._cap
 
@@ -509,17 +543,21 @@ class LatestBuffer(_Buffer[T]):
     def _occupancy(self) -> int:
         return 1 if self._version else 0
 
+    def _sequence(self) -> int:
+        return self._version
+
 
 class MailboxBuffer(_Buffer[T]):
     """One slot shared by all readers; semantics as in :class:`Mailbox`."""
 
-    __slots__ = ("_full", "_value")
+    __slots__ = ("_full", "_value", "_version")
     kind = "mailbox"
 
     def __init__(self, key: str) -> None:
         Buffer.__init__(self, key)
         self._value: Any = None
         self._full = False
+        self._version = 0
 
     def produce(self, value: T) -> None:
         """Put ``value`` in the slot, overwriting (and counting) an unread one."""
@@ -529,6 +567,7 @@ class MailboxBuffer(_Buffer[T]):
             self._dropped += 1
         self._value = value
         self._full = True
+        self._version += 1
         self._produced += 1
         if self._waiters:
             self._wake()
@@ -561,6 +600,9 @@ class MailboxBuffer(_Buffer[T]):
 
     def _occupancy(self) -> int:
         return 1 if self._full else 0
+
+    def _sequence(self) -> int:
+        return self._version
 
 
 # ---------------------------------------------------------------- readers
@@ -878,6 +920,265 @@ class MailboxReader(_Reader[T_co]):
         if b._closed:
             raise BufferClosed(b.key)
         raise BufferEmpty(b.key)
+
+
+# ---------------------------------------------------------------- outer consumers
+
+
+class BufferWatcher(_Reader[T_co]):
+    """A non-consuming view of one buffer; obtained from :meth:`Buffer.watch`.
+
+    Each receive returns the buffer's newest value if it changed since this watcher last
+    returned one: values produced in between collapse (counted in :attr:`skipped`), and
+    nothing is taken from the buffer's readers, so a mailbox's commands still reach its
+    consumers. The buffer counts no delivery and no reader for a watcher.
+
+    ``try_recv()`` returns such a value or raises :class:`~aimdb.BufferEmpty` (no change,
+    or the only change was a mailbox value a reader took before the watcher looked) and,
+    once the buffer is closed and nothing new is left, :class:`~aimdb.BufferClosed`.
+    ``await recv()`` waits for a change; ``async for`` yields values until the buffer
+    closes. A watcher never lags and registers nothing with the buffer: it compares a
+    change counter, so creating and dropping watchers costs ``produce`` nothing. Like
+    every reader it is loop-affine.
+    """
+
+    __slots__ = ("_seen", "_skipped")
+
+    def __init__(self, buf: "Buffer[Any]") -> None:
+        Reader.__init__(self, buf)  # not counted in the buffer's readers
+        self._seen = buf._sequence()
+        self._skipped = 0
+
+    @property
+    def skipped(self) -> int:
+        """Values produced since this watcher was created that it never returned."""
+        return self._skipped
+
+    def pending(self) -> int:
+        """1 when the buffer changed since this watcher last looked, else 0."""
+        return 1 if self._buf._sequence() != self._seen else 0
+
+    def try_recv(self) -> T_co:
+        """Return the newest value if the buffer changed since the last one returned.
+
+        Raises:
+            BufferEmpty: no change, or the changed value is no longer held (a mailbox
+                reader took it); the change is marked seen either way.
+            BufferClosed: the buffer is closed and did not change since the last look.
+        """
+        b = self._buf
+        seq = b._sequence()
+        seen = self._seen
+        if seq != seen:
+            self._seen = seq
+            try:
+                v = b.latest()
+            except BufferEmpty:
+                self._skipped += seq - seen
+                raise
+            self._skipped += seq - seen - 1
+            self._taken += 1
+            return v  # type: ignore[no-any-return]
+        if b._closed:
+            raise BufferClosed(b.key)
+        raise BufferEmpty(b.key)
+
+    def peek(self) -> "T_co | None":
+        """Return the buffer's current value like :meth:`Buffer.peek`; nothing is marked seen."""
+        return self._buf.peek()
+
+    def close(self) -> None:
+        """Do nothing: a watcher holds no subscription (kept so it works as a reader)."""
+
+
+class BufferMirror(Generic[T_co]):
+    """A bounded copy of one reader's values, to hand them to another thread or task.
+
+    Obtained from :meth:`Buffer.mirror`, which subscribes the reader. :meth:`fill` runs on
+    the database's event loop (typically from a buffer listener) and moves what the
+    reader may receive into the mirror; :meth:`take`, :meth:`take_newest` and
+    :meth:`__len__` may run anywhere. The mirror itself does no locking: a caller using it
+    from several threads serialises every call with its own lock (as
+    :mod:`aimdb.sync` does).
+
+    What ``fill`` moves follows the buffer kind, so callers need no kind-specific rules:
+
+    * ring: every value, in order. When more than ``limit`` values are held, the oldest
+      are evicted and count exactly like ring lag: in :attr:`lagged`, in the reader's
+      ``lagged`` and in the buffer's ``dropped`` statistic (and no longer in
+      ``delivered``). Lag of the reader itself is counted the same way. The next
+      :meth:`take` raises :class:`~aimdb.BufferLagged` once with the exact number lost.
+    * single-latest: the newest value not yet seen replaces the held one (intermediate
+      values collapse); first the current value, if there is one.
+    * mailbox: a value is taken from the shared slot only while fewer values are held
+      than ``demand`` (the number of callers waiting for one), so competing consumers
+      stay fair and nobody's command is taken on speculation.
+
+    Once the buffer is closed and everything the reader could still receive is in the
+    mirror, :attr:`exhausted` is true and :meth:`take` raises
+    :class:`~aimdb.BufferClosed` after the held values.
+    """
+
+    __slots__ = ("_buf", "_head", "_items", "_lagged", "_limit", "_missed", "_reader", "_ring")
+
+    def __init__(self, reader: "Reader[Any]", limit: "int | None" = None) -> None:
+        buf = reader._buf
+        self._reader = reader
+        self._buf = buf
+        self._ring = buf.kind == "spmc_ring"
+        self._limit = (limit or buf._capacity()) if self._ring else 1
+        self._items: list[Any] = []
+        self._head = 0  # index of the oldest held value in _items
+        self._missed = 0  # lost values not yet reported by take()
+        self._lagged = 0
+
+    @property
+    def key(self) -> str:
+        """The record key of the mirrored buffer."""
+        return self._buf.key
+
+    @property
+    def limit(self) -> int:
+        """Values the mirror holds at most."""
+        return self._limit
+
+    @property
+    def lagged(self) -> int:
+        """Values lost because the mirror or its reader fell behind a ring, in total."""
+        return self._lagged
+
+    @property
+    def on_demand(self) -> bool:
+        """Whether :meth:`fill` takes values only for ``demand`` (a mailbox's shared slot).
+
+        A caller that wants a value from such a mirror must call ``fill`` with a demand
+        on the loop (a listener call only fills what waiting callers asked for).
+        """
+        return self._buf.kind == "mailbox"
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether the buffer is closed and its reader has nothing left for :meth:`fill`."""
+        return self._buf._closed and self._reader.pending() == 0
+
+    def __len__(self) -> int:
+        """Values held and not yet taken."""
+        return len(self._items) - self._head
+
+    def fill(self, demand: int = 0) -> int:
+        """Move what the reader may receive into the mirror; on the event loop only.
+
+        Args:
+            demand: mailbox only: take the slot's value only while fewer values are
+                held than this (the callers waiting for a value). Ignored otherwise.
+
+        Returns:
+            the number of values added.
+        """
+        reader = self._reader
+        if not self._ring:
+            if self._buf.kind == "mailbox" and len(self) >= demand:
+                return 0
+            try:
+                v = reader.try_recv()
+            except (BufferEmpty, BufferClosed):
+                return 0
+            if len(self._items) - self._head:  # single-latest: the newest replaces it
+                self._items = []
+                self._head = 0
+            self._items.append(v)
+            return 1
+        while True:
+            try:
+                got = reader.try_recv_batch()
+                break
+            except BufferLagged as exc:
+                self._missed += exc.missed
+                self._lagged += exc.missed
+            except BufferClosed:
+                return 0
+        if not got:
+            return 0
+        items = self._items
+        items.extend(got)
+        over = len(items) - self._head - self._limit
+        if over > 0:
+            self._head += over
+            self._missed += over
+            self._lagged += over
+            reader.report_lag(over)  # type: ignore[attr-defined]
+        h = self._head
+        if h >= 64 and h * 2 >= len(items):
+            self._items = items[h:]
+            self._head = 0
+        return len(got)
+
+    def take(self) -> T_co:
+        """Return the oldest held value and forget it.
+
+        Raises:
+            BufferLagged: once, before the values after a loss (``missed`` is exact).
+            BufferEmpty: nothing is held (the buffer may still get values).
+            BufferClosed: nothing is held and :attr:`exhausted` is true.
+        """
+        m = self._missed
+        if m:
+            self._missed = 0
+            raise BufferLagged(m, self._buf.key)
+        items = self._items
+        h = self._head
+        if h < len(items):
+            v = items[h]
+            items[h] = None
+            h += 1
+            if h == len(items):
+                self._items = []
+                h = 0
+            self._head = h
+            return v  # type: ignore[no-any-return]
+        if self.exhausted:
+            raise BufferClosed(self._buf.key)
+        raise BufferEmpty(self._buf.key)
+
+    def take_newest(self) -> T_co:
+        """Return the newest held value and forget every held one; lag is not raised.
+
+        Older held values are skipped (they count as delivered: they reached the mirror).
+        A loss not yet reported by :meth:`take` is forgotten (it stays in :attr:`lagged`).
+
+        Raises:
+            BufferEmpty: nothing is held.
+            BufferClosed: nothing is held and :attr:`exhausted` is true.
+        """
+        items = self._items
+        if self._head < len(items):
+            v = items[-1]
+            self._items = []
+            self._head = 0
+            self._missed = 0
+            return v  # type: ignore[no-any-return]
+        if self.exhausted:
+            raise BufferClosed(self._buf.key)
+        raise BufferEmpty(self._buf.key)
+
+    def close(self) -> None:
+        """Unsubscribe the reader and drop the held values (on the event loop). Idempotent."""
+        self._reader.close()
+        self._items = []
+        self._head = 0
+
+    def __repr__(self) -> str:
+        return (
+            "<BufferMirror "
+            + repr(self._buf.key)
+            + " held="
+            + str(len(self))
+            + "/"
+            + str(self._limit)
+            + " lagged="
+            + str(self._lagged)
+            + ">"
+        )
 
 
 try:  # CPython: async-generator iteration over slices (MicroPython has no async generators)
