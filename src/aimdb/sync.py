@@ -364,11 +364,14 @@ class SyncProducer(_Endpoint, Generic[T]):
         except RuntimeShutdown:
             with self._lock:
                 # The loop closed: nothing will drain. The inbox was empty when this call
-                # scheduled the drain, so its first value is this call's (not accepted);
-                # values other threads queued meanwhile are lost.
+                # scheduled the drain, so its first value is this call's: not accepted
+                # after all. Values other threads queued meanwhile are lost. If another
+                # thread's _close() already counted this value as lost, take it back there.
+                self._accepted -= 1
                 if self._inbox:
                     self._inbox.popleft()
-                    self._accepted -= 1
+                else:
+                    self._lost -= 1
                 self._close()
             raise
 

@@ -415,7 +415,7 @@ class Buffer(Generic[T]):
             self.kind,
             self._capacity(),
             self._produced,
-            self._delivered,
+            self._delivered_now(),
             self._dropped,
             self._occupancy(),
             self._readers,
@@ -424,8 +424,11 @@ class Buffer(Generic[T]):
     def reset_statistics(self) -> None:
         """Zero produced, delivered and dropped counters."""
         self._produced = 0
-        self._delivered = 0
+        self._delivered = self._delivered - self._delivered_now()
         self._dropped = 0
+
+    def _delivered_now(self) -> int:
+        return self._delivered
 
     def __repr__(self) -> str:
         s = self.statistics()
@@ -454,7 +457,7 @@ else:
 class RingBuffer(_Buffer[T]):
     """Single-producer, multi-consumer ring; semantics as in :class:`SpmcRing`."""
 
-    __slots__ = ("_cap", "_head", "_ring")
+    __slots__ = ("_cap", "_head", "_owing", "_ring")
     kind = "spmc_ring"
 
     def __init__(self, key: str, capacity: int) -> None:
@@ -462,6 +465,15 @@ class RingBuffer(_Buffer[T]):
         self._cap = capacity
         self._ring: list[Any] = [None] * capacity
         self._head = 0  # sequence number of the next value
+        # Readers inside an ``async for`` slice (CPython): ``_delivered`` counts each slice
+        # when it is taken, so the values of a slice not yet handed out are subtracted here.
+        self._owing: list[RingReader[Any]] = []
+
+    def _delivered_now(self) -> int:
+        d = self._delivered
+        for r in self._owing:
+            d -= r._owe_end - r._cursor
+        return d
 
     def produce(self, value: T) -> None:
         """Append ``value``, overwriting the oldest one when full; never blocks."""
@@ -757,11 +769,24 @@ def _log_lag(exc: BufferLagged) -> None:
 class RingReader(_Reader[T_co]):
     """Reader of a :class:`RingBuffer`: own cursor, exact lag reporting."""
 
-    __slots__ = ("_cursor", "_start")
+    __slots__ = ("_cursor", "_owe_end", "_owner", "_start")
 
     def __init__(self, buf: "RingBuffer[Any]") -> None:
         Reader.__init__(self, buf)
         self._cursor = self._start = buf._head
+        # Set while an ``async for`` slice is being handed out (see _ring_iter.py): the
+        # iteration that owns it, and the sequence number the slice ends at.
+        self._owner: Any = None
+        self._owe_end = 0
+
+    def _settle(self) -> None:
+        # Leave the slice of an ``async for`` that was left early: values it counted but
+        # never handed out are not delivered (they stay pending for this reader).
+        b: RingBuffer[Any] = self._buf  # type: ignore[assignment]
+        b._delivered -= self._owe_end - self._cursor
+        self._owner = None
+        self._owe_end = 0
+        b._owing.remove(self)
 
     @property
     def delivered(self) -> int:
@@ -789,10 +814,18 @@ class RingReader(_Reader[T_co]):
         """
         if type(n) is not int or n < 0 or n > self.delivered:
             raise ValueError("n must be an int from 0 to " + str(self.delivered) + ", got " + repr(n))
+        if self._owner is not None:
+            self._settle()
         b = self._buf
         self._lagged += n
         b._dropped += n
         b._delivered -= n
+
+    def close(self) -> None:
+        """Unsubscribe; the buffer no longer counts this reader. Idempotent."""
+        if self._owner is not None:
+            self._settle()
+        Reader.close(self)
 
     def _lag(self, b: "RingBuffer[Any]", h: int) -> BufferLagged:
         oldest = h - b._cap
@@ -804,6 +837,8 @@ class RingReader(_Reader[T_co]):
 
     def try_recv(self) -> T_co:
         """Return the next value now; raise ``BufferEmpty``, ``BufferLagged`` or ``BufferClosed``."""
+        if self._owner is not None:
+            self._settle()
         b: RingBuffer[Any] = self._buf  # type: ignore[assignment]
         c = self._cursor
         h = b._head
@@ -820,6 +855,8 @@ class RingReader(_Reader[T_co]):
 
     def try_recv_batch(self, limit: "int | None" = None) -> "list[T_co]":
         """Return every pending value (at most ``limit``) in order; ``[]`` when none."""
+        if self._owner is not None:
+            self._settle()
         b: RingBuffer[Any] = self._buf  # type: ignore[assignment]
         c = self._cursor
         h = b._head
@@ -856,6 +893,8 @@ class RingReader(_Reader[T_co]):
 
     async def __anext__(self) -> T_co:
         # Fast path inlined: a pending value is returned without a suspension.
+        if self._owner is not None:
+            self._settle()
         b: RingBuffer[Any] = self._buf  # type: ignore[assignment]
         while True:
             c = self._cursor
