@@ -314,6 +314,7 @@ class SyncProducer(_Endpoint, Generic[T]):
         if type(queue_size) is not int or queue_size < 1:
             raise ValueError("queue_size must be an int >= 1, got " + repr(queue_size))
         _Endpoint.__init__(self, bridge, key, tp, buf)
+        self._loop = bridge.loop
         self._check = check
         self._capacity = queue_size
         self._lock = threading.Lock()
@@ -351,7 +352,9 @@ class SyncProducer(_Endpoint, Generic[T]):
         if self._check and not isinstance(value, self._type):
             raise TypeMismatch(self._key, self._type, type(value))
         with self._lock:
-            self._raise_if_closed()
+            # Inlined _raise_if_closed (the hot path): detached, database stopped, loop closed.
+            if self._closed or self._buf.closed or self._loop.is_closed():
+                self._raise_if_closed()
             if len(self._inbox) >= self._capacity:
                 self._wait_for_room(t)
             self._inbox.append(value)
@@ -398,7 +401,7 @@ class SyncProducer(_Endpoint, Generic[T]):
     def _gone(self) -> bool:
         # The buffer closed (the database stopped: no drain can produce any more) or the
         # loop closed (no drain can run any more).
-        return self._buf.closed or self._bridge.loop.is_closed()
+        return self._buf.closed or self._loop.is_closed()
 
     def _close(self) -> None:
         # No more sets; values still queued when nothing can produce them are lost.
@@ -519,7 +522,9 @@ class SyncConsumer(_Endpoint, Generic[T]):
         self._received = 0
         self._skipped = 0
         self._active = True
-        self._mirror: BufferMirror[T] | None = None
+        # Set on the loop by _subscribe, before __init__ returns (and before any listener
+        # call); a consumer whose subscription failed is never handed out.
+        self._mirror: BufferMirror[T]
         self._listener: BufferListener | None = None
         bridge.register(self)
         try:
@@ -532,24 +537,18 @@ class SyncConsumer(_Endpoint, Generic[T]):
     def lagged(self) -> int:
         """Values this consumer lost because it fell behind a ring (reported or skipped)."""
         with self._lock:
-            return self._m.lagged
+            return self._mirror.lagged
 
     def pending(self) -> int:
         """Values already delivered to this consumer's thread side and not yet taken."""
         with self._lock:
-            return len(self._m)
+            return len(self._mirror)
 
     def statistics(self) -> SyncConsumerStatistics:
         """Return a snapshot of this consumer's counters (callable from any thread)."""
         with self._lock:
-            m = self._m
+            m = self._mirror
             return SyncConsumerStatistics(self._received, self._skipped, m.lagged, len(m))
-
-    @property
-    def _m(self) -> BufferMirror[T]:
-        m = self._mirror
-        assert m is not None  # set by _subscribe before __init__ returns
-        return m
 
     # -------------------------------------------------- loop side
 
@@ -563,9 +562,9 @@ class SyncConsumer(_Endpoint, Generic[T]):
 
     def _pull(self) -> None:
         # On the loop: the buffer listener (inside produce/close) or posted by a waiting thread.
-        m = self._mirror
-        if m is None or not self._active:
+        if not self._active:
             return
+        m = self._mirror
         with self._lock:
             n = m.fill(self._demand)
             if m.exhausted:
@@ -575,9 +574,9 @@ class SyncConsumer(_Endpoint, Generic[T]):
 
     def _fill_one(self) -> None:
         # On the loop, for try_get on an on-demand (mailbox) mirror: take one value now.
-        m = self._mirror
-        if m is None or not self._active:
+        if not self._active:
             return
+        m = self._mirror
         with self._lock:
             m.fill(len(m) + 1)
 
@@ -585,8 +584,7 @@ class SyncConsumer(_Endpoint, Generic[T]):
         self._active = False
         if self._listener is not None:
             self._buf.remove_listener(self._listener)
-        if self._mirror is not None:
-            self._mirror.close()
+        self._mirror.close()
 
     # -------------------------------------------------- thread side
 
@@ -594,7 +592,7 @@ class SyncConsumer(_Endpoint, Generic[T]):
         # With the lock held: a value, _EMPTY, or raise (BufferLagged only when not newest).
         if self._shut:
             raise RuntimeShutdown("record " + repr(self._key) + ": the sync handle is detached")
-        m = self._m
+        m = self._mirror
         try:
             if newest:
                 held = len(m)
@@ -616,7 +614,7 @@ class SyncConsumer(_Endpoint, Generic[T]):
         # asks the loop for the slot's value (a short round trip).
         with self._lock:
             v = self._take(newest)
-            if v is not _EMPTY or not self._m.on_demand:
+            if v is not _EMPTY or not self._mirror.on_demand:
                 return v
         self._bridge.call(self._fill_one)
         with self._lock:
@@ -629,7 +627,7 @@ class SyncConsumer(_Endpoint, Generic[T]):
         self._waiting += 1
         self._demand += 1
         try:
-            if self._m.on_demand:
+            if self._mirror.on_demand:
                 self._bridge.post(self._pull)  # a value may already be pending
             while True:
                 if deadline is None:
@@ -678,6 +676,20 @@ class SyncConsumer(_Endpoint, Generic[T]):
                 value delivered before that has been returned.
             ValueError: ``timeout`` is negative or not a number.
         """
+        if timeout is None:  # the hot path: a value is held
+            with self._lock:
+                if not self._shut:
+                    try:
+                        v = self._mirror.take()
+                    except (BufferEmpty, BufferClosed):
+                        pass  # _take below tells these apart
+                    else:
+                        self._received += 1
+                        return v
+                v = self._take(False)
+                if v is not _EMPTY:
+                    return v
+                return self._wait(None, False)  # type: ignore[no-any-return]
         return self._get(timeout, False)
 
     def try_get(self) -> T:

@@ -1139,6 +1139,9 @@ class BufferMirror(Generic[T_co]):
         if not got:
             return 0
         items = self._items
+        if self._head == len(items):  # everything held was taken: start afresh
+            items = self._items = []
+            self._head = 0
         items.extend(got)
         over = len(items) - self._head - self._limit
         if over > 0:
@@ -1160,21 +1163,17 @@ class BufferMirror(Generic[T_co]):
             BufferEmpty: nothing is held (the buffer may still get values).
             BufferClosed: nothing is held and :attr:`exhausted` is true.
         """
+        items = self._items
+        h = self._head
+        if h < len(items) and not self._missed:  # the hot path
+            v = items[h]
+            items[h] = None  # no reference kept; fill() drops the consumed prefix
+            self._head = h + 1
+            return v  # type: ignore[no-any-return]
         m = self._missed
         if m:
             self._missed = 0
             raise BufferLagged(m, self._buf.key)
-        items = self._items
-        h = self._head
-        if h < len(items):
-            v = items[h]
-            items[h] = None
-            h += 1
-            if h == len(items):
-                self._items = []
-                h = 0
-            self._head = h
-            return v  # type: ignore[no-any-return]
         if self.exhausted:
             raise BufferClosed(self._buf.key)
         raise BufferEmpty(self._buf.key)
