@@ -466,17 +466,17 @@ class SyncProducer(_Endpoint, Generic[T]):
             self._inbox = deque()
             self._scheduled = False
         produce = self._buf.produce
-        n = 0
+        rest = iter(items)
+        lost = 0
         try:
-            for v in items:
+            for v in rest:
                 produce(v)
-                n += 1
-        except BufferClosed:
-            pass
+        except BufferClosed:  # the database stopped under us: this value and the rest
+            lost = 1 + sum(1 for _ in rest)
         with self._lock:
-            self._produced += n
-            if n < len(items):  # the database stopped under us
-                self._lost += len(items) - n
+            self._produced += len(items) - lost
+            if lost:
+                self._lost += lost
                 self._close()
             elif self._waiters:
                 self._space.notify_all()
@@ -525,6 +525,7 @@ class SyncConsumer(_Endpoint, Generic[T]):
         # Set on the loop by _subscribe, before __init__ returns (and before any listener
         # call); a consumer whose subscription failed is never handed out.
         self._mirror: BufferMirror[T]
+        self._on_demand = False  # the mirror takes values only for waiting threads (mailbox)
         self._listener: BufferListener | None = None
         bridge.register(self)
         try:
@@ -557,6 +558,7 @@ class SyncConsumer(_Endpoint, Generic[T]):
         if buf.closed:
             raise RuntimeShutdown("record " + repr(self._key) + ": the database stopped")
         self._mirror = buf.mirror()
+        self._on_demand = self._mirror.on_demand
         self._listener = buf.add_listener(self._pull)
         self._pull()
 
@@ -614,7 +616,7 @@ class SyncConsumer(_Endpoint, Generic[T]):
         # asks the loop for the slot's value (a short round trip).
         with self._lock:
             v = self._take(newest)
-            if v is not _EMPTY or not self._mirror.on_demand:
+            if v is not _EMPTY or not self._on_demand:
                 return v
         self._bridge.call(self._fill_one)
         with self._lock:
@@ -627,7 +629,7 @@ class SyncConsumer(_Endpoint, Generic[T]):
         self._waiting += 1
         self._demand += 1
         try:
-            if self._mirror.on_demand:
+            if self._on_demand:
                 self._bridge.post(self._pull)  # a value may already be pending
             while True:
                 if deadline is None:
