@@ -595,19 +595,16 @@ class SyncConsumer(_Endpoint, Generic[T]):
         if self._shut:
             raise RuntimeShutdown("record " + repr(self._key) + ": the sync handle is detached")
         m = self._mirror
-        try:
-            if newest:
-                held = len(m)
-                v = m.take_newest()
-                self._skipped += held - 1
-            else:
-                v = m.take()
-        except BufferEmpty:
-            if self._eof:
-                raise RuntimeShutdown("record " + repr(self._key) + ": the database stopped") from None
+        held = len(m)
+        if not held:  # asked first: a waiting get() must not pay for exceptions
+            if self._eof or m.exhausted:
+                raise RuntimeShutdown("record " + repr(self._key) + ": the database stopped")
             return _EMPTY
-        except BufferClosed:
-            raise RuntimeShutdown("record " + repr(self._key) + ": the database stopped") from None
+        if newest:
+            v = m.take_newest()
+            self._skipped += held - 1
+        else:
+            v = m.take()  # BufferLagged propagates
         self._received += 1
         return v
 
@@ -680,14 +677,11 @@ class SyncConsumer(_Endpoint, Generic[T]):
         """
         if timeout is None:  # the hot path: a value is held
             with self._lock:
-                if not self._shut:
-                    try:
-                        v = self._mirror.take()
-                    except (BufferEmpty, BufferClosed):
-                        pass  # _take below tells these apart
-                    else:
-                        self._received += 1
-                        return v
+                m = self._mirror
+                if len(m) and not self._shut:
+                    v = m.take()  # BufferLagged propagates
+                    self._received += 1
+                    return v
                 v = self._take(False)
                 if v is not _EMPTY:
                     return v
