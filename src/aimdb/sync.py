@@ -595,16 +595,17 @@ class SyncConsumer(_Endpoint, Generic[T]):
         if self._shut:
             raise RuntimeShutdown("record " + repr(self._key) + ": the sync handle is detached")
         m = self._mirror
-        held = len(m)
-        if not held:  # asked first: a waiting get() must not pay for exceptions
+        if newest:
+            held = len(m)
+            v = m.take_newest(_EMPTY) if held else _EMPTY
+            if held:
+                self._skipped += held - 1
+        else:
+            v = m.take(_EMPTY)  # BufferLagged propagates
+        if v is _EMPTY:  # a default instead of BufferEmpty: a waiting get() pays no exception
             if self._eof or m.exhausted:
                 raise RuntimeShutdown("record " + repr(self._key) + ": the database stopped")
             return _EMPTY
-        if newest:
-            v = m.take_newest()
-            self._skipped += held - 1
-        else:
-            v = m.take()  # BufferLagged propagates
         self._received += 1
         return v
 
@@ -677,14 +678,9 @@ class SyncConsumer(_Endpoint, Generic[T]):
         """
         if timeout is None:  # the hot path: a value is held
             with self._lock:
-                m = self._mirror
-                if len(m) and not self._shut:
-                    v = m.take()  # BufferLagged propagates
-                    self._received += 1
-                    return v
                 v = self._take(False)
                 if v is not _EMPTY:
-                    return v
+                    return v  # type: ignore[no-any-return]
                 return self._wait(None, False)  # type: ignore[no-any-return]
         return self._get(timeout, False)
 

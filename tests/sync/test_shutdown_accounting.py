@@ -282,3 +282,26 @@ def test_consumer_statistics_count_received_skipped_and_lag() -> None:
         assert c.lagged == 6
         buf = h.call(lambda: h.database.buffer("s.ring").statistics())  # type: ignore[union-attr]
         assert (buf.produced, buf.dropped, buf.delivered) == (10, 6, 4)
+
+
+def test_mailbox_two_waiting_threads_get_both_of_two_quick_values() -> None:
+    with _attach_records() as h:
+        c = h.consumer(int, "s.mail")
+        p = h.producer(int, "s.mail")
+        got: list[int] = []
+
+        def wait_one() -> None:
+            got.append(c.get(timeout=10))
+
+        threads = [threading.Thread(target=wait_one, daemon=True) for _ in range(2)]
+        for t in threads:
+            t.start()
+        time.sleep(0.2)  # let both threads wait (demand 2); the test holds either way
+        p.set(1)  # both values come in one drain, back to back: the first one is still
+        p.set(2)  # held for a thread when the second one is taken
+        for t in threads:
+            t.join(15)
+            assert not t.is_alive()
+        assert sorted(got) == [1, 2]
+        stats = h.call(lambda: h.database.buffer("s.mail").statistics())  # type: ignore[union-attr]
+        assert (stats.produced, stats.delivered, stats.dropped) == (2, 2, 0)

@@ -387,7 +387,8 @@ class Buffer(Generic[T]):
 
         Args:
             limit: values the mirror holds at most (ring only; default: the ring's
-                capacity). The single-slot kinds always hold at most one.
+                capacity). A single-latest mirror holds at most one value, a mailbox
+                mirror at most the ``demand`` passed to ``fill``.
 
         Raises:
             BufferClosed: the buffer is already closed.
@@ -1030,6 +1031,9 @@ class BufferWatcher(_Reader[T_co]):
         """Do nothing: a watcher holds no subscription (kept so it works as a reader)."""
 
 
+_NO_DEFAULT: "Any" = object()
+
+
 class BufferMirror(Generic[T_co]):
     """A bounded copy of one reader's values, to hand them to another thread or task.
 
@@ -1078,7 +1082,7 @@ class BufferMirror(Generic[T_co]):
 
     @property
     def limit(self) -> int:
-        """Values the mirror holds at most."""
+        """Values ``fill`` keeps: at most this many (ring), one (single-latest), ``demand`` (mailbox)."""
         return self._limit
 
     @property
@@ -1116,52 +1120,66 @@ class BufferMirror(Generic[T_co]):
         """
         reader = self._reader
         if not self._ring:
-            if self._buf.kind == "mailbox" and len(self) >= demand:
-                return 0
-            try:
-                v = reader.try_recv()
-            except (BufferEmpty, BufferClosed):
-                return 0
-            if len(self._items) - self._head:  # single-latest: the newest replaces it
-                self._items = []
-                self._head = 0
-            self._items.append(v)
-            return 1
-        while True:
-            try:
-                got = reader.try_recv_batch()
-                break
-            except BufferLagged as exc:
-                self._missed += exc.missed
-                self._lagged += exc.missed
-            except BufferClosed:
-                return 0
-        if not got:
+            return self._fill_slot(demand)
+        try:
+            got = reader.try_recv_batch()
+        except BufferLagged as exc:  # the reader now stands at the oldest held value
+            self._missed += exc.missed
+            self._lagged += exc.missed
+            got = reader.try_recv_batch()
+        except BufferClosed:
+            return 0
+        n = len(got)
+        if not n:
             return 0
         items = self._items
-        if self._head == len(items):  # everything held was taken: start afresh
-            items = self._items = []
-            self._head = 0
-        items.extend(got)
-        over = len(items) - self._head - self._limit
+        h = self._head
+        if h == len(items):  # everything held was taken: start afresh
+            items = self._items = got
+            h = self._head = 0
+        else:
+            items.extend(got)
+        over = len(items) - h - self._limit
         if over > 0:
-            self._head += over
+            h = self._head = h + over
             self._missed += over
             self._lagged += over
             reader.report_lag(over)  # type: ignore[attr-defined]
-        h = self._head
         if h >= 64 and h * 2 >= len(items):
             self._items = items[h:]
             self._head = 0
-        return len(got)
+        return n
 
-    def take(self) -> T_co:
+    def _fill_slot(self, demand: int) -> int:
+        mailbox = self._buf.kind == "mailbox"
+        held = len(self._items) - self._head
+        if mailbox and held >= demand:
+            return 0
+        try:
+            v = self._reader.try_recv()
+        except (BufferEmpty, BufferClosed):
+            return 0
+        if held and not mailbox:  # single-latest: the newest replaces the held value
+            self._items = [v]
+            self._head = 0
+        else:
+            self._items.append(v)
+        return 1
+
+    def take(self, default: "Any" = _NO_DEFAULT) -> T_co:
         """Return the oldest held value and forget it.
+
+        Args:
+            default: returned instead of raising ``BufferEmpty``/``BufferClosed`` when
+                nothing is held (check :attr:`exhausted` to tell the two apart); saves
+                the exception on a hot path.
 
         Raises:
             BufferLagged: once, before the values after a loss (``missed`` is exact).
-            BufferEmpty: nothing is held (the buffer may still get values).
-            BufferClosed: nothing is held and :attr:`exhausted` is true.
+            BufferEmpty: nothing is held (the buffer may still get values) and no
+                ``default`` was given.
+            BufferClosed: nothing is held, :attr:`exhausted` is true and no ``default``
+                was given.
         """
         items = self._items
         h = self._head
@@ -1174,19 +1192,25 @@ class BufferMirror(Generic[T_co]):
         if m:
             self._missed = 0
             raise BufferLagged(m, self._buf.key)
+        if default is not _NO_DEFAULT:
+            return default  # type: ignore[no-any-return]
         if self.exhausted:
             raise BufferClosed(self._buf.key)
         raise BufferEmpty(self._buf.key)
 
-    def take_newest(self) -> T_co:
+    def take_newest(self, default: "Any" = _NO_DEFAULT) -> T_co:
         """Return the newest held value and forget every held one; lag is not raised.
 
         Older held values are skipped (they count as delivered: they reached the mirror).
         A loss not yet reported by :meth:`take` is forgotten (it stays in :attr:`lagged`).
 
+        Args:
+            default: returned instead of raising when nothing is held, as for :meth:`take`.
+
         Raises:
-            BufferEmpty: nothing is held.
-            BufferClosed: nothing is held and :attr:`exhausted` is true.
+            BufferEmpty: nothing is held and no ``default`` was given.
+            BufferClosed: nothing is held, :attr:`exhausted` is true and no ``default``
+                was given.
         """
         items = self._items
         if self._head < len(items):
@@ -1195,6 +1219,8 @@ class BufferMirror(Generic[T_co]):
             self._head = 0
             self._missed = 0
             return v  # type: ignore[no-any-return]
+        if default is not _NO_DEFAULT:
+            return default  # type: ignore[no-any-return]
         if self.exhausted:
             raise BufferClosed(self._buf.key)
         raise BufferEmpty(self._buf.key)

@@ -431,6 +431,8 @@ async def check_ring_buffer(factory: "Callable[[int], Any]", runtime: "Any" = No
     m = buf.mirror(limit=3)
     _eq((m.limit, m.on_demand, len(m)), (3, False, 0), "ring mirror: limit, not on demand, empty")
     _raises(BufferEmpty, m.take, "ring mirror: empty")
+    nothing = object()
+    _eq((m.take(nothing), m.take_newest(nothing)), (nothing, nothing), "ring mirror: default when empty")
     vs = [_V(i) for i in range(8)]
     for v in vs[:2]:
         buf.produce(v)
@@ -461,6 +463,7 @@ async def check_ring_buffer(factory: "Callable[[int], Any]", runtime: "Any" = No
     _eq((m.exhausted, m.take()), (True, vs[0]), "ring mirror: values before close")
     _raises(BufferClosed, m.take, "ring mirror: BufferClosed after the held values")
     _raises(BufferClosed, m.take_newest, "ring mirror: BufferClosed (newest)")
+    _eq(m.take(nothing), nothing, "ring mirror: default instead of BufferClosed")
     readers = buf.statistics().readers
     m.close()
     _eq(buf.statistics().readers, readers - 1, "ring mirror: close unsubscribes")
@@ -643,6 +646,12 @@ async def check_mailbox(factory: "Callable[[], Any]", runtime: "Any" = None) -> 
     _eq((m2.take(), m1.take()), (a, b), "mailbox mirror: values")
     s = buf.statistics()
     _eq((s.produced, s.delivered, s.dropped), (2, 2, 0), "mailbox mirror: statistics")
+    c, d = _V(3), _V(4)
+    buf.produce(c)
+    _eq(m1.fill(2), 1, "mailbox mirror: two waiting, first value")
+    buf.produce(d)
+    _eq(m1.fill(2), 1, "mailbox mirror: two waiting, second value")
+    _eq((len(m1), m1.take(), m1.take()), (2, c, d), "mailbox mirror: a held value is never replaced")
     buf.produce(a)
     buf.close()
     _eq(m1.exhausted, False, "mailbox mirror: a pending value after close")
