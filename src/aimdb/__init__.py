@@ -15,7 +15,13 @@ from ._core._buffers import (
     BufferListener as BufferListener,
 )
 from ._core._buffers import (
+    BufferMirror as BufferMirror,
+)
+from ._core._buffers import (
     BufferStatistics as BufferStatistics,
+)
+from ._core._buffers import (
+    BufferWatcher as BufferWatcher,
 )
 from ._core._buffers import (
     LatestBuffer as LatestBuffer,
@@ -158,7 +164,9 @@ __all__ = (
     "BufferError_",
     "BufferLagged",
     "BufferListener",
+    "BufferMirror",
     "BufferStatistics",
+    "BufferWatcher",
     "ConfigProblem",
     "ConnectionFailed",
     "ConnectorError",

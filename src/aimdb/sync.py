@@ -16,11 +16,16 @@ How values cross threads (see ``docs/design/021-sync-api.md``):
   bounded hand-off queue and, only when that queue was empty, schedules one drain on the
   loop with ``loop.call_soon_threadsafe``. The drain produces every queued value in
   order, so values keep their order per producer and a burst costs one loop wake-up.
-* A consumer's reader lives on the loop. A buffer listener (``Buffer.add_listener``)
-  runs inside ``produce``: it moves new values into the consumer's thread-side queue
-  (ring: bounded at the ring capacity, overflow reported as lag exactly like a slow
-  reader; single-latest: one slot; mailbox: a value is taken only while a thread is
-  waiting for it, so competing consumers stay fair) and wakes a waiting thread.
+* After the database stopped or its loop closed, every ``set`` raises
+  :class:`~aimdb.RuntimeShutdown` (a blocked one within a fraction of a second). A value
+  ``set`` accepted is produced or counted as ``lost`` in
+  :meth:`SyncProducer.statistics`; ``accepted == produced + lost + queued`` always.
+* A consumer holds a :class:`~aimdb.BufferMirror` of the record's buffer, which carries
+  the buffer kind's rules (ring: bounded at the ring capacity, overflow counted as lag
+  exactly like a slow reader; single-latest: one slot; mailbox: a value is taken only
+  while a thread is waiting for it, so competing consumers stay fair). A buffer listener
+  (``Buffer.add_listener``) runs inside ``produce``, fills the mirror and wakes a waiting
+  thread; threads take from the mirror under the consumer's lock.
 """
 
 from __future__ import annotations
@@ -33,9 +38,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from . import Buffer, BufferListener
-from ._core._database import AimDb
-from ._core._handles import _Handle
+from . import AimDb, Buffer, BufferListener, BufferMirror
 from ._errors import (
     AttachFailed,
     BufferClosed,
@@ -57,8 +60,10 @@ __all__ = (
     "RuntimeShutdown",
     "SetTimeout",
     "SyncConsumer",
+    "SyncConsumerStatistics",
     "SyncHandle",
     "SyncProducer",
+    "SyncProducerStatistics",
     "attach",
     "threadsafe_producer",
 )
@@ -146,6 +151,15 @@ class _Bridge:
             e._shutdown(detached)
 
 
+def _stage_failure(db: AimDb) -> StageFailed | None:
+    """Return the :class:`~aimdb.StageFailed` that stopped ``db``, if one did.
+
+    The one place this module reads a private attribute of the core: ``AimDb`` has no
+    public accessor for it yet (wanted: a read-only ``AimDb.failure`` property).
+    """
+    return db._failure
+
+
 def _not_on_loop(bridge: _Bridge) -> None:
     """Raise instead of deadlocking when a blocking call runs on the database's own loop."""
     try:
@@ -175,39 +189,132 @@ class _Call:
         self.done.set()
 
 
+# ---------------------------------------------------------------- statistics
+
+
+class SyncProducerStatistics:
+    """A snapshot of one :class:`SyncProducer`'s counters.
+
+    ``accepted == produced + lost + queued`` always holds: nothing ``set`` accepted
+    disappears without being counted.
+
+    Attributes:
+        accepted: values ``set``/``try_set`` accepted (returned without raising).
+        produced: accepted values produced into the record's buffer.
+        lost: accepted values never produced because the database stopped or its event
+            loop closed before the loop took them.
+        queued: accepted values still waiting for the loop.
+    """
+
+    __slots__ = ("accepted", "lost", "produced", "queued")
+
+    def __init__(self, accepted: int, produced: int, lost: int, queued: int) -> None:
+        self.accepted = accepted
+        self.produced = produced
+        self.lost = lost
+        self.queued = queued
+
+    def as_dict(self) -> dict[str, int]:
+        """Return the counters as a plain dict (for JSON)."""
+        return {
+            "accepted": self.accepted,
+            "produced": self.produced,
+            "lost": self.lost,
+            "queued": self.queued,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            "SyncProducerStatistics(" + ", ".join(k + "=" + repr(v) for k, v in self.as_dict().items()) + ")"
+        )
+
+
+class SyncConsumerStatistics:
+    """A snapshot of one :class:`SyncConsumer`'s counters.
+
+    Attributes:
+        received: values returned to callers (``get``, ``try_get``, ``get_latest``,
+            iteration).
+        skipped: values ``get_latest`` discarded because a newer one was pending.
+        lagged: values lost because the consumer fell more than a ring's capacity
+            behind (also counted in the buffer's ``dropped`` statistic).
+        pending: values delivered to the consumer's thread side and not yet returned.
+    """
+
+    __slots__ = ("lagged", "pending", "received", "skipped")
+
+    def __init__(self, received: int, skipped: int, lagged: int, pending: int) -> None:
+        self.received = received
+        self.skipped = skipped
+        self.lagged = lagged
+        self.pending = pending
+
+    def as_dict(self) -> dict[str, int]:
+        """Return the counters as a plain dict (for JSON)."""
+        return {
+            "received": self.received,
+            "skipped": self.skipped,
+            "lagged": self.lagged,
+            "pending": self.pending,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            "SyncConsumerStatistics(" + ", ".join(k + "=" + repr(v) for k, v in self.as_dict().items()) + ")"
+        )
+
+
+class _Endpoint:
+    """What producers and consumers share: the record key, its type, the buffer, the bridge."""
+
+    def __init__(self, bridge: _Bridge, key: str, tp: type[Any], buf: Buffer[Any]) -> None:
+        self._bridge = bridge
+        self._key = key
+        self._type = tp
+        self._buf = buf
+
+    @property
+    def key(self) -> str:
+        """The record key."""
+        return self._key
+
+    @property
+    def type(self) -> type[Any]:
+        """The record's declared type."""
+        return self._type
+
+    def __repr__(self) -> str:
+        return "<" + type(self).__name__ + " " + repr(self._key) + " " + self._type.__name__ + ">"
+
+
+#: Seconds a blocked ``set``/``flush`` sleeps between checks whether the database
+#: stopped or its loop closed (a closed loop can wake nobody).
+_POLL = 0.05
+
+
 # ---------------------------------------------------------------- producer
 
 
-class SyncProducer(_Handle, Generic[T]):
+class SyncProducer(_Endpoint, Generic[T]):
     """Writes one record from any thread; obtained from :meth:`SyncHandle.producer`.
 
     Thread-safe: any number of threads may share one producer. Values set by one thread
     reach the buffer in the order that thread set them (and values set through one
     producer in the order ``set`` returned). ``set`` hands the value to the database's
     loop; it is produced there shortly after (use :meth:`flush` to wait for that).
+
+    Once the database stopped or its loop closed, every ``set`` raises
+    :class:`~aimdb.RuntimeShutdown`. A value ``set`` accepted is produced or, if the
+    database stopped first, counted in :meth:`statistics` as ``lost``.
     """
 
-    __slots__ = (
-        "_bridge",
-        "_capacity",
-        "_check",
-        "_closed",
-        "_done",
-        "_inbox",
-        "_lock",
-        "_scheduled",
-        "_space",
-        "_submitted",
-        "_waiters",
-    )
-
     def __init__(
-        self, bridge: _Bridge, key: str, tp: type[Any], buf: Any, check: bool, queue_size: int
+        self, bridge: _Bridge, key: str, tp: type[Any], buf: Buffer[Any], check: bool, queue_size: int
     ) -> None:
         if type(queue_size) is not int or queue_size < 1:
             raise ValueError("queue_size must be an int >= 1, got " + repr(queue_size))
-        _Handle.__init__(self, key, tp, buf)
-        self._bridge = bridge
+        _Endpoint.__init__(self, bridge, key, tp, buf)
+        self._loop = bridge.loop
         self._check = check
         self._capacity = queue_size
         self._lock = threading.Lock()
@@ -216,8 +323,9 @@ class SyncProducer(_Handle, Generic[T]):
         self._scheduled = False
         self._closed = False
         self._waiters = 0
-        self._submitted = 0
-        self._done = 0
+        self._accepted = 0
+        self._produced = 0
+        self._lost = 0
         bridge.register(self)
 
     def set(self, value: T, timeout: float | None = None) -> None:
@@ -235,23 +343,40 @@ class SyncProducer(_Handle, Generic[T]):
             TypeMismatch: ``value`` is not an instance of the record type (checked in
                 the calling thread unless type checks are off for the database).
             SetTimeout: the loop did not take queued values within ``timeout``.
-            RuntimeShutdown: the handle is detached or the database stopped.
+            RuntimeShutdown: the handle is detached, the database stopped or its loop
+                closed (also while this call waited for room); ``value`` was not
+                accepted.
             ValueError: ``timeout`` is negative or not a number.
         """
         t = _timeout(timeout)
         if self._check and not isinstance(value, self._type):
             raise TypeMismatch(self._key, self._type, type(value))
         with self._lock:
-            if self._closed:
-                raise RuntimeShutdown("the sync handle is detached or the database stopped")
+            # Inlined _raise_if_closed (the hot path): detached, database stopped, loop closed.
+            if self._closed or self._buf.closed or self._loop.is_closed():
+                self._raise_if_closed()
             if len(self._inbox) >= self._capacity:
                 self._wait_for_room(t)
             self._inbox.append(value)
-            self._submitted += 1
+            self._accepted += 1
             if self._scheduled:
                 return
             self._scheduled = True
-        self._bridge.post(self._drain)
+        try:
+            self._bridge.post(self._drain)
+        except RuntimeShutdown:
+            with self._lock:
+                # The loop closed: nothing will drain. The inbox was empty when this call
+                # scheduled the drain, so its first value is this call's: not accepted
+                # after all. Values other threads queued meanwhile are lost. If another
+                # thread's _close() already counted this value as lost, take it back there.
+                self._accepted -= 1
+                if self._inbox:
+                    self._inbox.popleft()
+                else:
+                    self._lost -= 1
+                self._close()
+            raise
 
     def try_set(self, value: T) -> None:
         """Like :meth:`set` with ``timeout=0``: never blocks.
@@ -259,36 +384,66 @@ class SyncProducer(_Handle, Generic[T]):
         Raises:
             TypeMismatch: wrong type.
             SetTimeout: ``queue_size`` values are already waiting for the loop.
-            RuntimeShutdown: the handle is detached or the database stopped.
+            RuntimeShutdown: the handle is detached, the database stopped or its loop
+                closed.
         """
         self.set(value, 0)
 
-    def _wait_for_room(self, t: float | None) -> None:
-        # Called with the lock held.
+    def statistics(self) -> SyncProducerStatistics:
+        """Return a snapshot of this producer's counters (callable from any thread)."""
+        with self._lock:
+            if self._gone():
+                self._close()
+            return SyncProducerStatistics(self._accepted, self._produced, self._lost, len(self._inbox))
+
+    # Everything below with ``_lock`` held unless said otherwise.
+
+    def _gone(self) -> bool:
+        # The buffer closed (the database stopped: no drain can produce any more) or the
+        # loop closed (no drain can run any more).
+        return self._buf.closed or self._loop.is_closed()
+
+    def _close(self) -> None:
+        # No more sets; values still queued when nothing can produce them are lost.
+        self._closed = True
+        if self._inbox and self._gone():
+            self._lost += len(self._inbox)
+            self._inbox.clear()
+        self._space.notify_all()
+
+    def _raise_if_closed(self) -> None:
+        if not self._closed and self._gone():
+            self._close()
+        if self._closed:
+            raise RuntimeShutdown(
+                "record " + repr(self._key) + ": the sync handle is detached or the database stopped"
+            )
+
+    def _wait_until(self, done: Callable[[], bool], deadline: float | None, what: str) -> None:
+        # Wait for ``done()``; raise SetTimeout at the deadline, RuntimeShutdown once closed.
         _not_on_loop(self._bridge)
-        deadline = None if t is None else time.monotonic() + t
         self._waiters += 1
         try:
-            while len(self._inbox) >= self._capacity:
-                if self._closed:
-                    raise RuntimeShutdown("the sync handle is detached or the database stopped")
-                if deadline is None:
-                    self._space.wait()
-                else:
+            while not done():
+                self._raise_if_closed()
+                wait = _POLL
+                if deadline is not None:
                     left = deadline - time.monotonic()
                     if left <= 0:
-                        raise SetTimeout(
-                            "record "
-                            + repr(self._key)
-                            + ": the event loop did not accept values within "
-                            + repr(t)
-                            + " s"
-                        )
-                    self._space.wait(left)
-            if self._closed:
-                raise RuntimeShutdown("the sync handle is detached or the database stopped")
+                        raise SetTimeout("record " + repr(self._key) + ": " + what)
+                    wait = min(wait, left)
+                self._space.wait(wait)
         finally:
             self._waiters -= 1
+
+    def _wait_for_room(self, t: float | None) -> None:
+        deadline = None if t is None else time.monotonic() + t
+        self._wait_until(
+            lambda: len(self._inbox) < self._capacity,
+            deadline,
+            "the event loop did not accept values within " + repr(t) + " s",
+        )
+        self._raise_if_closed()  # a detach while waiting
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every value this producer accepted so far has been produced.
@@ -299,57 +454,47 @@ class SyncProducer(_Handle, Generic[T]):
             ValueError: ``timeout`` is negative or not a number.
         """
         t = _timeout(timeout)
-        _not_on_loop(self._bridge)
         deadline = None if t is None else time.monotonic() + t
         with self._lock:
-            target = self._submitted
-            self._waiters += 1
-            try:
-                while self._done < target:
-                    if self._closed:
-                        raise RuntimeShutdown("the sync handle is detached or the database stopped")
-                    if deadline is None:
-                        self._space.wait()
-                    else:
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            raise SetTimeout("record " + repr(self._key) + ": flush timed out")
-                        self._space.wait(left)
-            finally:
-                self._waiters -= 1
+            target = self._accepted
+            self._wait_until(lambda: self._produced >= target, deadline, "flush timed out")
 
     def _drain(self) -> None:
-        # On the loop: produce everything queued, in order.
+        # On the loop (lock not held): produce everything queued, in order.
         with self._lock:
             items = self._inbox
             self._inbox = deque()
             self._scheduled = False
         produce = self._buf.produce
+        rest = iter(items)
+        lost = 0
         try:
-            for v in items:
+            for v in rest:
                 produce(v)
-        except BufferClosed:
-            self._shutdown(False)
-            return
+        except BufferClosed:  # the database stopped under us: this value and the rest
+            lost = 1 + sum(1 for _ in rest)
         with self._lock:
-            self._done += len(items)
-            if self._waiters:
+            self._produced += len(items) - lost
+            if lost:
+                self._lost += lost
+                self._close()
+            elif self._waiters:
                 self._space.notify_all()
 
     def _shutdown(self, detached: bool) -> None:
+        # From the bridge (any thread): detached, or the loop thread finished.
         with self._lock:
-            self._closed = True
-            self._space.notify_all()
+            self._close()
 
 
 # ---------------------------------------------------------------- consumer
 
 
-class SyncConsumer(_Handle, Generic[T]):
+class SyncConsumer(_Endpoint, Generic[T]):
     """Reads one record from any thread; obtained from :meth:`SyncHandle.consumer`.
 
     Subscribed when created: every value produced afterwards is delivered according to
-    the buffer kind.
+    the buffer kind (a :class:`~aimdb.BufferMirror` of the record's buffer).
 
     * ring (``SpmcRing(capacity=N)``): every value in order; when this consumer falls
       more than ``N`` values behind, the next ``get``/``try_get`` raises
@@ -359,7 +504,7 @@ class SyncConsumer(_Handle, Generic[T]):
       seen; intermediate values collapse.
     * ``Mailbox``: each value goes to exactly one reader of the record (this consumer
       competes with taps and other consumers); a value is taken only while a thread
-      waits in ``get``/``get_latest`` or calls ``try_get``.
+      waits in ``get``/``get_latest`` or calls ``try_get``/``get_latest(timeout=0)``.
 
     Thread-safe: several threads may share a consumer; each value goes to one of them.
     Iterating (``for v in consumer``) yields values, skips lag and ends when the
@@ -367,21 +512,20 @@ class SyncConsumer(_Handle, Generic[T]):
     """
 
     def __init__(self, bridge: _Bridge, key: str, tp: type[Any], buf: Buffer[Any]) -> None:
-        _Handle.__init__(self, key, tp, buf)
-        self._bridge = bridge
-        self._kind: str = buf.kind
+        _Endpoint.__init__(self, bridge, key, tp, buf)
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._items: deque[Any] = deque()
-        self._cap = buf.statistics().capacity
-        self._missed = 0
-        self._lagged = 0
-        self._eof = False  # the database stopped: pending values, then RuntimeShutdown
+        self._eof = False  # the loop thread finished: pending values, then RuntimeShutdown
         self._shut = False  # detached/closed: RuntimeShutdown at once
         self._waiting = 0
-        self._demand = 0  # mailbox: threads waiting for a value
+        self._demand = 0  # threads waiting for a value (what an on-demand mirror may take)
+        self._received = 0
+        self._skipped = 0
         self._active = True
-        self._reader: Any = None
+        # Set on the loop by _subscribe, before __init__ returns (and before any listener
+        # call); a consumer whose subscription failed is never handed out.
+        self._mirror: BufferMirror[T]
+        self._on_demand = False  # the mirror takes values only for waiting threads (mailbox)
         self._listener: BufferListener | None = None
         bridge.register(self)
         try:
@@ -393,113 +537,97 @@ class SyncConsumer(_Handle, Generic[T]):
     @property
     def lagged(self) -> int:
         """Values this consumer lost because it fell behind a ring (reported or skipped)."""
-        return self._lagged
+        with self._lock:
+            return self._mirror.lagged
 
     def pending(self) -> int:
         """Values already delivered to this consumer's thread side and not yet taken."""
         with self._lock:
-            return len(self._items)
+            return len(self._mirror)
+
+    def statistics(self) -> SyncConsumerStatistics:
+        """Return a snapshot of this consumer's counters (callable from any thread)."""
+        with self._lock:
+            m = self._mirror
+            return SyncConsumerStatistics(self._received, self._skipped, m.lagged, len(m))
 
     # -------------------------------------------------- loop side
 
     def _subscribe(self) -> None:
         buf = self._buf
         if buf.closed:
-            raise RuntimeShutdown("the database stopped")
-        self._reader = buf.subscribe()
+            raise RuntimeShutdown("record " + repr(self._key) + ": the database stopped")
+        self._mirror = buf.mirror()
+        self._on_demand = self._mirror.on_demand
         self._listener = buf.add_listener(self._pull)
         self._pull()
 
     def _pull(self) -> None:
         # On the loop: the buffer listener (inside produce/close) or posted by a waiting thread.
-        reader = self._reader
-        if reader is None or not self._active:
+        if not self._active:
             return
-        buf = self._buf
-        kind = self._kind
-        items: list[Any]
-        if kind == "mailbox":
-            items = []
-            with self._lock:
-                if self._demand > len(self._items) and reader.pending():
-                    self._items.append(reader.try_recv())
-                    self._cond.notify()
-                if buf.closed:
-                    self._eof = True
-                    self._cond.notify_all()
-            return
-        try:
-            items = reader.try_recv_batch()
-        except BufferClosed:
-            items = []
-        except BufferLagged as exc:  # pragma: no cover - we drain on every produce
-            with self._lock:
-                self._missed += exc.missed
-                self._lagged += exc.missed
-            items = reader.try_recv_batch()
+        m = self._mirror
         with self._lock:
-            q = self._items
-            if kind == "spmc_ring":
-                q.extend(items)
-                over = len(q) - self._cap
-                if over > 0:
-                    for _ in range(over):
-                        q.popleft()
-                    self._missed += over
-                    self._lagged += over
-                    reader.report_lag(over)  # counted in the buffer's dropped, like ring lag
-            elif items:  # single latest: one slot
-                q.clear()
-                q.append(items[-1])
-            if buf.closed:
-                self._eof = True
+            n = m.fill(self._demand)
+            if m.exhausted:
                 self._cond.notify_all()
-            elif self._waiting and items:
-                self._cond.notify()
+            elif n and self._waiting:
+                self._cond.notify(n)
 
-    def _take_now(self) -> Any:
-        # Mailbox try_get, on the loop.
-        r = self._reader
-        if r is None or not self._active:
-            return _EMPTY
-        try:
-            return r.try_recv()
-        except (BufferEmpty, BufferClosed):
-            return _EMPTY
+    def _fill_one(self) -> None:
+        # On the loop, for try_get on an on-demand (mailbox) mirror: take one value now.
+        if not self._active:
+            return
+        m = self._mirror
+        with self._lock:
+            m.fill(len(m) + 1)
 
     def _unsubscribe(self) -> None:
         self._active = False
         if self._listener is not None:
             self._buf.remove_listener(self._listener)
-        if self._reader is not None:
-            self._reader.close()
+        self._mirror.close()
 
     # -------------------------------------------------- thread side
 
-    def _next(self) -> Any:
-        # With the lock held: a value, _EMPTY, or raise.
+    def _take(self, newest: bool) -> Any:
+        # With the lock held: a value, _EMPTY, or raise (BufferLagged only when not newest).
         if self._shut:
-            raise RuntimeShutdown("the sync handle is detached")
-        if self._missed:
-            m = self._missed
-            self._missed = 0
-            raise BufferLagged(m, self._key)
-        if self._items:
-            return self._items.popleft()
-        if self._eof:
-            raise RuntimeShutdown("the database stopped")
-        return _EMPTY
+            raise RuntimeShutdown("record " + repr(self._key) + ": the sync handle is detached")
+        m = self._mirror
+        if newest:
+            held = len(m)
+            v = m.take_newest(_EMPTY) if held else _EMPTY
+            if held:
+                self._skipped += held - 1
+        else:
+            v = m.take(_EMPTY)  # BufferLagged propagates
+        if v is _EMPTY:  # a default instead of BufferEmpty: a waiting get() pays no exception
+            if self._eof or m.exhausted:
+                raise RuntimeShutdown("record " + repr(self._key) + ": the database stopped")
+            return _EMPTY
+        self._received += 1
+        return v
 
-    def _wait(self, t: float | None, latest: bool) -> Any:
+    def _try(self, newest: bool) -> Any:
+        # Without waiting for a producer: a value or _EMPTY. An on-demand mirror (mailbox)
+        # asks the loop for the slot's value (a short round trip).
+        with self._lock:
+            v = self._take(newest)
+            if v is not _EMPTY or not self._on_demand:
+                return v
+        self._bridge.call(self._fill_one)
+        with self._lock:
+            return self._take(newest)
+
+    def _wait(self, t: float | None, newest: bool) -> Any:
         # With the lock held and nothing pending: wait for a value until the deadline.
         _not_on_loop(self._bridge)
         deadline = None if t is None else time.monotonic() + t
-        mailbox = self._kind == "mailbox"
         self._waiting += 1
-        if mailbox:
-            self._demand += 1
+        self._demand += 1
         try:
-            if mailbox:
+            if self._on_demand:
                 self._bridge.post(self._pull)  # a value may already be pending
             while True:
                 if deadline is None:
@@ -508,39 +636,37 @@ class SyncConsumer(_Handle, Generic[T]):
                     left = deadline - time.monotonic()
                     if left <= 0:
                         # A value may have arrived together with the timeout.
-                        v = self._newest() if latest else self._next()
+                        v = self._take(newest)
                         if v is not _EMPTY:
                             return v
                         raise GetTimeout("record " + repr(self._key) + ": no value within " + repr(t) + " s")
                     self._cond.wait(left)
-                v = self._newest() if latest else self._next()
+                v = self._take(newest)
                 if v is not _EMPTY:
                     return v
         finally:
             self._waiting -= 1
-            if mailbox:
-                self._demand -= 1
+            self._demand -= 1
 
-    def _newest(self) -> Any:
-        # With the lock held: the newest pending value (skipping lag), _EMPTY, or raise.
-        if self._shut:
-            raise RuntimeShutdown("the sync handle is detached")
-        q = self._items
-        if q:
-            v = q[-1]
-            q.clear()
-            self._missed = 0
-            return v
-        if self._eof:
-            raise RuntimeShutdown("the database stopped")
-        return _EMPTY
+    def _get(self, timeout: float | None, newest: bool) -> T:
+        t = _timeout(timeout)
+        if t == 0:
+            v = self._try(newest)
+            if v is _EMPTY:
+                raise GetTimeout("record " + repr(self._key) + ": no value pending")
+            return v  # type: ignore[no-any-return]
+        with self._lock:
+            v = self._take(newest)
+            if v is not _EMPTY:
+                return v  # type: ignore[no-any-return]
+            return self._wait(t, newest)  # type: ignore[no-any-return]
 
     def get(self, timeout: float | None = None) -> T:
         """Return the next value, waiting for one if needed.
 
         Args:
             timeout: ``None`` waits as long as needed; a number ``>= 0`` waits at most
-                that many seconds.
+                that many seconds (``0``: only a value pending now, as :meth:`try_get`).
 
         Raises:
             GetTimeout: no value arrived within ``timeout``.
@@ -550,17 +676,13 @@ class SyncConsumer(_Handle, Generic[T]):
                 value delivered before that has been returned.
             ValueError: ``timeout`` is negative or not a number.
         """
-        t = _timeout(timeout)
-        if t == 0:
-            try:
-                return self.try_get()
-            except BufferEmpty:
-                raise GetTimeout("record " + repr(self._key) + ": no value pending") from None
-        with self._lock:
-            v = self._next()
-            if v is not _EMPTY:
-                return v  # type: ignore[no-any-return]
-            return self._wait(t, False)  # type: ignore[no-any-return]
+        if timeout is None:  # the hot path: a value is held
+            with self._lock:
+                v = self._take(False)
+                if v is not _EMPTY:
+                    return v  # type: ignore[no-any-return]
+                return self._wait(None, False)  # type: ignore[no-any-return]
+        return self._get(timeout, False)
 
     def try_get(self) -> T:
         """Return a pending value now, without waiting for a producer.
@@ -572,38 +694,24 @@ class SyncConsumer(_Handle, Generic[T]):
             BufferLagged: as for :meth:`get`.
             RuntimeShutdown: as for :meth:`get`.
         """
-        with self._lock:
-            v = self._next()
-            if v is not _EMPTY:
-                return v  # type: ignore[no-any-return]
-        if self._kind == "mailbox":
-            v = self._bridge.call(self._take_now)
-            if v is not _EMPTY:
-                return v  # type: ignore[no-any-return]
-            with self._lock:  # detached or stopped meanwhile?
-                v = self._next()
-                if v is not _EMPTY:
-                    return v  # type: ignore[no-any-return]
-        raise BufferEmpty(self._key)
+        v = self._try(False)
+        if v is _EMPTY:
+            raise BufferEmpty(self._key)
+        return v  # type: ignore[no-any-return]
 
     def get_latest(self, timeout: float | None = None) -> T:
         """Return the newest pending value, discarding older ones; wait if none is pending.
 
-        Lag is skipped (counted in :attr:`lagged`), never raised.
+        Lag is skipped (counted in :attr:`lagged`), never raised. Discarded values are
+        counted in :meth:`statistics` as ``skipped``. With ``timeout=0`` a mailbox's
+        pending value is taken (a short round trip to the loop, as :meth:`try_get`).
 
         Raises:
             GetTimeout: no value arrived within ``timeout``.
             RuntimeShutdown: as for :meth:`get`.
             ValueError: ``timeout`` is negative or not a number.
         """
-        t = _timeout(timeout)
-        with self._lock:
-            v = self._newest()
-            if v is not _EMPTY:
-                return v  # type: ignore[no-any-return]
-            if t == 0 and self._kind != "mailbox":
-                raise GetTimeout("record " + repr(self._key) + ": no value pending")
-            return self._wait(t, True)  # type: ignore[no-any-return]
+        return self._get(timeout, True)
 
     def __iter__(self) -> Iterator[T]:
         """Yield values as they arrive, skipping lag; stop when the database stops or detaches."""
@@ -704,7 +812,7 @@ class SyncHandle:
         b = self._bridge_or_raise()
         p = self._db.producer(tp, key)
         return SyncProducer(
-            b, key, p.type, p._buf, p._check, self._queue_size if queue_size is None else queue_size
+            b, key, p.type, p.buffer, p.type_checks, self._queue_size if queue_size is None else queue_size
         )
 
     def consumer(self, tp: type[T], key: str) -> SyncConsumer[T]:
@@ -717,7 +825,7 @@ class SyncHandle:
         """
         b = self._bridge_or_raise()
         c = self._db.consumer(tp, key)
-        return SyncConsumer(b, key, c.type, c._buf)
+        return SyncConsumer(b, key, c.type, c.buffer)
 
     def call(self, fn: Callable[[], T], timeout: float | None = None) -> T:
         """Run ``fn()`` on the database's loop and return its result in this thread.
@@ -787,7 +895,7 @@ class SyncHandle:
             await db.wait_stop_requested()
         finally:
             await db.aclose()
-        self._failure = db._failure
+        self._failure = _stage_failure(db)
 
     def detach(self, timeout: float | None = 10.0) -> None:
         """Stop the database and its loop thread; idempotent.
@@ -908,4 +1016,4 @@ def threadsafe_producer(
     if loop is None:
         loop = asyncio.get_running_loop()
     p = db.producer(tp, key)
-    return SyncProducer(_Bridge(loop), key, p.type, p._buf, p._check, queue_size)
+    return SyncProducer(_Bridge(loop), key, p.type, p.buffer, p.type_checks, queue_size)

@@ -35,7 +35,7 @@ def test_core_suite_on_micropython(micropython: list[str]) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    assert "buffer conformance checks: 18" in out
+    assert "buffer conformance checks: 24" in out
     assert "runtime conformance checks: 5" in out
     assert "end-to-end ok" in out
     assert out.rstrip().endswith("SUITE OK")

@@ -372,7 +372,39 @@ class Buffer(Generic[T]):
             return
         await self._wait()
 
+    def watch(self) -> "BufferWatcher[T]":
+        """Return a watcher: the newest value each time the buffer changes, nothing consumed.
+
+        For outer consumers that must not take values from the record's readers (a
+        mailbox's commands, a remote ``record.get``): see :class:`BufferWatcher`. The
+        watcher sees changes made after it was created; :meth:`latest` gives the value
+        held now. It registers nothing, so it needs no closing.
+        """
+        return BufferWatcher(self)
+
+    def mirror(self, limit: "int | None" = None) -> "BufferMirror[T]":
+        """Subscribe a reader and return a bounded mirror of it; see :class:`BufferMirror`.
+
+        Args:
+            limit: values the mirror holds at most (ring only; default: the ring's
+                capacity). A single-latest mirror holds at most one value, a mailbox
+                mirror at most the ``demand`` passed to ``fill``.
+
+        Raises:
+            BufferClosed: the buffer is already closed.
+            ValueError: ``limit`` is not an int >= 1.
+        """
+        if limit is not None and (type(limit) is not int or limit < 1):
+            raise ValueError("limit must be an int >= 1, got " + repr(limit))
+        if self._closed:
+            raise BufferClosed(self.key)
+        return BufferMirror(self.subscribe(), limit)
+
     def _occupancy(self) -> int:  # pragma: no cover - overridden
+        return 0
+
+    def _sequence(self) -> int:  # pragma: no cover - overridden
+        # How many values were ever produced (never reset): what a watcher compares.
         return 0
 
     def _capacity(self) -> int:
@@ -384,7 +416,7 @@ class Buffer(Generic[T]):
             self.kind,
             self._capacity(),
             self._produced,
-            self._delivered,
+            self._delivered_now(),
             self._dropped,
             self._occupancy(),
             self._readers,
@@ -393,8 +425,11 @@ class Buffer(Generic[T]):
     def reset_statistics(self) -> None:
         """Zero produced, delivered and dropped counters."""
         self._produced = 0
-        self._delivered = 0
+        self._delivered = self._delivered - self._delivered_now()
         self._dropped = 0
+
+    def _delivered_now(self) -> int:
+        return self._delivered
 
     def __repr__(self) -> str:
         s = self.statistics()
@@ -423,7 +458,7 @@ else:
 class RingBuffer(_Buffer[T]):
     """Single-producer, multi-consumer ring; semantics as in :class:`SpmcRing`."""
 
-    __slots__ = ("_cap", "_head", "_ring")
+    __slots__ = ("_cap", "_head", "_owing", "_ring")
     kind = "spmc_ring"
 
     def __init__(self, key: str, capacity: int) -> None:
@@ -431,6 +466,15 @@ class RingBuffer(_Buffer[T]):
         self._cap = capacity
         self._ring: list[Any] = [None] * capacity
         self._head = 0  # sequence number of the next value
+        # Readers inside an ``async for`` slice (CPython): ``_delivered`` counts each slice
+        # when it is taken, so the values of a slice not yet handed out are subtracted here.
+        self._owing: list[RingReader[Any]] = []
+
+    def _delivered_now(self) -> int:
+        d = self._delivered
+        for r in self._owing:
+            d -= r._owe_end - r._cursor
+        return d
 
     def produce(self, value: T) -> None:
         """Append ``value``, overwriting the oldest one when full; never blocks."""
@@ -461,6 +505,9 @@ class RingBuffer(_Buffer[T]):
 
     def _occupancy(self) -> int:
         return min(self._head, self._cap)
+
+    def _sequence(self) -> int:
+        return self._head
 
     def _capacity(self) -> int:
         return self._cap
@@ -509,17 +556,21 @@ class LatestBuffer(_Buffer[T]):
     def _occupancy(self) -> int:
         return 1 if self._version else 0
 
+    def _sequence(self) -> int:
+        return self._version
+
 
 class MailboxBuffer(_Buffer[T]):
     """One slot shared by all readers; semantics as in :class:`Mailbox`."""
 
-    __slots__ = ("_full", "_value")
+    __slots__ = ("_full", "_value", "_version")
     kind = "mailbox"
 
     def __init__(self, key: str) -> None:
         Buffer.__init__(self, key)
         self._value: Any = None
         self._full = False
+        self._version = 0
 
     def produce(self, value: T) -> None:
         """Put ``value`` in the slot, overwriting (and counting) an unread one."""
@@ -529,6 +580,7 @@ class MailboxBuffer(_Buffer[T]):
             self._dropped += 1
         self._value = value
         self._full = True
+        self._version += 1
         self._produced += 1
         if self._waiters:
             self._wake()
@@ -561,6 +613,9 @@ class MailboxBuffer(_Buffer[T]):
 
     def _occupancy(self) -> int:
         return 1 if self._full else 0
+
+    def _sequence(self) -> int:
+        return self._version
 
 
 # ---------------------------------------------------------------- readers
@@ -715,11 +770,24 @@ def _log_lag(exc: BufferLagged) -> None:
 class RingReader(_Reader[T_co]):
     """Reader of a :class:`RingBuffer`: own cursor, exact lag reporting."""
 
-    __slots__ = ("_cursor", "_start")
+    __slots__ = ("_cursor", "_owe_end", "_owner", "_start")
 
     def __init__(self, buf: "RingBuffer[Any]") -> None:
         Reader.__init__(self, buf)
         self._cursor = self._start = buf._head
+        # Set while an ``async for`` slice is being handed out (see _ring_iter.py): the
+        # iteration that owns it, and the sequence number the slice ends at.
+        self._owner: Any = None
+        self._owe_end = 0
+
+    def _settle(self) -> None:
+        # Leave the slice of an ``async for`` that was left early: values it counted but
+        # never handed out are not delivered (they stay pending for this reader).
+        b: RingBuffer[Any] = self._buf  # type: ignore[assignment]
+        b._delivered -= self._owe_end - self._cursor
+        self._owner = None
+        self._owe_end = 0
+        b._owing.remove(self)
 
     @property
     def delivered(self) -> int:
@@ -747,10 +815,18 @@ class RingReader(_Reader[T_co]):
         """
         if type(n) is not int or n < 0 or n > self.delivered:
             raise ValueError("n must be an int from 0 to " + str(self.delivered) + ", got " + repr(n))
+        if self._owner is not None:
+            self._settle()
         b = self._buf
         self._lagged += n
         b._dropped += n
         b._delivered -= n
+
+    def close(self) -> None:
+        """Unsubscribe; the buffer no longer counts this reader. Idempotent."""
+        if self._owner is not None:
+            self._settle()
+        Reader.close(self)
 
     def _lag(self, b: "RingBuffer[Any]", h: int) -> BufferLagged:
         oldest = h - b._cap
@@ -762,6 +838,8 @@ class RingReader(_Reader[T_co]):
 
     def try_recv(self) -> T_co:
         """Return the next value now; raise ``BufferEmpty``, ``BufferLagged`` or ``BufferClosed``."""
+        if self._owner is not None:
+            self._settle()
         b: RingBuffer[Any] = self._buf  # type: ignore[assignment]
         c = self._cursor
         h = b._head
@@ -778,6 +856,8 @@ class RingReader(_Reader[T_co]):
 
     def try_recv_batch(self, limit: "int | None" = None) -> "list[T_co]":
         """Return every pending value (at most ``limit``) in order; ``[]`` when none."""
+        if self._owner is not None:
+            self._settle()
         b: RingBuffer[Any] = self._buf  # type: ignore[assignment]
         c = self._cursor
         h = b._head
@@ -814,6 +894,8 @@ class RingReader(_Reader[T_co]):
 
     async def __anext__(self) -> T_co:
         # Fast path inlined: a pending value is returned without a suspension.
+        if self._owner is not None:
+            self._settle()
         b: RingBuffer[Any] = self._buf  # type: ignore[assignment]
         while True:
             c = self._cursor
@@ -878,6 +960,289 @@ class MailboxReader(_Reader[T_co]):
         if b._closed:
             raise BufferClosed(b.key)
         raise BufferEmpty(b.key)
+
+
+# ---------------------------------------------------------------- outer consumers
+
+
+class BufferWatcher(_Reader[T_co]):
+    """A non-consuming view of one buffer; obtained from :meth:`Buffer.watch`.
+
+    Each receive returns the buffer's newest value if it changed since this watcher last
+    returned one: values produced in between collapse (counted in :attr:`skipped`), and
+    nothing is taken from the buffer's readers, so a mailbox's commands still reach its
+    consumers. The buffer counts no delivery and no reader for a watcher.
+
+    ``try_recv()`` returns such a value or raises :class:`~aimdb.BufferEmpty` (no change,
+    or the only change was a mailbox value a reader took before the watcher looked) and,
+    once the buffer is closed and nothing new is left, :class:`~aimdb.BufferClosed`.
+    ``await recv()`` waits for a change; ``async for`` yields values until the buffer
+    closes. A watcher never lags and registers nothing with the buffer: it compares a
+    change counter, so creating and dropping watchers costs ``produce`` nothing. Like
+    every reader it is loop-affine.
+    """
+
+    __slots__ = ("_seen", "_skipped")
+
+    def __init__(self, buf: "Buffer[Any]") -> None:
+        Reader.__init__(self, buf)  # not counted in the buffer's readers
+        self._seen = buf._sequence()
+        self._skipped = 0
+
+    @property
+    def skipped(self) -> int:
+        """Values produced since this watcher was created that it never returned."""
+        return self._skipped
+
+    def pending(self) -> int:
+        """1 when the buffer changed since this watcher last looked, else 0."""
+        return 1 if self._buf._sequence() != self._seen else 0
+
+    def try_recv(self) -> T_co:
+        """Return the newest value if the buffer changed since the last one returned.
+
+        Raises:
+            BufferEmpty: no change, or the changed value is no longer held (a mailbox
+                reader took it); the change is marked seen either way.
+            BufferClosed: the buffer is closed and did not change since the last look.
+        """
+        b = self._buf
+        seq = b._sequence()
+        seen = self._seen
+        if seq != seen:
+            self._seen = seq
+            try:
+                v = b.latest()
+            except BufferEmpty:
+                self._skipped += seq - seen
+                raise
+            self._skipped += seq - seen - 1
+            self._taken += 1
+            return v  # type: ignore[no-any-return]
+        if b._closed:
+            raise BufferClosed(b.key)
+        raise BufferEmpty(b.key)
+
+    def peek(self) -> "T_co | None":
+        """Return the buffer's current value like :meth:`Buffer.peek`; nothing is marked seen."""
+        return self._buf.peek()
+
+    def close(self) -> None:
+        """Do nothing: a watcher holds no subscription (kept so it works as a reader)."""
+
+
+_NO_DEFAULT: "Any" = object()
+
+
+class BufferMirror(Generic[T_co]):
+    """A bounded copy of one reader's values, to hand them to another thread or task.
+
+    Obtained from :meth:`Buffer.mirror`, which subscribes the reader. :meth:`fill` runs on
+    the database's event loop (typically from a buffer listener) and moves what the
+    reader may receive into the mirror; :meth:`take`, :meth:`take_newest` and
+    :meth:`__len__` may run anywhere. The mirror itself does no locking: a caller using it
+    from several threads serialises every call with its own lock (as
+    :mod:`aimdb.sync` does).
+
+    What ``fill`` moves follows the buffer kind, so callers need no kind-specific rules:
+
+    * ring: every value, in order. When more than ``limit`` values are held, the oldest
+      are evicted and count exactly like ring lag: in :attr:`lagged`, in the reader's
+      ``lagged`` and in the buffer's ``dropped`` statistic (and no longer in
+      ``delivered``). Lag of the reader itself is counted the same way. The next
+      :meth:`take` raises :class:`~aimdb.BufferLagged` once with the exact number lost.
+    * single-latest: the newest value not yet seen replaces the held one (intermediate
+      values collapse); first the current value, if there is one.
+    * mailbox: a value is taken from the shared slot only while fewer values are held
+      than ``demand`` (the number of callers waiting for one), so competing consumers
+      stay fair and nobody's command is taken on speculation.
+
+    Once the buffer is closed and everything the reader could still receive is in the
+    mirror, :attr:`exhausted` is true and :meth:`take` raises
+    :class:`~aimdb.BufferClosed` after the held values.
+    """
+
+    __slots__ = ("_buf", "_head", "_items", "_lagged", "_limit", "_missed", "_reader", "_ring")
+
+    def __init__(self, reader: "Reader[Any]", limit: "int | None" = None) -> None:
+        buf = reader._buf
+        self._reader = reader
+        self._buf = buf
+        self._ring = buf.kind == "spmc_ring"
+        self._limit = (limit or buf._capacity()) if self._ring else 1
+        self._items: list[Any] = []
+        self._head = 0  # index of the oldest held value in _items
+        self._missed = 0  # lost values not yet reported by take()
+        self._lagged = 0
+
+    @property
+    def key(self) -> str:
+        """The record key of the mirrored buffer."""
+        return self._buf.key
+
+    @property
+    def limit(self) -> int:
+        """Values ``fill`` keeps: at most this many (ring), one (single-latest), ``demand`` (mailbox)."""
+        return self._limit
+
+    @property
+    def lagged(self) -> int:
+        """Values lost because the mirror or its reader fell behind a ring, in total."""
+        return self._lagged
+
+    @property
+    def on_demand(self) -> bool:
+        """Whether :meth:`fill` takes values only for ``demand`` (a mailbox's shared slot).
+
+        A caller that wants a value from such a mirror must call ``fill`` with a demand
+        on the loop (a listener call only fills what waiting callers asked for).
+        """
+        return self._buf.kind == "mailbox"
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether the buffer is closed and its reader has nothing left for :meth:`fill`."""
+        return self._buf._closed and self._reader.pending() == 0
+
+    def __len__(self) -> int:
+        """Values held and not yet taken."""
+        return len(self._items) - self._head
+
+    def fill(self, demand: int = 0) -> int:
+        """Move what the reader may receive into the mirror; on the event loop only.
+
+        Args:
+            demand: mailbox only: take the slot's value only while fewer values are
+                held than this (the callers waiting for a value). Ignored otherwise.
+
+        Returns:
+            the number of values added.
+        """
+        reader = self._reader
+        if not self._ring:
+            return self._fill_slot(demand)
+        try:
+            got = reader.try_recv_batch()
+        except BufferLagged as exc:  # the reader now stands at the oldest held value
+            self._missed += exc.missed
+            self._lagged += exc.missed
+            got = reader.try_recv_batch()
+        except BufferClosed:
+            return 0
+        n = len(got)
+        if not n:
+            return 0
+        items = self._items
+        h = self._head
+        if h == len(items):  # everything held was taken: start afresh
+            items = self._items = got
+            h = self._head = 0
+        else:
+            items.extend(got)
+        over = len(items) - h - self._limit
+        if over > 0:
+            h = self._head = h + over
+            self._missed += over
+            self._lagged += over
+            reader.report_lag(over)  # type: ignore[attr-defined]
+        if h >= 64 and h * 2 >= len(items):
+            self._items = items[h:]
+            self._head = 0
+        return n
+
+    def _fill_slot(self, demand: int) -> int:
+        mailbox = self._buf.kind == "mailbox"
+        held = len(self._items) - self._head
+        if mailbox and held >= demand:
+            return 0
+        try:
+            v = self._reader.try_recv()
+        except (BufferEmpty, BufferClosed):
+            return 0
+        if held and not mailbox:  # single-latest: the newest replaces the held value
+            self._items = [v]
+            self._head = 0
+        else:
+            self._items.append(v)
+        return 1
+
+    def take(self, default: "Any" = _NO_DEFAULT) -> T_co:
+        """Return the oldest held value and forget it.
+
+        Args:
+            default: returned instead of raising ``BufferEmpty``/``BufferClosed`` when
+                nothing is held (check :attr:`exhausted` to tell the two apart); saves
+                the exception on a hot path.
+
+        Raises:
+            BufferLagged: once, before the values after a loss (``missed`` is exact).
+            BufferEmpty: nothing is held (the buffer may still get values) and no
+                ``default`` was given.
+            BufferClosed: nothing is held, :attr:`exhausted` is true and no ``default``
+                was given.
+        """
+        items = self._items
+        h = self._head
+        if h < len(items) and not self._missed:  # the hot path
+            v = items[h]
+            items[h] = None  # no reference kept; fill() drops the consumed prefix
+            self._head = h + 1
+            return v  # type: ignore[no-any-return]
+        m = self._missed
+        if m:
+            self._missed = 0
+            raise BufferLagged(m, self._buf.key)
+        if default is not _NO_DEFAULT:
+            return default  # type: ignore[no-any-return]
+        if self.exhausted:
+            raise BufferClosed(self._buf.key)
+        raise BufferEmpty(self._buf.key)
+
+    def take_newest(self, default: "Any" = _NO_DEFAULT) -> T_co:
+        """Return the newest held value and forget every held one; lag is not raised.
+
+        Older held values are skipped (they count as delivered: they reached the mirror).
+        A loss not yet reported by :meth:`take` is forgotten (it stays in :attr:`lagged`).
+
+        Args:
+            default: returned instead of raising when nothing is held, as for :meth:`take`.
+
+        Raises:
+            BufferEmpty: nothing is held and no ``default`` was given.
+            BufferClosed: nothing is held, :attr:`exhausted` is true and no ``default``
+                was given.
+        """
+        items = self._items
+        if self._head < len(items):
+            v = items[-1]
+            self._items = []
+            self._head = 0
+            self._missed = 0
+            return v  # type: ignore[no-any-return]
+        if default is not _NO_DEFAULT:
+            return default  # type: ignore[no-any-return]
+        if self.exhausted:
+            raise BufferClosed(self._buf.key)
+        raise BufferEmpty(self._buf.key)
+
+    def close(self) -> None:
+        """Unsubscribe the reader and drop the held values (on the event loop). Idempotent."""
+        self._reader.close()
+        self._items = []
+        self._head = 0
+
+    def __repr__(self) -> str:
+        return (
+            "<BufferMirror "
+            + repr(self._buf.key)
+            + " held="
+            + str(len(self))
+            + "/"
+            + str(self._limit)
+            + " lagged="
+            + str(self._lagged)
+            + ">"
+        )
 
 
 try:  # CPython: async-generator iteration over slices (MicroPython has no async generators)

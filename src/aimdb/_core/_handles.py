@@ -32,6 +32,11 @@ class _Handle:
         """The record's declared type."""
         return self._type
 
+    @property
+    def buffer(self) -> "Buffer[Any]":
+        """The record's buffer (loop-affine, like every buffer method)."""
+        return self._buf
+
     def __repr__(self) -> str:
         return (
             "<"
@@ -57,6 +62,11 @@ class Producer(_Handle, Generic[T_contra]):
     def __init__(self, key: str, tp: "type[Any]", buf: "Buffer[Any]", check: bool) -> None:
         _Handle.__init__(self, key, tp, buf)
         self._check = check
+
+    @property
+    def type_checks(self) -> bool:
+        """Whether :meth:`produce` checks each value against the record type."""
+        return self._check
 
     def produce(self, value: T_contra) -> None:
         """Store ``value`` in the record's buffer and wake its readers.

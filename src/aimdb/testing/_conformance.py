@@ -249,6 +249,58 @@ async def _common_change_checks(rt: "Any", make: "Callable[[], Any]") -> None:
     _eq(ok, True, "wait_changed: returns at once on a closed buffer")
 
 
+async def _common_watch_checks(rt: "Any", make: "Callable[[], Any]") -> None:
+    # a watcher sees changes after it was created, newest value only, consuming nothing
+    buf = make()
+    buf._rt = rt
+    a, b, c = _V(1), _V(2), _V(3)
+    buf.produce(a)
+    r = buf.subscribe()
+    w = buf.watch()
+    _eq(buf.statistics().readers, 1, "watch: a watcher is not a reader")
+    _eq(w.pending(), 0, "watch: no change since the watcher was created")
+    _raises(BufferEmpty, w.try_recv, "watch: nothing before a change")
+    buf.produce(b)
+    buf.produce(c)
+    _eq(w.pending(), 1, "watch: a change is pending")
+    _eq(w.try_recv(), c, "watch: the newest value; older changes collapse")
+    _eq((w.skipped, w.delivered, w.lagged), (1, 1, 0), "watch: skipped counts the collapsed value")
+    _raises(BufferEmpty, w.try_recv, "watch: each change once")
+    got = r.try_recv_batch()
+    _eq(got[-1], c, "watch: nothing taken from the readers")
+    s = buf.statistics()
+    _eq((s.produced, s.delivered), (3, len(got)), "watch: a watcher counts no delivery")
+    w2 = buf.watch()
+    w2.close()  # nothing to unsubscribe
+    _eq(buf.statistics().readers, 1, "watch: close leaves the reader count alone")
+
+    # a waiting watcher wakes on produce; a cancelled wait leaves nothing behind
+    out: list[Any] = []
+    group, h = await _spawn_recv(rt, w, out)
+    _eq(out, [], "watch: recv waits for a change")
+    d = _V(4)
+    buf.produce(d)
+    await rt.wait_for(h.join, 2.0)
+    await group.aclose()
+    _eq(out, [d], "watch: recv returns the changed value")
+    group, h = await _spawn_recv(rt, w, out)
+    h.cancel()
+    await rt.wait_for(h.join, 2.0)
+    await group.aclose()
+    _eq(len(buf._waiters), 0, "watch: a cancelled wait leaves no waiter behind")
+
+    # close: a last change is still returned, then BufferClosed
+    e = _V(5)
+    buf.produce(e)
+    buf.close()
+    _eq(w.try_recv(), e, "watch: a change before close is still seen")
+    _raises(BufferClosed, w.try_recv, "watch: closed and nothing new")
+    seen = []
+    async for v in buf.watch():  # created after close: nothing, ends at once
+        seen.append(v)
+    _eq(seen, [], "watch: async for ends on a closed buffer")
+
+
 async def check_ring_buffer(factory: "Callable[[int], Any]", runtime: "Any" = None) -> int:
     """Run the SpmcRing conformance checks; ``factory(capacity)`` returns a fresh ring buffer.
 
@@ -374,6 +426,55 @@ async def check_ring_buffer(factory: "Callable[[int], Any]", runtime: "Any" = No
     _raises(BufferEmpty, r.try_recv, "ring: report_lag raises nothing at the reader")
     checks += 1
 
+    # mirror: every value in order, overflow beyond the limit counted as lag
+    buf = factory(4)
+    m = buf.mirror(limit=3)
+    _eq((m.limit, m.on_demand, len(m)), (3, False, 0), "ring mirror: limit, not on demand, empty")
+    _raises(BufferEmpty, m.take, "ring mirror: empty")
+    nothing = object()
+    _eq((m.take(nothing), m.take_newest(nothing)), (nothing, nothing), "ring mirror: default when empty")
+    vs = [_V(i) for i in range(8)]
+    for v in vs[:2]:
+        buf.produce(v)
+    _eq(m.fill(), 2, "ring mirror: fill moves what is pending")
+    _eq(m.fill(), 0, "ring mirror: nothing twice")
+    for v in vs[2:5]:
+        buf.produce(v)
+    _eq(m.fill(), 3, "ring mirror: fill moves new values")
+    _eq(len(m), 3, "ring mirror: holds at most its limit")
+    exc = _raises(BufferLagged, m.take, "ring mirror: eviction reported as lag")
+    _eq((exc.missed, m.lagged), (2, 2), "ring mirror: exact count of evicted values")
+    _eq([m.take() for _ in range(3)], vs[2:5], "ring mirror: then the oldest held values in order")
+    s = buf.statistics()
+    _eq((s.produced, s.delivered, s.dropped), (5, 3, 2), "ring mirror: evicted values count as dropped")
+    for v in vs[5:]:  # the reader itself falls behind the ring of 4: counted the same way
+        buf.produce(v)
+    for _ in range(3):
+        buf.produce(_V(99))
+    _eq(m.fill(), 4, "ring mirror: fill after reader lag")
+    exc = _raises(BufferLagged, m.take, "ring mirror: reader lag reported")
+    _eq((exc.missed, m.lagged), (2 + 1, 2 + 2 + 1), "ring mirror: reader lag and eviction counted")
+    _eq(m.take_newest().n, 99, "ring mirror: take_newest")
+    _eq(len(m), 0, "ring mirror: take_newest forgets the older values")
+    buf.produce(vs[0])
+    buf.close()
+    _eq(m.exhausted, False, "ring mirror: not exhausted while the reader holds a value")
+    m.fill()
+    _eq((m.exhausted, m.take()), (True, vs[0]), "ring mirror: values before close")
+    _raises(BufferClosed, m.take, "ring mirror: BufferClosed after the held values")
+    _raises(BufferClosed, m.take_newest, "ring mirror: BufferClosed (newest)")
+    _eq(m.take(nothing), nothing, "ring mirror: default instead of BufferClosed")
+    readers = buf.statistics().readers
+    m.close()
+    _eq(buf.statistics().readers, readers - 1, "ring mirror: close unsubscribes")
+    _raises(BufferClosed, buf.mirror, "ring mirror: none on a closed buffer")
+    _raises(ValueError, lambda: factory(2).mirror(0), "ring mirror: limit below 1")
+    _eq(factory(5).mirror().limit, 5, "ring mirror: the limit defaults to the capacity")
+    checks += 1
+
+    await _common_watch_checks(rt, lambda: factory(4))
+    checks += 1
+
     await _common_wait_checks(rt, lambda: factory(4))
     checks += 1
     await _common_change_checks(rt, lambda: factory(4))
@@ -430,6 +531,28 @@ async def check_latest_buffer(factory: "Callable[[], Any]", runtime: "Any" = Non
     _eq(buf.statistics().delivered, 2, "latest: latest() counts no delivery")
     buf.close()
     _eq(buf.latest(), None, "latest: latest() on a closed buffer")
+    checks += 1
+
+    # mirror: first the current value, then the newest one (collapsing)
+    buf = factory()
+    a, b, c = _V(1), _V(2), _V(3)
+    buf.produce(a)
+    m = buf.mirror()
+    _eq((m.limit, m.on_demand), (1, False), "latest mirror: one slot, not on demand")
+    _eq(m.fill(), 1, "latest mirror: the current value")
+    buf.produce(b)
+    _eq(m.fill(), 1, "latest mirror: a newer value")
+    _eq(len(m), 1, "latest mirror: one held")
+    buf.produce(c)
+    m.fill()
+    _eq(m.take(), c, "latest mirror: the newest")
+    _raises(BufferEmpty, m.take, "latest mirror: taken")
+    _eq(m.lagged, 0, "latest mirror: never lags")
+    buf.close()
+    _raises(BufferClosed, m.take, "latest mirror: closed")
+    checks += 1
+
+    await _common_watch_checks(rt, factory)
     checks += 1
 
     await _common_wait_checks(rt, factory)
@@ -504,6 +627,40 @@ async def check_mailbox(factory: "Callable[[], Any]", runtime: "Any" = None) -> 
     _eq((s.produced, s.delivered, s.dropped, s.occupancy), (3, 1, 1, 1), "mailbox: latest() counts nothing")
     buf.close()
     _eq(buf.latest(), None, "mailbox: latest() on a closed buffer")
+    checks += 1
+
+    # mirror: takes the shared slot's value only on demand
+    buf = factory()
+    m1, m2 = buf.mirror(), buf.mirror()
+    _eq(m1.on_demand, True, "mailbox mirror: on demand")
+    a, b = _V(1), _V(2)
+    buf.produce(a)
+    _eq(m1.fill(), 0, "mailbox mirror: no demand, nothing taken")
+    _eq(buf.latest(), a, "mailbox mirror: the value stays pending")
+    _eq(m2.fill(1), 1, "mailbox mirror: demand takes it")
+    _eq(m1.fill(1), 0, "mailbox mirror: taken by the other mirror")
+    _eq(m2.fill(2), 0, "mailbox mirror: nothing pending")
+    buf.produce(b)
+    _eq(m2.fill(1), 0, "mailbox mirror: demand already met by the held value")
+    _eq(m1.fill(1), 1, "mailbox mirror: competing mirrors share values")
+    _eq((m2.take(), m1.take()), (a, b), "mailbox mirror: values")
+    s = buf.statistics()
+    _eq((s.produced, s.delivered, s.dropped), (2, 2, 0), "mailbox mirror: statistics")
+    c, d = _V(3), _V(4)
+    buf.produce(c)
+    _eq(m1.fill(2), 1, "mailbox mirror: two waiting, first value")
+    buf.produce(d)
+    _eq(m1.fill(2), 1, "mailbox mirror: two waiting, second value")
+    _eq((len(m1), m1.take(), m1.take()), (2, c, d), "mailbox mirror: a held value is never replaced")
+    buf.produce(a)
+    buf.close()
+    _eq(m1.exhausted, False, "mailbox mirror: a pending value after close")
+    m1.fill(1)
+    _eq((m1.take(), m1.exhausted), (a, True), "mailbox mirror: pending value taken after close")
+    _raises(BufferClosed, m1.take, "mailbox mirror: closed")
+    checks += 1
+
+    await _common_watch_checks(rt, factory)
     checks += 1
 
     await _common_wait_checks(rt, factory)
