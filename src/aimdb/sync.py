@@ -151,15 +151,6 @@ class _Bridge:
             e._shutdown(detached)
 
 
-def _stage_failure(db: AimDb) -> StageFailed | None:
-    """Return the :class:`~aimdb.StageFailed` that stopped ``db``, if one did.
-
-    The one place this module reads a private attribute of the core: ``AimDb`` has no
-    public accessor for it yet (wanted: a read-only ``AimDb.failure`` property).
-    """
-    return db._failure
-
-
 def _not_on_loop(bridge: _Bridge) -> None:
     """Raise instead of deadlocking when a blocking call runs on the database's own loop."""
     try:
@@ -895,7 +886,7 @@ class SyncHandle:
             await db.wait_stop_requested()
         finally:
             await db.aclose()
-        self._failure = _stage_failure(db)
+        self._failure = db.failure
 
     def detach(self, timeout: float | None = 10.0) -> None:
         """Stop the database and its loop thread; idempotent.

@@ -19,9 +19,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tests.remote._helpers import Raw, aio, short_tmpdir
 
 from aimdb.remote import AsyncClient, RemoteError
+from tests.remote._helpers import Raw, aio, short_tmpdir
 
 pytestmark = pytest.mark.slow
 

@@ -417,7 +417,7 @@ class Buffer(Generic[T]):
             self._capacity(),
             self._produced,
             self._delivered_now(),
-            self._dropped,
+            self._dropped_now(),
             self._occupancy(),
             self._readers,
         )
@@ -426,10 +426,13 @@ class Buffer(Generic[T]):
         """Zero produced, delivered and dropped counters."""
         self._produced = 0
         self._delivered = self._delivered - self._delivered_now()
-        self._dropped = 0
+        self._dropped = self._dropped - self._dropped_now()
 
     def _delivered_now(self) -> int:
         return self._delivered
+
+    def _dropped_now(self) -> int:
+        return self._dropped
 
     def __repr__(self) -> str:
         s = self.statistics()
@@ -458,7 +461,7 @@ else:
 class RingBuffer(_Buffer[T]):
     """Single-producer, multi-consumer ring; semantics as in :class:`SpmcRing`."""
 
-    __slots__ = ("_cap", "_head", "_owing", "_ring")
+    __slots__ = ("_cap", "_head", "_owing", "_ring", "_tracked")
     kind = "spmc_ring"
 
     def __init__(self, key: str, capacity: int) -> None:
@@ -469,6 +472,19 @@ class RingBuffer(_Buffer[T]):
         # Readers inside an ``async for`` slice (CPython): ``_delivered`` counts each slice
         # when it is taken, so the values of a slice not yet handed out are subtracted here.
         self._owing: list[RingReader[Any]] = []
+        # Long-lived readers of the database (taps, derivations, links): the values they
+        # have lost without knowing yet count in ``dropped`` at once (see _dropped_now).
+        self._tracked: list[RingReader[Any]] = []
+
+    def _track(self, reader: "RingReader[Any]") -> None:
+        self._tracked.append(reader)
+
+    def _dropped_now(self) -> int:
+        d = self._dropped
+        for r in self._tracked:
+            if not r._closed:
+                d += r.unseen_lag
+        return d
 
     def _delivered_now(self) -> int:
         d = self._delivered
@@ -798,6 +814,33 @@ class RingReader(_Reader[T_co]):
         """Number of values held for this reader (at most the capacity)."""
         b: RingBuffer[Any] = self._buf  # type: ignore[assignment]
         return min(b._head - self._cursor, b._cap)
+
+    @property
+    def unseen_lag(self) -> int:
+        """Values already overwritten that this reader has not received and not yet been told about.
+
+        They are lost for it: its next receive raises ``BufferLagged`` for them (and counts
+        them in :attr:`lagged`). Until then they are counted here, so statistics show a
+        reader that stopped reading as lagging at once.
+        """
+        b: RingBuffer[Any] = self._buf  # type: ignore[assignment]
+        return max(0, b._head - self._cursor - b._cap)
+
+    def report_unseen_lag(self) -> int:
+        """Count :attr:`unseen_lag` as this reader's lag now (no ``BufferLagged`` follows for it).
+
+        Moves the cursor to the oldest value still held, adds the values overwritten before
+        this reader received them to :attr:`lagged` and to the buffer's ``dropped``; returns
+        how many. For code that gives up a reader (a link's pump that ends) and accounts for
+        its loss itself.
+        """
+        b: RingBuffer[Any] = self._buf  # type: ignore[assignment]
+        n = self.unseen_lag
+        if n:
+            if self._owner is not None:
+                self._settle()
+            self._lag(b, b._head)
+        return n
 
     def report_lag(self, n: int) -> None:
         """Count ``n`` values this reader already received as lost to lag after all.

@@ -48,7 +48,9 @@ class LinkStatistics:
         bytes: payload bytes sent or received.
         failed: values that were not sent (outbound: did not encode, refused by the
             broker, lost when the send step raised) or payloads rejected (inbound).
-        dropped_lag: values the outbound reader lost because the broker was too slow.
+        dropped_lag: values the outbound reader lost because the broker was too slow
+            (those it has not been told about yet included: a link that stopped reading
+            shows its loss at once).
         errors: exceptions raised by the task serving the link (each logged once with its
             traceback and handled by the connector's ``on_error`` policy).
         last_error: text of the most recent error, or ``None``.
@@ -56,10 +58,11 @@ class LinkStatistics:
     """
 
     __slots__ = (
+        "_dropped_lag",
+        "_lag_reader",
         "bytes",
         "conn_state",
         "direction",
-        "dropped_lag",
         "errors",
         "failed",
         "last_error",
@@ -79,10 +82,22 @@ class LinkStatistics:
         self.received = 0
         self.bytes = 0
         self.failed = 0
-        self.dropped_lag = 0
+        self._dropped_lag = 0
+        self._lag_reader: RingReader[Any] | None = None
         self.errors = 0
         self.last_error: str | None = None
         self.last_error_at: float | None = None
+
+    @property
+    def dropped_lag(self) -> int:
+        """Values the link's reader lost to lag (see the class docstring)."""
+        r = self._lag_reader
+        return self._dropped_lag + (r.unseen_lag if r is not None else 0)
+
+    def count_lag(self, n: int, text: str) -> None:
+        """Count ``n`` values the reader reported lost (``BufferLagged``), with its message."""
+        self._dropped_lag += n
+        self.error(text)
 
     @property
     def state(self) -> str:
@@ -115,7 +130,8 @@ class LinkStatistics:
 
     def reset(self) -> None:
         """Zero every counter."""
-        self.sent = self.received = self.bytes = self.failed = self.dropped_lag = self.errors = 0
+        self.sent = self.received = self.bytes = self.failed = self.errors = 0
+        self._dropped_lag = -(self._lag_reader.unseen_lag if self._lag_reader is not None else 0)
         self.last_error = None
         self.last_error_at = None
 
@@ -168,6 +184,8 @@ class OutboundRoute(_Route):
         self.encode = encode
         self.stats = LinkStatistics(spec.url, "out")
         self._ring = isinstance(reader, RingReader)  # keeps every value, not only the newest
+        if isinstance(reader, RingReader):
+            self.stats._lag_reader = reader
         #: how many values of the batch being sent have a known fate (written, failed or
         #: carried over); a connector's send step advances it, see :meth:`send_raised`
         self.settled = 0
@@ -210,6 +228,32 @@ class OutboundRoute(_Route):
             extra={"record_key": self.key, "stage": "link_to"},
         )
 
+    def abandon(self, unsent: int, stopping: bool) -> None:
+        """Account for values the route's pump will never send, as it ends.
+
+        ``unsent`` values were taken from the reader and not sent (carried over a
+        connection loss, or the rest of a batch): they count in ``stats.failed``. When the
+        database is ``stopping``, what the reader still holds counts there too, and what it
+        lost without being told so far in ``dropped_lag``; one warning says how many.
+        (When the pump is only restarted, the reader keeps its values for the next one.)
+        """
+        left = 0
+        if stopping:
+            r = self.reader
+            if isinstance(r, RingReader):
+                lag = r.unseen_lag
+                if lag:
+                    self.stats.count_lag(lag, str(lag) + " values overwritten before they were sent")
+                    r.report_unseen_lag()
+            left = r.pending()
+        lost = unsent + left
+        if lost:
+            self.stats.failed += lost
+            self.stats.error(str(lost) + " value(s) not sent before the link's pump ended")
+            _log.warning(
+                "%s: %d value(s) of %r not sent before the link's pump ended", self.spec.url, lost, self.key
+            )
+
     async def next_batch(self, limit: int, carry: "list[Any] | None" = None) -> "list[Any] | None":
         """Wait for the next 1..``limit`` values of the record, in order.
 
@@ -229,8 +273,7 @@ class OutboundRoute(_Route):
             try:
                 return await self.reader.recv_batch(limit)
             except BufferLagged as exc:
-                self.stats.dropped_lag += exc.missed
-                self.stats.error(str(exc))
+                self.stats.count_lag(exc.missed, str(exc))
             except BufferClosed:
                 return None
 

@@ -11,7 +11,7 @@ from .._errors import (
     StageFailed,
     TypeMismatch,
 )
-from ._buffers import _log_lag
+from ._buffers import RingBuffer, RingReader, _log_lag
 from ._connector import ConnectorRoutes, InboundRoute, OutboundRoute, runtime_problems
 from ._context import Context, TimeApi
 from ._handles import Consumer, Producer
@@ -564,9 +564,9 @@ class AimDb:
                 rec = self._records[key]
                 for s in rec.stages:
                     if s.stage_kind == "tap":
-                        s.readers = [self._buffer_of(rec).subscribe()]
+                        s.readers = [self._subscribe_owned(rec)]
                     elif s.stage_kind in ("transform", "join"):
-                        s.readers = [self._buffer_of(self._records[k]).subscribe() for k in s.input_keys]
+                        s.readers = [self._subscribe_owned(self._records[k]) for k in s.input_keys]
                 self._make_routes(rec)
             group = rt.open_task_group()
             await group.start()
@@ -612,6 +612,14 @@ class AimDb:
         self._tasks.append(task)
         return task
 
+    def _subscribe_owned(self, rec: _Record) -> "Reader[Any]":
+        """A reader for a stage or link of this database; its lag counts in ``dropped`` at once."""
+        buf = self._buffer_of(rec)
+        reader = buf.subscribe()
+        if isinstance(buf, RingBuffer) and isinstance(reader, RingReader):
+            buf._track(reader)
+        return reader
+
     def _make_routes(self, rec: _Record) -> None:
         from ._codecs import decoder_for, encoder_for
 
@@ -620,9 +628,7 @@ class AimDb:
                 continue
             if spec.direction == "out":
                 enc = spec.serializer or encoder_for(spec.codec, rec.type, rec.key)
-                rec.outbound.append(
-                    OutboundRoute(rec.key, rec.type, spec, self._buffer_of(rec).subscribe(), enc)
-                )
+                rec.outbound.append(OutboundRoute(rec.key, rec.type, spec, self._subscribe_owned(rec), enc))
             else:
                 dec = spec.deserializer or decoder_for(spec.codec, rec.type, rec.key)
                 rec.inbound.append(

@@ -583,17 +583,27 @@ class BaseConnector(Connector):
     async def _pump(self, route: OutboundRoute) -> None:
         """Send the route's values while connected; wait (reading nothing) while not."""
         carry: list[Any] = []
-        while True:
-            await self._wait_sendable()
-            values = await route.next_batch(self.batch_size, carry)
-            if values is None:
-                return
-            route.settled = 0
-            try:
-                carry = await self._send(route, values)
-            except Exception as exc:
-                route.send_raised(values, exc)
+        sending: list[Any] = []
+        try:
+            while True:
+                await self._wait_sendable()
+                values = await route.next_batch(self.batch_size, carry)
+                if values is None:
+                    return
                 carry = []
+                route.settled = 0
+                sending = values
+                try:
+                    carry = await self._send(route, values)
+                except Exception as exc:
+                    route.send_raised(values, exc)
+                    carry = []
+                sending = []
+        except BaseException as exc:
+            # the pump ends: at the database's stop (cancelled) or to be restarted (raised)
+            stopping = not isinstance(exc, Exception)
+            route.abandon(len(carry) + max(0, len(sending) - route.settled), stopping)
+            raise
 
     async def _shut(self) -> None:
         """End of ``shutdown``: close the connection for good; the state becomes ``"closed"``."""

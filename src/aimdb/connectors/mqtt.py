@@ -51,7 +51,7 @@ import uuid
 from typing import Any
 
 from .._aio import wait_for
-from .._core._connector import ConnectorRoutes, OutboundRoute
+from .._core._connector import ConnectorRoutes, LinkStatistics, OutboundRoute
 from .._core._links import LinkSpec
 from .._errors import ConnectionFailed
 from ._base import BaseConnector, ReconnectPolicy, parse_endpoint
@@ -152,6 +152,10 @@ class MqttConnector(BaseConnector):
         #: what the broker allowed in its last CONNACK (everything before the first)
         self.broker_limits = BrokerLimits()
         self._warned: set[tuple[str, str]] = set()
+
+    def unacknowledged(self) -> list[tuple[bytes, LinkStatistics]]:
+        """The QoS 1/2 PUBLISH packets not yet acknowledged, oldest first, with their link's statistics."""
+        return [(out.packet, out.stats) for _pid, out in self._session.unacked.items()]
 
     @property
     def unrouted(self) -> int:
@@ -483,7 +487,10 @@ class MqttConnector(BaseConnector):
             try:
                 await wait_for(asyncio.shield(proto.closed), 1.0)
             except (asyncio.TimeoutError, TimeoutError):
-                proto.transport.abort()
+                pass
+            finally:  # not closed within a second, or cancelled while waiting: never leave it open
+                if not proto.closed.done():
+                    proto.transport.abort()
 
     async def shutdown(self, timeout: float) -> None:
         """Flush within ``timeout``, then disconnect.
