@@ -74,6 +74,7 @@ import ssl as _ssl
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 try:
@@ -159,6 +160,21 @@ def _note_problem(
         _log.log(level, "%s: %s%s", url, text, then)
     for st in stats:
         st.last_error = text
+
+
+async def _written(nc: _Client, limit: int, alive: Callable[[], bool]) -> bool:
+    """Wait until at most ``limit`` bytes wait in nats-py's pending buffer of ``nc``.
+
+    Its flusher task writes the buffer to the socket; this polls (1 ms, doubling to 50 ms).
+    Returns False as soon as ``alive()`` is false (the connection went).
+    """
+    delay = 0.001
+    while nc.pending_data_size > limit:
+        if not alive():
+            return False
+        await asyncio.sleep(delay)
+        delay = min(0.05, delay * 2)
+    return alive()
 
 
 def _deliver(routes: list[InboundRoute], data: bytes, subject: str) -> None:
@@ -334,6 +350,7 @@ class NatsConnector(BaseConnector):
         self._client_err: BaseException | None = None
         self._attempt = 0
         self._gave_up = False
+        self._resyncs = 0  # reconnects handled by _on_reconnected (the newest one wins)
 
     # ------------------------------------------------------------ public
 
@@ -466,8 +483,28 @@ class NatsConnector(BaseConnector):
             await nc.subscribe(self._ack_prefix + "*", cb=self._on_ack)
         for st in self._js_states.values():
             await self._open_consumer(nc, st)
-        await nc.flush(max(1, round(self.connect_timeout)))  # the server has the subscriptions
+        await self._sync(nc)
         await self._resend(nc)
+
+    async def _sync(self, nc: _Client) -> None:
+        """Return once the server has processed everything sent on ``nc`` so far.
+
+        nats-py's ``subscribe()`` (like ``publish()``) appends its SUB to the client's
+        pending buffer and only kicks the flusher task, which writes the buffer to the
+        socket when it next runs; ``flush()`` however writes its PING straight to the
+        socket. Called right after ``subscribe()``, ``flush()`` thus puts the PING on the
+        wire ahead of the SUBs still pending: the server answers PONG before it has read
+        them, and a value published elsewhere right after that PONG finds no subscriber.
+        So first wait until the flusher has written the pending buffer (in order), then
+        PING: its PONG proves the server has read every SUB before it.
+
+        Raises:
+            nats.errors.ConnectionClosedError: the connection went while waiting.
+            nats.errors.FlushTimeoutError: no PONG within ``connect_timeout``.
+        """
+        if not await _written(nc, 0, lambda: nc.is_connected):
+            raise _nerr.ConnectionClosedError
+        await nc.flush(max(1, round(self.connect_timeout)))
 
     def _deliverer(self, routes: list[InboundRoute]) -> Any:
         """The callback of a core subscription: decode into every route of the subject."""
@@ -480,7 +517,7 @@ class NatsConnector(BaseConnector):
     # ------------------------------------------------------------ JetStream consumers
 
     async def _open_consumer(self, nc: _Client, st: _JsIn) -> bool:
-        """Create (or find, when durable) the pull consumer of ``st`` and its inbox on ``nc``.
+        """Create (or find) the pull consumer of ``st``, and its inbox on ``nc`` unless it is there.
 
         Returns False, with the problem on the routes' statistics, when it failed (the
         pull task tries again later); connection loss propagates.
@@ -507,17 +544,19 @@ class NatsConnector(BaseConnector):
                     inactive_threshold=None if self.durable is not None else 60.0,
                 )
                 await jsm.add_consumer(stream, config)
-            old, st.sub = st.sub, None
-            if old is not None:  # the inbox of the consumer before (on this or a closed client)
-                try:
-                    await old.unsubscribe()
-                except Exception as exc:
-                    _log.debug("%s: unsubscribing %s: %r", self.url, st.subject, exc)
-            inbox = nc.new_inbox()
-            st.sub = await nc.subscribe(inbox, cb=self._puller(st))
+            if st.client is not nc or st.sub is None:  # a new inbox (nats-py renews it on a reconnect)
+                old, st.sub = st.sub, None
+                if old is not None:  # the inbox of the consumer before (on this or a closed client)
+                    try:
+                        await old.unsubscribe()
+                    except Exception as exc:
+                        _log.debug("%s: unsubscribing %s: %r", self.url, st.subject, exc)
+                st.inbox = nc.new_inbox()
+                st.sub = await nc.subscribe(st.inbox, cb=self._puller(st))
         except _GONE:
             raise
         except Exception as exc:
+            st.client = None  # the pull task opens it again
             text = "JetStream consumer for " + repr(st.subject) + " failed: " + _reason(exc)
             if isinstance(exc, _NotFoundError):
                 text += " (no stream captures this subject: create one)"
@@ -525,7 +564,6 @@ class NatsConnector(BaseConnector):
             st.retry_at = time.monotonic() + 2.0
             return False
         st.client = nc
-        st.inbox = inbox
         st.next_subject = "$JS.API.CONSUMER.MSG.NEXT." + stream + "." + name
         st.done.set()
         return True
@@ -702,13 +740,29 @@ class NatsConnector(BaseConnector):
             return
         self._attempt = 0
         nc.options["reconnect_time_wait"] = self.reconnect.delay(1)
+        self._resyncs += 1
+        turn = self._resyncs
+        try:
+            # nats-py has replayed the subscriptions (written ahead of its own PING); a
+            # JetStream consumer may be gone (e.g. an ephemeral one after a server restart)
+            for st in self._js_states.values():
+                await self._open_consumer(nc, st)
+            await self._resend(nc)
+            await self._sync(nc)
+        except _GONE:
+            return  # lost again: nats-py reconnects and calls this again
+        except _nerr.TimeoutError as exc:
+            # no PONG: nats-py's keep-alive pings find the connection dead and reconnect
+            err = ConnectionFailed(self.url, "no answer after reconnecting: " + _reason(exc))
+            err.__cause__ = exc
+            self._record_error(err)
+            _log.warning("%s: %s", self.url, err)
+            return
+        if turn != self._resyncs or nc is not self._nc or self._closing or not nc.is_connected:
+            return  # a newer reconnect (or the shutdown) took over while this one waited
         self.stats.connects += 1
         self.stats.reconnects += 1
         self.stats.connected_since = time.time()
-        try:
-            await self._resend(nc)
-        except _GONE:
-            return
         _log.info("%s: reconnected", self.url)
         self._set_state("connected")
         for st in self._js_states.values():
@@ -821,13 +875,7 @@ class NatsConnector(BaseConnector):
 
     async def _wait_drained(self, nc: _Client) -> bool:
         """Wait until nats-py's outgoing buffer is below ``pending_bytes``; False if the connection went."""
-        delay = 0.001
-        while nc.pending_data_size > self.pending_bytes:
-            if self._ready() is not nc:
-                return False
-            await asyncio.sleep(delay)
-            delay = min(0.05, delay * 2)
-        return self._ready() is nc
+        return await _written(nc, self.pending_bytes, lambda: self._ready() is nc)
 
     async def _pump(self, route: OutboundRoute, js: bool) -> None:
         stats = route.stats
