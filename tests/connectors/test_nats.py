@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from aimdb import AimDbBuilder, BufferCfg, ConnectionFailed, ConnectorTimeout, InvalidConfiguration
+from aimdb._core._connector import InboundRoute, OutboundRoute
 from aimdb.connectors import NatsConnector, ReconnectPolicy
 
 from ._util import (
@@ -415,6 +416,136 @@ async def test_stop_publishes_what_the_reader_still_holds(
         assert conn.state == "closed" and conn.unacked == 0
         msgs = [await sub.next_msg(5) for _ in range(500)]
     assert [json.loads(m.data)["seq"] for m in msgs] == list(range(500))
+
+
+# ---------------------------------------------------------------- faults in the connector's paths
+
+
+def _faults_logged(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.exc_info is not None and text in str(r.exc_info[1])]
+
+
+@pytest.mark.parametrize("js", [False, True], ids=["core", "jetstream"])
+async def test_receive_path_fault_is_logged_counted_and_the_link_goes_on(
+    rt: Any,
+    nats_url: str,
+    unique_topic: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    js: bool,
+) -> None:
+    """Delivering the first message raises (injected), the deserializer raises on the second:
+    each is logged once and counted, the messages after them arrive."""
+    t = unique_topic
+    got: list[Reading] = []
+    decoded = [0]
+
+    def deserialize(data: bytes) -> Reading:
+        decoded[0] += 1
+        if decoded[0] == 1:
+            raise ValueError("injected deserializer fault")
+        return Reading(**json.loads(data))
+
+    real_deliver = InboundRoute.deliver
+    delivered = [0]
+
+    def deliver(self: InboundRoute, payload: bytes, source: str | None = None) -> bool:
+        delivered[0] += 1
+        if delivered[0] == 1:
+            raise RuntimeError("injected receive fault")
+        return real_deliver(self, payload, source)
+
+    monkeypatch.setattr(InboundRoute, "deliver", deliver)
+    caplog.set_level(logging.WARNING, logger="aimdb")
+    conn = NatsConnector(nats_url, jetstream=js)
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Reading, "in", lambda r: r.buffer(ring()).link_from(f"nats://{t}.in")
+                .with_deserializer(deserialize).finish().tap(collector(got)))
+    async with contextlib.AsyncExitStack() as stack:
+        if js:
+            await stack.enter_async_context(stream(nats_url, t, [f"{t}.>"]))
+        db = await stack.enter_async_context(b.build())
+        nc = await stack.enter_async_context(raw_client(nats_url))
+        await conn.wait_connected(5)
+        for i in range(4):
+            await nc.publish(f"{t}.in", payload("s", i))
+        await nc.flush()
+        await wait_until(lambda: len(got) == 2, what="the values after the faults",
+                         detail=lambda: (got, db.link_statistics()))
+        await asyncio.sleep(0.1)  # nothing more (no redelivery of the faulty message)
+        st = db.link_statistics()[0]
+    assert [v.seq for v in got] == [2, 3]
+    assert conn.internal_errors == 1
+    assert st.failed == 1 and st.received == 2
+    assert len(_faults_logged(caplog, "injected receive fault")) == 1
+    assert len([r for r in caplog.records if "injected deserializer fault" in r.getMessage()]) == 1
+
+
+@pytest.mark.parametrize("js", [False, True], ids=["core", "jetstream"])
+async def test_send_path_fault_is_logged_counted_and_the_link_goes_on(
+    rt: Any,
+    nats_url: str,
+    unique_topic: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    js: bool,
+) -> None:
+    """The publish call raises once (the value is counted as failed), then the route's
+    pump itself raises once outside the per-value handling (it starts again): every
+    value after the faults arrives."""
+    t = unique_topic
+    caplog.set_level(logging.WARNING, logger="aimdb")
+    conn = NatsConnector(nats_url, jetstream=js)
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Reading, "out", lambda r: r.buffer(ring()).link_to(f"nats://{t}.out").finish())
+    async with contextlib.AsyncExitStack() as stack:
+        if js:
+            await stack.enter_async_context(stream(nats_url, t, [f"{t}.>"]))
+        nc = await stack.enter_async_context(raw_client(nats_url))
+        sub = await nc.subscribe(f"{t}.out")
+        await nc.flush()
+        db = await stack.enter_async_context(b.build())
+        await conn.wait_connected(5)
+        client = conn._nc
+        assert client is not None
+        real_publish = client.publish
+        published = [0]
+
+        async def publish(*args: Any, **kwargs: Any) -> None:
+            published[0] += 1
+            if published[0] == 1:
+                raise RuntimeError("injected publish fault")
+            await real_publish(*args, **kwargs)
+
+        monkeypatch.setattr(client, "publish", publish)
+        p = db.producer(Reading, "out")
+        p.produce(Reading("s", 0, 0.0))
+        st = db.link_statistics()[0]
+        await wait_until(lambda: st.failed == 1, what="the failed publish counted")
+        p.produce(Reading("s", 1, 0.0))
+        assert json.loads((await sub.next_msg(5)).data)["seq"] == 1
+
+        real_next_batch = OutboundRoute.next_batch
+        batches = [0]
+
+        async def next_batch(self: OutboundRoute, limit: int, carry: list[Any] | None = None) -> Any:
+            batches[0] += 1
+            if batches[0] == 1:
+                raise RuntimeError("injected pump fault")
+            return await real_next_batch(self, limit, carry)
+
+        monkeypatch.setattr(OutboundRoute, "next_batch", next_batch)
+        p.produce(Reading("s", 2, 0.0))  # taken by the pending call, then the pump raises
+        await wait_until(lambda: batches[0] >= 1, what="the pump fault")
+        p.produce(Reading("s", 3, 0.0))
+        seqs = [json.loads((await sub.next_msg(5)).data)["seq"] for _ in range(2)]
+        if js:
+            await wait_until(lambda: st.sent == 3, what="3 acknowledgements")
+    assert seqs == [2, 3]
+    assert st.failed == 1 and st.sent == 3
+    assert conn.internal_errors == 1
+    assert len([r for r in caplog.records if "injected publish fault" in r.getMessage()]) == 1
+    assert len(_faults_logged(caplog, "injected pump fault")) == 1
 
 
 # ---------------------------------------------------------------- JetStream

@@ -74,12 +74,14 @@ import ssl as _ssl
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any, ParamSpec
 
 try:
     import nats.errors as _nerr
     from nats.aio.client import Client as _Client
+    from nats.aio.msg import Msg as _Msg
     from nats.js.api import AckPolicy as _AckPolicy
     from nats.js.api import ConsumerConfig as _ConsumerConfig
     from nats.js.api import DeliverPolicy as _DeliverPolicy
@@ -90,7 +92,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
     ) from _exc
 
 from .._aio import wait_for
-from .._core._connector import ConnectorRoutes, InboundRoute, OutboundRoute
+from .._core._connector import ConnectorRoutes, InboundRoute, LinkStatistics, OutboundRoute
 from .._core._links import LinkSpec
 from .._errors import ConnectionFailed, ConnectorTimeout
 from ._base import BaseConnector, ReconnectPolicy, _reason, parse_endpoint, translate_error
@@ -98,11 +100,14 @@ from ._base import BaseConnector, ReconnectPolicy, _reason, parse_endpoint, tran
 __all__ = ("NatsConnector",)
 
 _log = logging.getLogger("aimdb.connectors.nats")
+_P = ParamSpec("_P")
 
 _BAD_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 # stream sequences remembered per JetStream subject to drop redeliveries of delivered messages
 _SEEN_WINDOW = 65536
+# seconds before a task of the connector that raised starts again
+_RESTART_PAUSE = 0.5
 # seconds a JetStream pull request waits on the server for messages
 _PULL_EXPIRES = 2.0
 # errors of a connection that is gone or going: the values are kept for the next one
@@ -175,11 +180,6 @@ async def _written(nc: _Client, limit: int, alive: Callable[[], bool]) -> bool:
         await asyncio.sleep(delay)
         delay = min(0.05, delay * 2)
     return alive()
-
-
-def _deliver(routes: list[InboundRoute], data: bytes, subject: str) -> None:
-    for r in routes:
-        r.deliver(data, subject)  # never raises: a bad payload is logged and counted
 
 
 class _JsIn:
@@ -271,6 +271,10 @@ class NatsConnector(BaseConnector):
         slow_consumer_drops: messages nats-py dropped because a subscription's queue was full.
         duplicates_dropped: JetStream messages delivered again after they had been delivered
             (redeliveries after a server crash), acknowledged and dropped.
+        internal_errors: exceptions raised in the connector's own nats-py callbacks and
+            tasks (a bug, or e.g. a record refusing a value it decoded). Each is logged once,
+            with its traceback, and kept in ``last_error`` of the links concerned; the
+            callback goes on with the next message, a task starts again after 0.5 s.
 
     Raises:
         ValueError: bad URL or option.
@@ -334,6 +338,7 @@ class NatsConnector(BaseConnector):
         self._server = ("tls" if self.tls else "nats") + "://" + ep.hostport
         self.slow_consumer_drops = 0
         self.duplicates_dropped = 0
+        self.internal_errors = 0
 
         self._nc: _Client | None = None
         self._connecting: _Client | None = None
@@ -405,11 +410,67 @@ class NatsConnector(BaseConnector):
         self._js_states = {subject: _JsIn(subject, routes) for subject, routes in js_in.items()}
         self._need_acks = any(self._uses_js(r.spec) for r in routes.outbound)
         self._pumps = [
-            self._spawn(self._pump(r, self._uses_js(r.spec)), "aimdb.nats.out[" + r.key + "]")
+            self._spawn(
+                self._keep("sending " + repr(r.key), [r.stats],
+                           partial(self._pump, r, self._uses_js(r.spec))),
+                "aimdb.nats.out[" + r.key + "]",
+            )
             for r in routes.outbound
         ]
         for st in self._js_states.values():
-            self._spawn(self._pull(st), "aimdb.nats.in[" + st.subject + "]")
+            stats = [r.stats for r in st.routes]
+            self._spawn(
+                self._keep("pulling " + repr(st.subject), stats, partial(self._pull, st)),
+                "aimdb.nats.in[" + st.subject + "]",
+            )
+
+    # ------------------------------------------------------------ faults of the connector's own code
+
+    def _fault(self, what: str, exc: Exception, stats: list[LinkStatistics]) -> None:
+        """Count and log (with traceback) an unexpected error in a callback or task of ours."""
+        self.internal_errors += 1
+        text = what + " failed: " + _reason(exc)
+        for st in stats:
+            st.last_error = text
+        _log.error("%s: %s", self.url, text, exc_info=exc)
+
+    def _guarded(
+        self, what: str, stats: list[LinkStatistics], fn: Callable[_P, Awaitable[None]]
+    ) -> Callable[_P, Awaitable[None]]:
+        """Wrap a nats-py callback: an error in it is ours to report, not nats-py's to pass on.
+
+        nats-py hands an exception of a subscription callback to ``error_cb`` and one of a
+        connection callback to the task that called it (its reconnect task would end).
+        """
+
+        async def call(*args: _P.args, **kwargs: _P.kwargs) -> None:
+            try:
+                await fn(*args, **kwargs)
+            except Exception as exc:
+                self._fault(what, exc, stats)
+
+        return call
+
+    async def _keep(
+        self, what: str, stats: list[LinkStatistics], work: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Run ``work()`` until it returns; when it raises, report it and run it again."""
+        while True:
+            try:
+                await work()
+                return
+            except Exception as exc:
+                self._fault(what, exc, stats)
+            await asyncio.sleep(_RESTART_PAUSE)
+
+    def _deliver(self, routes: list[InboundRoute], msg: _Msg) -> None:
+        """Decode ``msg`` into every route; one route's failure does not keep it from the others."""
+        for r in routes:
+            try:
+                r.deliver(msg.data, msg.subject)  # reports a bad payload itself
+            except Exception as exc:
+                what = "delivering a message on " + repr(msg.subject) + " to " + repr(r.key)
+                self._fault(what, exc, [r.stats])
 
     # ------------------------------------------------------------ connection
 
@@ -433,6 +494,8 @@ class NatsConnector(BaseConnector):
             if nc is self._nc and self._closed_ev is not None:
                 self._closed_ev.set()
 
+        everyone = self.link_statistics()
+
         opts: dict[str, Any] = {
             "name": self.name,
             "user": self.username,
@@ -453,10 +516,10 @@ class NatsConnector(BaseConnector):
         try:
             await nc.connect(
                 servers=[self._server],
-                error_cb=on_error,
-                disconnected_cb=on_disconnected,
-                reconnected_cb=on_reconnected,
-                closed_cb=on_closed,
+                error_cb=self._guarded("the error callback", everyone, on_error),
+                disconnected_cb=self._guarded("the disconnected callback", everyone, on_disconnected),
+                reconnected_cb=self._guarded("the reconnected callback", everyone, on_reconnected),
+                closed_cb=self._guarded("the closed callback", everyone, on_closed),
                 # one attempt here (nats-py tries a refused server twice in a row); the
                 # reconnect policy of the connector spaces the next ones
                 allow_reconnect=False,
@@ -477,10 +540,12 @@ class NatsConnector(BaseConnector):
         self._connecting = None
         self._attempt = 0
         for subject, routes in self._core.items():
-            await nc.subscribe(subject, cb=self._deliverer(routes))
+            await nc.subscribe(subject, cb=self._deliverer(subject, routes))
         if self._need_acks:
             self._ack_prefix = nc.new_inbox() + "."  # acknowledgements come to <prefix><token>
-            await nc.subscribe(self._ack_prefix + "*", cb=self._on_ack)
+            outbound = [r.stats for r in self._routes.outbound] if self._routes is not None else []
+            on_ack = self._guarded("handling a JetStream acknowledgement", outbound, self._on_ack)
+            await nc.subscribe(self._ack_prefix + "*", cb=on_ack)
         for st in self._js_states.values():
             await self._open_consumer(nc, st)
         await self._sync(nc)
@@ -506,11 +571,11 @@ class NatsConnector(BaseConnector):
             raise _nerr.ConnectionClosedError
         await nc.flush(max(1, round(self.connect_timeout)))
 
-    def _deliverer(self, routes: list[InboundRoute]) -> Any:
+    def _deliverer(self, subject: str, routes: list[InboundRoute]) -> Callable[[_Msg], Awaitable[None]]:
         """The callback of a core subscription: decode into every route of the subject."""
 
-        async def on_msg(msg: Any) -> None:
-            _deliver(routes, msg.data, msg.subject)
+        async def on_msg(msg: _Msg) -> None:
+            self._deliver(routes, msg)
 
         return on_msg
 
@@ -552,7 +617,9 @@ class NatsConnector(BaseConnector):
                     except Exception as exc:
                         _log.debug("%s: unsubscribing %s: %r", self.url, st.subject, exc)
                 st.inbox = nc.new_inbox()
-                st.sub = await nc.subscribe(st.inbox, cb=self._puller(st))
+                what = "the pull consumer of " + repr(st.subject)
+                on_msg = self._guarded(what, [r.stats for r in st.routes], self._puller(st))
+                st.sub = await nc.subscribe(st.inbox, cb=on_msg)
         except _GONE:
             raise
         except Exception as exc:
@@ -607,7 +674,7 @@ class NatsConnector(BaseConnector):
             else:
                 backoff = 0.0
 
-    def _puller(self, st: _JsIn) -> Any:
+    def _puller(self, st: _JsIn) -> Callable[[_Msg], Awaitable[None]]:
         """The callback of a pull consumer's inbox: messages and the request's end."""
         routes = st.routes
         seen, order = st.seen, st.order
@@ -647,7 +714,7 @@ class NatsConnector(BaseConnector):
                 order.append(seq)
                 if len(order) > _SEEN_WINDOW:
                     seen.discard(order.popleft())
-            _deliver(routes, msg.data, msg.subject)
+            self._deliver(routes, msg)
             await self._ack(msg)
 
         return on_msg
@@ -718,7 +785,8 @@ class NatsConnector(BaseConnector):
         if self.reconnect.gives_up(self._attempt):
             if not self._gave_up:
                 self._gave_up = True
-                self._spawn(nc.close(), "aimdb.nats.give-up")
+                close = self._guarded("closing the connection", [], nc.close)
+                self._spawn(close(), "aimdb.nats.give-up")
             return
         delay = self.reconnect.delay(self._attempt)
         nc.options["reconnect_time_wait"] = delay
