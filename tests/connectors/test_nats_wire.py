@@ -191,7 +191,7 @@ async def test_jetstream_consumers_precede_the_ping_that_reports_connected(
         wire = bytes(proxy.sent[0])
         before, after = subs_before_last_ping(wire)
         assert after == [], (before, after)
-        inboxes = {st.inbox for st in conn._js_states.values()}
+        inboxes = {c.inbox for c in conn._consumers}
         assert inboxes <= set(before) and len(inboxes) == 2
         assert any(s.endswith(".*") and s.startswith("_INBOX.") for s in before)  # acks
 
