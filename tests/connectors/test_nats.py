@@ -548,6 +548,48 @@ async def test_send_path_fault_is_logged_counted_and_the_link_goes_on(
     assert len(_faults_logged(caplog, "injected pump fault")) == 1
 
 
+async def test_reconnected_callback_fault_starts_a_new_connection(
+    rt: Any,
+    private_nats: Any,
+    unique_topic: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The connector's reconnected callback raises once (injected): reported, and instead of
+    staying disconnected while nats-py is connected, the connector makes a new connection."""
+    t = unique_topic
+    got: list[Reading] = []
+    caplog.set_level(logging.WARNING, logger="aimdb")
+    conn = NatsConnector(private_nats.url, reconnect=FAST_RETRY)
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Reading, "in", lambda r: r.buffer(ring()).link_from(f"nats://{t}.in").finish()
+                .tap(collector(got)))
+    async with b.build():
+        await conn.wait_connected(5)
+        real = conn._on_reconnected
+        calls = [0]
+
+        async def on_reconnected(nc: Any) -> None:
+            calls[0] += 1
+            if calls[0] == 1:
+                raise RuntimeError("injected reconnect fault")
+            await real(nc)
+
+        monkeypatch.setattr(conn, "_on_reconnected", on_reconnected)
+        await asyncio.to_thread(private_nats.restart)
+        await wait_until(lambda: calls[0] >= 1, timeout=20, what="the reconnect")
+        await wait_until(lambda: conn.statistics().connects == 2, timeout=20, what="a new connection",
+                         detail=lambda: conn.statistics())
+        await conn.wait_connected(5)
+        async with raw_client(private_nats.url) as nc:
+            await nc.publish(f"{t}.in", payload("s", 1))
+            await nc.flush()
+            await wait_until(lambda: len(got) == 1, what="a value after the new connection")
+    assert conn.internal_errors == 1
+    assert conn.statistics().disconnects == 1
+    assert len(_faults_logged(caplog, "injected reconnect fault")) == 1
+
+
 # ---------------------------------------------------------------- JetStream
 
 

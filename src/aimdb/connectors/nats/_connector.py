@@ -255,6 +255,7 @@ class NatsConnector(BaseConnector):
         self._client_err = None
         self._gave_up = False
         self._closed_ev = asyncio.Event()
+        everyone = self.link_statistics()
 
         async def on_error(exc: Exception) -> None:
             await self._on_error(nc, exc)
@@ -263,13 +264,18 @@ class NatsConnector(BaseConnector):
             await self._on_disconnected(nc)
 
         async def on_reconnected() -> None:
-            await self._on_reconnected(nc)
+            try:
+                await self._on_reconnected(nc)
+            except Exception as exc:
+                # connected for nats-py, not for us: start over with a new connection (the
+                # closed callback ends _serve, the connector's loop connects again)
+                self._guard.report("the reconnected callback", exc, everyone)
+                close = self._guard.callback("closing the connection", [], nc.close)
+                self._spawn(close(), "aimdb.nats.restart")
 
         async def on_closed() -> None:
             if nc is self._nc and self._closed_ev is not None:
                 self._closed_ev.set()
-
-        everyone = self.link_statistics()
 
         opts: dict[str, Any] = {
             "name": self.name,
@@ -293,7 +299,7 @@ class NatsConnector(BaseConnector):
                 servers=[self._server],
                 error_cb=self._guard.callback("the error callback", everyone, on_error),
                 disconnected_cb=self._guard.callback("the disconnected callback", everyone, on_disconnected),
-                reconnected_cb=self._guard.callback("the reconnected callback", everyone, on_reconnected),
+                reconnected_cb=on_reconnected,  # guarded itself
                 closed_cb=self._guard.callback("the closed callback", everyone, on_closed),
                 # one attempt here (nats-py tries a refused server twice in a row); the
                 # reconnect policy of the connector spaces the next ones
@@ -384,7 +390,7 @@ class NatsConnector(BaseConnector):
                 _log.warning(
                     "%s: subscription %s too slow, nats-py dropped messages (%d so far)",
                     self.url,
-                    getattr(exc, "subject", "?"),
+                    exc.subject,
                     self.slow_consumer_drops,
                 )
             return
