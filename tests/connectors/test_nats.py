@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -616,6 +618,33 @@ async def test_jetstream_round_trip_with_acks(rt: Any, nats_url: str, unique_top
     assert [v.seq for v in got] == list(range(30))
     if consumers is not None:
         assert all(c.num_ack_pending == 0 for c in consumers)
+
+
+async def test_jetstream_publishes_unacknowledged_at_stop_count_as_failed(
+    rt: Any, private_nats: Any, unique_topic: str
+) -> None:
+    """The server stops answering (SIGSTOP) with 5 publishes in flight: stopping the
+    database within its shutdown timeout counts them as failed instead of losing them
+    without a trace."""
+    t = unique_topic
+    conn = NatsConnector(private_nats.url, jetstream=True)
+    b = AimDbBuilder(shutdown_timeout=1.0).with_connector(conn)
+    b.configure(Reading, "out", lambda r: r.buffer(ring()).link_to(f"nats://{t}.out").finish())
+    async with stream(private_nats.url, t, [f"{t}.>"]):
+        try:
+            async with b.build() as db:
+                await conn.wait_connected(5)
+                os.kill(private_nats.pid, signal.SIGSTOP)
+                p = db.producer(Reading, "out")
+                for i in range(5):
+                    p.produce(Reading("s", i, 0.0))
+                await wait_until(lambda: conn.unacked == 5, what="5 publishes in flight")
+                st = db.link_statistics()[0]
+        finally:
+            os.kill(private_nats.pid, signal.SIGCONT)
+    assert conn.unacked == 0
+    assert st.sent == 0 and st.failed == 5
+    assert "not acknowledged before the connector stopped" in (st.last_error or "")
 
 
 async def test_jetstream_publish_without_a_stream_is_counted_as_failed(

@@ -34,7 +34,8 @@ FAST_RETRY = ReconnectPolicy(initial_delay=0.05, max_delay=0.2, jitter=0.0)
 class RecordingProxy:
     """A TCP proxy on 127.0.0.1 that records the client->server bytes of each connection.
 
-    ``cut()`` closes every open connection and refuses new ones until ``resume()``.
+    ``cut()`` closes every open connection and holds new ones (accepted, not yet connected
+    upstream) until ``resume()``: a refused connection would leak a writer in nats-py.
     """
 
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
@@ -44,7 +45,9 @@ class RecordingProxy:
         self._server: asyncio.AbstractServer | None = None
         self._writers: list[asyncio.StreamWriter] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._refusing = False
+        self._open = asyncio.Event()
+        self._open.set()
+        self._closed = False
 
     @property
     def url(self) -> str:
@@ -55,7 +58,8 @@ class RecordingProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _accept(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
-        if self._refusing:
+        await self._open.wait()
+        if self._closed:
             cw.close()
             return
         sr, sw = await asyncio.open_connection(*self.upstream)
@@ -82,22 +86,27 @@ class RecordingProxy:
             dst.close()
 
     def cut(self) -> None:
-        self._refusing = True
+        self._open.clear()
         for w in self._writers:
             w.close()
         self._writers.clear()
 
     def resume(self) -> None:
-        self._refusing = False
+        self._open.set()
 
     async def close(self) -> None:
+        self._closed = True
         self.cut()
+        self._open.set()  # held connections are closed
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-        for t in list(self._tasks):
+        tasks = list(self._tasks)
+        for t in tasks:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, Exception):  # a pipe's own failure, not its cancellation
+                raise outcome
 
 
 @contextlib.asynccontextmanager

@@ -576,9 +576,10 @@ class NatsConnector(BaseConnector):
         """Flush within ``timeout``, then disconnect.
 
         Publishes what the readers still hold, waits until the server has read it (a
-        PING/PONG round trip) and, for JetStream, for the acknowledgements; then closes
-        the connection. Values that cannot be sent in time (e.g. while disconnected) are
-        dropped.
+        PING/PONG round trip after nats-py's buffer is written) and, for JetStream, for
+        the acknowledgements; then closes the connection. Values that cannot be sent in
+        time (e.g. while disconnected) are dropped; JetStream publishes still without an
+        acknowledgement count as ``failed``.
         """
         deadline = time.monotonic() + max(0.0, timeout) * 0.9
         pumps = [t for t in self._pumps if not t.done()]
@@ -587,8 +588,7 @@ class NatsConnector(BaseConnector):
         nc = self._ready()
         if nc is not None:
             try:
-                left = max(0.01, deadline - time.monotonic())
-                await wait_for(nc.flush(max(1, round(left + 0.5))), left)
+                await wait_for(self._sync(nc), max(0.01, deadline - time.monotonic()))
             except Exception as exc:
                 _log.warning("%s: flush at shutdown: %r", self.url, exc)
         while len(self._acks) and self._ready() is not None and time.monotonic() < deadline:
@@ -596,6 +596,8 @@ class NatsConnector(BaseConnector):
                 await wait_for(self._acks.wait(), max(0.0, deadline - time.monotonic()))
             except (asyncio.TimeoutError, TimeoutError):
                 break
+        # counted before closing: the database's own deadline may cut the close short
+        self._acks.abandon("JetStream publish not acknowledged before the connector stopped")
         self._closing = True
         await self._close()
 

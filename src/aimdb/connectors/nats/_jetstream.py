@@ -192,6 +192,15 @@ class PublishAcks:
         if late:
             self.wake()
 
+    def abandon(self, why: str) -> None:
+        """Count every publish still waiting as failed (the connector stops), ``why`` as the error."""
+        entries, self._unacked = list(self._unacked.values()), {}
+        for e in entries:
+            e.stats.failed += 1
+        for stats in {id(e.stats): e.stats for e in entries}.values():
+            note_problem(self.url, [stats], why)
+        self.wake()
+
     def wake(self) -> None:
         """Wake every :meth:`wait` (an acknowledgement came, or the connection changed)."""
         waiters, self._waiters = self._waiters, []
