@@ -16,6 +16,7 @@ import pytest
 from aimdb import AimDbBuilder, BufferCfg, ConnectionFailed, ConnectorTimeout, InvalidConfiguration
 from aimdb._core._connector import InboundRoute, OutboundRoute
 from aimdb.connectors import NatsConnector, ReconnectPolicy
+from aimdb.connectors.nats._jetstream import PublishAcks
 
 from ._util import (
     CODECS,
@@ -550,6 +551,48 @@ async def test_send_path_fault_is_logged_counted_and_the_link_goes_on(
     assert len(_faults_logged(caplog, "injected pump fault")) == 1
 
 
+async def test_pump_fault_mid_batch_counts_the_values_it_lost(
+    rt: Any,
+    nats_url: str,
+    unique_topic: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pump raises (injected) while it holds a batch of 3 taken values: they are counted
+    as failed, the pump starts again, and the values after the fault arrive."""
+    t = unique_topic
+    caplog.set_level(logging.WARNING, logger="aimdb")
+    conn = NatsConnector(nats_url, jetstream=True)
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Reading, "out", lambda r: r.buffer(ring()).link_to(f"nats://{t}.out").finish())
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(stream(nats_url, t, [f"{t}.>"]))
+        nc = await stack.enter_async_context(raw_client(nats_url))
+        sub = await nc.subscribe(f"{t}.out")
+        await nc.flush()
+        db = await stack.enter_async_context(b.build())
+        await conn.wait_connected(5)
+        checks = [0]
+
+        def full(self: PublishAcks) -> bool:
+            checks[0] += 1
+            if checks[0] == 1:
+                raise RuntimeError("injected fault mid-batch")
+            return len(self) >= self.max_inflight
+
+        monkeypatch.setattr(PublishAcks, "full", property(full))
+        p = db.producer(Reading, "out")
+        for i in range(3):  # one batch: produced before the pump runs
+            p.produce(Reading("s", i, 0.0))
+        st = db.link_statistics()[0]
+        await wait_until(lambda: st.failed == 3, what="the 3 lost values counted", detail=lambda: st)
+        p.produce(Reading("s", 3, 0.0))
+        assert json.loads((await sub.next_msg(5)).data)["seq"] == 3
+        await wait_until(lambda: st.sent == 1, what="the acknowledgement")
+    assert st.failed == 3 and conn.internal_errors == 1
+    assert len(_faults_logged(caplog, "injected fault mid-batch")) == 1
+
+
 async def test_reconnected_callback_fault_starts_a_new_connection(
     rt: Any,
     private_nats: Any,
@@ -620,6 +663,15 @@ async def test_jetstream_round_trip_with_acks(rt: Any, nats_url: str, unique_top
         assert all(c.num_ack_pending == 0 for c in consumers)
 
 
+def _stopped(pid: int) -> bool:
+    """True when every thread of process ``pid`` is stopped (state ``T`` in /proc)."""
+    states = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            states.append(f.read().rsplit(")", 1)[1].split()[0])
+    return all(st == "T" for st in states)
+
+
 async def test_jetstream_publishes_unacknowledged_at_stop_count_as_failed(
     rt: Any, private_nats: Any, unique_topic: str
 ) -> None:
@@ -635,10 +687,13 @@ async def test_jetstream_publishes_unacknowledged_at_stop_count_as_failed(
             async with b.build() as db:
                 await conn.wait_connected(5)
                 os.kill(private_nats.pid, signal.SIGSTOP)
+                # every thread of the server stopped: none may still answer a publish
+                await wait_until(lambda: _stopped(private_nats.pid), what="the server stopped")
                 p = db.producer(Reading, "out")
                 for i in range(5):
                     p.produce(Reading("s", i, 0.0))
-                await wait_until(lambda: conn.unacked == 5, what="5 publishes in flight")
+                await wait_until(lambda: conn.unacked == 5, what="5 publishes in flight",
+                                 detail=lambda: (conn.unacked, db.link_statistics()))
                 st = db.link_statistics()[0]
         finally:
             os.kill(private_nats.pid, signal.SIGCONT)

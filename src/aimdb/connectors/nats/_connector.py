@@ -507,57 +507,42 @@ class NatsConnector(BaseConnector):
         return await written(nc, self.pending_bytes, lambda: self._ready() is nc)
 
     async def _pump(self, route: OutboundRoute, js: bool) -> None:
-        stats = route.stats
-        provider = route.spec.topic_provider
-        fixed = route.address if provider is None else None
-        encode = route.encode
+        """Publish the values of ``route``'s record while connected, for ever."""
         carry: list[Any] = []
         while True:
             if self._ready() is None:
                 await self._wait_ready()
-            taken = await route.next_batch(self.batch_size, carry)
-            if taken is None:
+            values = await route.next_batch(self.batch_size, carry)
+            if values is None:
                 return
-            values, carry = taken, []
             nc = self._ready()
-            if nc is None:
-                carry = values
-                continue
-            nbytes = 0
+            carry = values if nc is None else await self._send_batch(route, js, nc, values)
+
+    async def _send_batch(self, route: OutboundRoute, js: bool, nc: Client, values: list[Any]) -> list[Any]:
+        """Publish ``values`` on ``nc``; return those to send on the next connection.
+
+        A value that does not encode or is refused is counted as failed (``value_failed``).
+        An error of the connector's own code propagates (the guard reports it and starts
+        the pump again) after the values not handed over yet are counted as failed.
+        """
+        stats = route.stats
+        nbytes = 0
+        i = 0
+        try:
             for i, value in enumerate(values):
-                try:
-                    payload = encode(value)
-                    if not isinstance(payload, bytes):
-                        payload = bytes(payload)
-                    if fixed is not None:
-                        subject = fixed
-                    else:
-                        subject = provider(value)  # type: ignore[misc]
-                        problem = subject_problem(subject, wildcards=False)
-                        if problem is not None:
-                            raise ValueError(problem)
-                    if len(payload) > nc.max_payload:
-                        raise ValueError(
-                            "payload of "
-                            + str(len(payload))
-                            + " bytes exceeds the server's max_payload of "
-                            + str(nc.max_payload)
-                        )
-                except Exception as exc:
-                    route.value_failed(repr(exc))
+                message = self._message(route, nc, value)
+                if message is None:
                     continue
+                subject, payload = message
                 if nc.pending_data_size > self.pending_bytes and not await self._wait_drained(nc):
-                    carry = values[i:]
-                    break
+                    return values[i:]
                 if js and self._acks.full:
                     while self._acks.full and self._ready() is nc:
                         await self._acks.wait()
                     if self._ready() is not nc:
-                        carry = values[i:]
-                        break
+                        return values[i:]
                 if not nc.is_connected:
-                    carry = values[i:]
-                    break
+                    return values[i:]
                 try:
                     if js:
                         await self._acks.publish(nc, subject, payload, stats)
@@ -566,11 +551,39 @@ class NatsConnector(BaseConnector):
                         stats.sent += 1
                         nbytes += len(payload)
                 except GONE:
-                    carry = values[i + 1 :] if js else values[i:]
-                    break
+                    return values[i + 1 :] if js else values[i:]  # JetStream: kept for resending
                 except Exception as exc:
                     route.value_failed(str(translate_error(exc, self.url, "publish")))
+            return []
+        except Exception:
+            stats.failed += len(values) - i
+            raise
+        finally:
             stats.bytes += nbytes
+
+    def _message(self, route: OutboundRoute, nc: Client, value: Any) -> tuple[str, bytes] | None:
+        """Return the subject and payload of ``value``; ``None``, counted as failed, when it has none."""
+        try:
+            payload = route.encode(value)
+            if not isinstance(payload, bytes):
+                payload = bytes(payload)
+            provider = route.spec.topic_provider
+            if provider is None:
+                subject = route.address
+            else:
+                subject = provider(value)
+                problem = subject_problem(subject, wildcards=False)
+                if problem is not None:
+                    raise ValueError(problem)
+            if len(payload) > nc.max_payload:
+                raise ValueError(
+                    "payload of " + str(len(payload)) + " bytes exceeds the server's max_payload of "
+                    + str(nc.max_payload)
+                )
+        except Exception as exc:
+            route.value_failed(repr(exc))
+            return None
+        return subject, payload
 
     async def shutdown(self, timeout: float) -> None:
         """Flush within ``timeout``, then disconnect.
