@@ -77,7 +77,8 @@ class NatsConnector(BaseConnector):
         internal_errors: exceptions raised in the connector's own nats-py callbacks and
             tasks (a bug, or e.g. a record refusing a value it decoded). Each is logged once,
             with its traceback, and kept in ``last_error`` of the links concerned; the
-            callback goes on with the next message, a task starts again after 0.5 s.
+            callback goes on with the next message, a task starts again after 0.5 s (the
+            values a publishing task had taken and not handed over count as ``failed``).
 
     Raises:
         ValueError: bad URL or option.
