@@ -818,6 +818,38 @@ async def test_jetstream_durable_consumer_resumes(rt: Any, nats_url: str, unique
         assert info.num_ack_pending == 0 and info.delivered.stream_seq == 8
 
 
+async def test_jetstream_stopped_consumer_leaves_no_pull_request_behind(
+    rt: Any, nats_url: str, unique_topic: str
+) -> None:
+    """A message published right after a durable consumer's connector stopped waits in the
+    stream for the next instance; it does not go to the stopped one's open pull request
+    (acknowledgement pending, delivered again only after the server's 30 s ack wait).
+    30 trials, each with its own stream and connector."""
+    stuck: list[int] = []
+    async with raw_client(nats_url) as nc:
+        js = nc.jetstream()
+        for trial in range(30):
+            t = f"{unique_topic}-{trial}"
+            await js.add_stream(name=t, subjects=[f"{t}.>"])
+            try:
+                conn = NatsConnector(nats_url, jetstream=True, durable="stop", start="earliest")
+                b = AimDbBuilder().with_connector(conn)
+                b.configure(bytes, "r", lambda r, t=t: r.buffer(ring()).link_from(f"nats://{t}.r")
+                            .with_deserializer(bytes).finish())
+                await js.publish(f"{t}.r", b"first")
+                async with b.build() as db:
+                    await conn.wait_connected(5)
+                    await wait_until(lambda db=db: db.link_statistics()[0].received == 1, what="first")
+                await js.publish(f"{t}.r", b"second")
+                await asyncio.sleep(0.05)
+                info = await js.consumer_info(t, conn.consumer_name(f"{t}.r"))
+                if info.num_ack_pending:
+                    stuck.append(trial)
+            finally:
+                await js.delete_stream(t)
+    assert stuck == [], f"trials whose message went to the stopped connector: {stuck}"
+
+
 @pytest.mark.slow
 async def test_jetstream_server_restart_loses_nothing(rt: Any, private_nats: Any, unique_topic: str) -> None:
     """Kill the server in the middle of a stream of JetStream publishes, start it again.

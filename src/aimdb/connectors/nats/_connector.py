@@ -602,6 +602,8 @@ class NatsConnector(BaseConnector):
         nc = self._ready()
         if nc is not None:
             try:
+                for c in self._consumers:
+                    await c.stop()
                 await wait_for(self._sync(nc), max(0.01, deadline - time.monotonic()))
             except Exception as exc:
                 _log.warning("%s: flush at shutdown: %r", self.url, exc)

@@ -242,6 +242,7 @@ class PullConsumer:
         "_received",
         "_retry_at",
         "_seen",
+        "_stopped",
         "_sub",
         "batch_size",
         "duplicates_dropped",
@@ -287,6 +288,7 @@ class PullConsumer:
         self._retry_at = 0.0
         self._seen: set[int] = set()  # stream sequences delivered (the last SEEN_WINDOW)
         self._order: deque[int] = deque()
+        self._stopped = False
 
     @property
     def inbox(self) -> str:
@@ -304,6 +306,24 @@ class PullConsumer:
         """The client is closed: open the consumer again on the next one."""
         self._client = None
         self._done.set()
+
+    async def stop(self) -> None:
+        """Unsubscribe the inbox for good (the connector stops); :meth:`run` returns.
+
+        The server keeps the open pull request up to ``PULL_EXPIRES`` s; while the inbox has
+        interest, a message published meanwhile goes to it, over a connection about to
+        close, and waits in the stream for the acknowledgement timeout (30 s) before it is
+        delivered again, e.g. to the next instance of a durable consumer. Without interest,
+        the server passes it by. (The caller syncs afterwards, so the server has the UNSUB.)
+        """
+        self._stopped = True
+        sub, self._sub, self._client = self._sub, None, None
+        self._done.set()
+        if sub is not None:
+            try:
+                await sub.unsubscribe()
+            except Exception as exc:
+                _log.debug("%s: unsubscribing %s: %r", self.guard.url, self.subject, exc)
 
     async def open(self, nc: Client) -> bool:
         """Find or create the consumer, and subscribe its inbox on ``nc`` unless it is there.
@@ -360,11 +380,13 @@ class PullConsumer:
         return True
 
     async def run(self) -> None:
-        """Keep one pull request of ``batch_size`` messages open, for ever."""
+        """Keep one pull request of ``batch_size`` messages open, until :meth:`stop`."""
         request = json.dumps({"batch": self.batch_size, "expires": int(PULL_EXPIRES * 1e9)}).encode()
         backoff = 0.0
-        while True:
+        while not self._stopped:
             nc = await self.ready()
+            if self._stopped:
+                return
             if self._client is not nc:
                 wait = self._retry_at - time.monotonic()
                 if wait > 0:
