@@ -33,14 +33,15 @@ async def written(nc: Client, limit: int, alive: Callable[[], bool]) -> bool:
     """Wait until at most ``limit`` bytes wait in the pending buffer of ``nc``.
 
     nats-py's ``publish()`` and ``subscribe()`` append to that buffer; its flusher task
-    writes the buffer to the socket when it next runs. This polls ``pending_data_size``
-    (every 1 ms, doubling to 50 ms). Returns False as soon as ``alive()`` is false (the
-    connection went), else True.
+    writes the buffer to the socket when it next runs. This polls ``pending_data_size``:
+    after one pass of the event loop (the flusher has usually run then), then every 1 ms,
+    doubling to 50 ms. Returns False as soon as ``alive()`` is false (the connection
+    went), else True.
     """
-    delay = 0.001
+    delay = 0.0
     while nc.pending_data_size > limit:
         if not alive():
             return False
         await asyncio.sleep(delay)
-        delay = min(0.05, delay * 2)
+        delay = min(0.05, max(0.001, delay * 2))
     return alive()
