@@ -24,6 +24,10 @@ JetStream (file storage, one stream):
   (``js.publish_async()`` per value, then a pull consumer fetching batches).
 * latency at 1k/s: aimdb beside plain nats-py (``await js.publish()`` per value, push
   consumer with a callback).
+
+Connecting: ``--connects`` (100) fresh connectors, each with three core subscriptions and
+one JetStream pull consumer; p50/p99 of the time from ``build()`` to the return of
+``wait_connected()`` (which waits until the server has every subscription and consumer).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -48,11 +53,13 @@ from _common import (
     paced,
     report,
     result_row,
+    rounded_index_percentile,
     run_main,
     run_pipeline,
     stalled_broker,
 )
 
+from aimdb import AimDbBuilder, BufferCfg
 from aimdb.connectors import NatsConnector
 from brokers import PrivateNats
 
@@ -177,6 +184,33 @@ async def run_raw_js_latency(url: str, n: int, rate: float) -> dict[str, Any]:
     return result_row(f"nats-py JetStream await publish / push consumer @{int(rate)}/s", sink, t0, n, True)
 
 
+# ---------------------------------------------------------------- connecting
+
+
+async def connect_times(url: str, trials: int) -> dict[str, Any]:
+    subject = "bench." + uuid.uuid4().hex[:8]
+    await _stream(url, subject + ".js")
+    ms: list[float] = []
+    for _ in range(trials):
+        conn = NatsConnector(url)
+        b = AimDbBuilder().with_connector(conn)
+        for i in range(3):
+            b.configure(bytes, f"core{i}", lambda r, i=i: r.buffer(BufferCfg.SpmcRing(16))
+                        .link_from(f"nats://{subject}.core{i}").with_deserializer(bytes).finish())
+        b.configure(bytes, "js", lambda r: r.buffer(BufferCfg.SpmcRing(16)).link_from(f"nats://{subject}.js")
+                    .option("jetstream", True).with_deserializer(bytes).finish())
+        t0 = time.perf_counter_ns()
+        async with b.build():
+            await conn.wait_connected(10)
+            ms.append((time.perf_counter_ns() - t0) / 1e6)
+    return {
+        "name": "connect: build() to wait_connected(), 3 core subscriptions + 1 JetStream consumer",
+        "connects": trials,
+        "p50_ms": round(rounded_index_percentile(ms, 50), 3),
+        "p99_ms": round(rounded_index_percentile(ms, 99), 3),
+    }
+
+
 # ---------------------------------------------------------------- stalled server
 
 
@@ -209,10 +243,13 @@ async def main(args: argparse.Namespace) -> None:
         rows.append(
             await run_aimdb(url, ln, rate, f"aimdb NatsConnector JetStream @{int(rate)}/s", jetstream=True)
         )
+        rows.append(await connect_times(url, args.connects))
     with PrivateNats(jetstream=False) as server:
         rows.append(await stall(server))
     report(rows, args.json)
 
 
 if __name__ == "__main__":
-    run_main(main, connector_arg_parser(__doc__).parse_args())
+    parser = connector_arg_parser(__doc__)
+    parser.add_argument("--connects", type=int, default=100)
+    run_main(main, parser.parse_args())

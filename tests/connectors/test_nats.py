@@ -6,13 +6,17 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from aimdb import AimDbBuilder, BufferCfg, ConnectionFailed, ConnectorTimeout, InvalidConfiguration
+from aimdb._core._connector import InboundRoute, OutboundRoute
 from aimdb.connectors import NatsConnector, ReconnectPolicy
+from aimdb.connectors.nats._jetstream import PublishAcks
 
 from ._util import (
     CODECS,
@@ -417,6 +421,220 @@ async def test_stop_publishes_what_the_reader_still_holds(
     assert [json.loads(m.data)["seq"] for m in msgs] == list(range(500))
 
 
+# ---------------------------------------------------------------- faults in the connector's paths
+
+
+def _faults_logged(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.exc_info is not None and text in str(r.exc_info[1])]
+
+
+@pytest.mark.parametrize("js", [False, True], ids=["core", "jetstream"])
+async def test_receive_path_fault_is_logged_counted_and_the_link_goes_on(
+    rt: Any,
+    nats_url: str,
+    unique_topic: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    js: bool,
+) -> None:
+    """Delivering the first message raises (injected), the deserializer raises on the second:
+    each is logged once and counted, the messages after them arrive."""
+    t = unique_topic
+    got: list[Reading] = []
+    decoded = [0]
+
+    def deserialize(data: bytes) -> Reading:
+        decoded[0] += 1
+        if decoded[0] == 1:
+            raise ValueError("injected deserializer fault")
+        return Reading(**json.loads(data))
+
+    real_deliver = InboundRoute.deliver
+    delivered = [0]
+
+    def deliver(self: InboundRoute, payload: bytes, source: str | None = None) -> bool:
+        delivered[0] += 1
+        if delivered[0] == 1:
+            raise RuntimeError("injected receive fault")
+        return real_deliver(self, payload, source)
+
+    monkeypatch.setattr(InboundRoute, "deliver", deliver)
+    caplog.set_level(logging.WARNING, logger="aimdb")
+    conn = NatsConnector(nats_url, jetstream=js)
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Reading, "in", lambda r: r.buffer(ring()).link_from(f"nats://{t}.in")
+                .with_deserializer(deserialize).finish().tap(collector(got)))
+    async with contextlib.AsyncExitStack() as stack:
+        if js:
+            await stack.enter_async_context(stream(nats_url, t, [f"{t}.>"]))
+        db = await stack.enter_async_context(b.build())
+        nc = await stack.enter_async_context(raw_client(nats_url))
+        await conn.wait_connected(5)
+        for i in range(4):
+            await nc.publish(f"{t}.in", payload("s", i))
+        await nc.flush()
+        await wait_until(lambda: len(got) == 2, what="the values after the faults",
+                         detail=lambda: (got, db.link_statistics()))
+        await asyncio.sleep(0.1)  # nothing more (no redelivery of the faulty message)
+        st = db.link_statistics()[0]
+    assert [v.seq for v in got] == [2, 3]
+    assert conn.internal_errors == 1
+    assert st.failed == 1 and st.received == 2
+    assert len(_faults_logged(caplog, "injected receive fault")) == 1
+    assert len([r for r in caplog.records if "injected deserializer fault" in r.getMessage()]) == 1
+
+
+@pytest.mark.parametrize("js", [False, True], ids=["core", "jetstream"])
+async def test_send_path_fault_is_logged_counted_and_the_link_goes_on(
+    rt: Any,
+    nats_url: str,
+    unique_topic: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    js: bool,
+) -> None:
+    """The publish call raises once (the value is counted as failed), then the route's
+    pump itself raises once outside the per-value handling (it starts again): every
+    value after the faults arrives."""
+    t = unique_topic
+    caplog.set_level(logging.WARNING, logger="aimdb")
+    conn = NatsConnector(nats_url, jetstream=js)
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Reading, "out", lambda r: r.buffer(ring()).link_to(f"nats://{t}.out").finish())
+    async with contextlib.AsyncExitStack() as stack:
+        if js:
+            await stack.enter_async_context(stream(nats_url, t, [f"{t}.>"]))
+        nc = await stack.enter_async_context(raw_client(nats_url))
+        sub = await nc.subscribe(f"{t}.out")
+        await nc.flush()
+        db = await stack.enter_async_context(b.build())
+        await conn.wait_connected(5)
+        client = conn._nc
+        assert client is not None
+        real_publish = client.publish
+        published = [0]
+
+        async def publish(*args: Any, **kwargs: Any) -> None:
+            published[0] += 1
+            if published[0] == 1:
+                raise RuntimeError("injected publish fault")
+            await real_publish(*args, **kwargs)
+
+        monkeypatch.setattr(client, "publish", publish)
+        p = db.producer(Reading, "out")
+        p.produce(Reading("s", 0, 0.0))
+        st = db.link_statistics()[0]
+        await wait_until(lambda: st.failed == 1, what="the failed publish counted")
+        p.produce(Reading("s", 1, 0.0))
+        assert json.loads((await sub.next_msg(5)).data)["seq"] == 1
+
+        real_next_batch = OutboundRoute.next_batch
+        batches = [0]
+
+        async def next_batch(self: OutboundRoute, limit: int, carry: list[Any] | None = None) -> Any:
+            batches[0] += 1
+            if batches[0] == 1:
+                raise RuntimeError("injected pump fault")
+            return await real_next_batch(self, limit, carry)
+
+        monkeypatch.setattr(OutboundRoute, "next_batch", next_batch)
+        p.produce(Reading("s", 2, 0.0))  # taken by the pending call, then the pump raises
+        await wait_until(lambda: batches[0] >= 1, what="the pump fault")
+        p.produce(Reading("s", 3, 0.0))
+        seqs = [json.loads((await sub.next_msg(5)).data)["seq"] for _ in range(2)]
+        if js:
+            await wait_until(lambda: st.sent == 3, what="3 acknowledgements")
+    assert seqs == [2, 3]
+    assert st.failed == 1 and st.sent == 3
+    assert st.errors == 1 and conn.internal_errors == 0  # the pump is the database's task
+    assert len([r for r in caplog.records if "injected publish fault" in r.getMessage()]) == 1
+    assert len(_faults_logged(caplog, "injected pump fault")) == 1
+
+
+async def test_pump_fault_mid_batch_counts_the_values_it_lost(
+    rt: Any,
+    nats_url: str,
+    unique_topic: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pump raises (injected) while it holds a batch of 3 taken values: they are counted
+    as failed, the pump starts again, and the values after the fault arrive."""
+    t = unique_topic
+    caplog.set_level(logging.WARNING, logger="aimdb")
+    conn = NatsConnector(nats_url, jetstream=True)
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Reading, "out", lambda r: r.buffer(ring()).link_to(f"nats://{t}.out").finish())
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(stream(nats_url, t, [f"{t}.>"]))
+        nc = await stack.enter_async_context(raw_client(nats_url))
+        sub = await nc.subscribe(f"{t}.out")
+        await nc.flush()
+        db = await stack.enter_async_context(b.build())
+        await conn.wait_connected(5)
+        checks = [0]
+
+        def full(self: PublishAcks) -> bool:
+            checks[0] += 1
+            if checks[0] == 1:
+                raise RuntimeError("injected fault mid-batch")
+            return len(self) >= self.max_inflight
+
+        monkeypatch.setattr(PublishAcks, "full", property(full))
+        p = db.producer(Reading, "out")
+        for i in range(3):  # one batch: produced before the pump runs
+            p.produce(Reading("s", i, 0.0))
+        st = db.link_statistics()[0]
+        await wait_until(lambda: st.failed == 3, what="the 3 lost values counted", detail=lambda: st)
+        p.produce(Reading("s", 3, 0.0))
+        assert json.loads((await sub.next_msg(5)).data)["seq"] == 3
+        await wait_until(lambda: st.sent == 1, what="the acknowledgement")
+    assert st.failed == 3 and st.errors == 1
+    assert len(_faults_logged(caplog, "injected fault mid-batch")) == 1
+
+
+async def test_reconnected_callback_fault_starts_a_new_connection(
+    rt: Any,
+    private_nats: Any,
+    unique_topic: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The connector's reconnected callback raises once (injected): reported, and instead of
+    staying disconnected while nats-py is connected, the connector makes a new connection."""
+    t = unique_topic
+    got: list[Reading] = []
+    caplog.set_level(logging.WARNING, logger="aimdb")
+    conn = NatsConnector(private_nats.url, reconnect=FAST_RETRY)
+    b = AimDbBuilder().with_connector(conn)
+    b.configure(Reading, "in", lambda r: r.buffer(ring()).link_from(f"nats://{t}.in").finish()
+                .tap(collector(got)))
+    async with b.build():
+        await conn.wait_connected(5)
+        real = conn._on_reconnected
+        calls = [0]
+
+        async def on_reconnected(nc: Any) -> None:
+            calls[0] += 1
+            if calls[0] == 1:
+                raise RuntimeError("injected reconnect fault")
+            await real(nc)
+
+        monkeypatch.setattr(conn, "_on_reconnected", on_reconnected)
+        await asyncio.to_thread(private_nats.restart)
+        await wait_until(lambda: calls[0] >= 1, timeout=20, what="the reconnect")
+        await wait_until(lambda: conn.statistics().connects == 2, timeout=20, what="a new connection",
+                         detail=lambda: conn.statistics())
+        await conn.wait_connected(5)
+        async with raw_client(private_nats.url) as nc:
+            await nc.publish(f"{t}.in", payload("s", 1))
+            await nc.flush()
+            await wait_until(lambda: len(got) == 1, what="a value after the new connection")
+    assert conn.internal_errors == 1
+    assert conn.statistics().disconnects == 1
+    assert len(_faults_logged(caplog, "injected reconnect fault")) == 1
+
+
 # ---------------------------------------------------------------- JetStream
 
 
@@ -443,6 +661,45 @@ async def test_jetstream_round_trip_with_acks(rt: Any, nats_url: str, unique_top
     assert [v.seq for v in got] == list(range(30))
     if consumers is not None:
         assert all(c.num_ack_pending == 0 for c in consumers)
+
+
+def _stopped(pid: int) -> bool:
+    """True when every thread of process ``pid`` is stopped (state ``T`` in /proc)."""
+    states = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            states.append(f.read().rsplit(")", 1)[1].split()[0])
+    return all(st == "T" for st in states)
+
+
+async def test_jetstream_publishes_unacknowledged_at_stop_count_as_failed(
+    rt: Any, private_nats: Any, unique_topic: str
+) -> None:
+    """The server stops answering (SIGSTOP) with 5 publishes in flight: stopping the
+    database within its shutdown timeout counts them as failed instead of losing them
+    without a trace."""
+    t = unique_topic
+    conn = NatsConnector(private_nats.url, jetstream=True)
+    b = AimDbBuilder(shutdown_timeout=1.0).with_connector(conn)
+    b.configure(Reading, "out", lambda r: r.buffer(ring()).link_to(f"nats://{t}.out").finish())
+    async with stream(private_nats.url, t, [f"{t}.>"]):
+        try:
+            async with b.build() as db:
+                await conn.wait_connected(5)
+                os.kill(private_nats.pid, signal.SIGSTOP)
+                # every thread of the server stopped: none may still answer a publish
+                await wait_until(lambda: _stopped(private_nats.pid), what="the server stopped")
+                p = db.producer(Reading, "out")
+                for i in range(5):
+                    p.produce(Reading("s", i, 0.0))
+                await wait_until(lambda: conn.unacked == 5, what="5 publishes in flight",
+                                 detail=lambda: (conn.unacked, db.link_statistics()))
+                st = db.link_statistics()[0]
+        finally:
+            os.kill(private_nats.pid, signal.SIGCONT)
+    assert conn.unacked == 0
+    assert st.sent == 0 and st.failed == 5
+    assert "not acknowledged before the connector stopped" in (st.last_error or "")
 
 
 async def test_jetstream_publish_without_a_stream_is_counted_as_failed(
@@ -559,6 +816,38 @@ async def test_jetstream_durable_consumer_resumes(rt: Any, nats_url: str, unique
         name = NatsConnector(nats_url, durable="resume").consumer_name(f"{t}.r")
         info = await js.consumer_info(t, name)
         assert info.num_ack_pending == 0 and info.delivered.stream_seq == 8
+
+
+async def test_jetstream_stopped_consumer_leaves_no_pull_request_behind(
+    rt: Any, nats_url: str, unique_topic: str
+) -> None:
+    """A message published right after a durable consumer's connector stopped waits in the
+    stream for the next instance; it does not go to the stopped one's open pull request
+    (acknowledgement pending, delivered again only after the server's 30 s ack wait).
+    30 trials, each with its own stream and connector."""
+    stuck: list[int] = []
+    async with raw_client(nats_url) as nc:
+        js = nc.jetstream()
+        for trial in range(30):
+            t = f"{unique_topic}-{trial}"
+            await js.add_stream(name=t, subjects=[f"{t}.>"])
+            try:
+                conn = NatsConnector(nats_url, jetstream=True, durable="stop", start="earliest")
+                b = AimDbBuilder().with_connector(conn)
+                b.configure(bytes, "r", lambda r, t=t: r.buffer(ring()).link_from(f"nats://{t}.r")
+                            .with_deserializer(bytes).finish())
+                await js.publish(f"{t}.r", b"first")
+                async with b.build() as db:
+                    await conn.wait_connected(5)
+                    await wait_until(lambda db=db: db.link_statistics()[0].received == 1, what="first")
+                await js.publish(f"{t}.r", b"second")
+                await asyncio.sleep(0.05)
+                info = await js.consumer_info(t, conn.consumer_name(f"{t}.r"))
+                if info.num_ack_pending:
+                    stuck.append(trial)
+            finally:
+                await js.delete_stream(t)
+    assert stuck == [], f"trials whose message went to the stopped connector: {stuck}"
 
 
 @pytest.mark.slow

@@ -70,10 +70,12 @@ class Statistics:
         """Return the snapshot as a plain dict (for JSON), in the order of the fields."""
         return {k: getattr(self, k) for k in _fields(type(self))}
 
-    __hash__ = None  # type: ignore[assignment]  # mutable-looking values: compared, not hashed
+    __hash__ = None  # type: ignore[assignment]  # compared by value, not hashed (values may be lists)
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self.as_dict() == other.as_dict()  # type: ignore[attr-defined]
+        if not isinstance(other, Statistics) or type(other) is not type(self):
+            return False
+        return self.as_dict() == other.as_dict()
 
     def __repr__(self) -> str:
         fields = ", ".join(k + "=" + repr(v) for k, v in self.as_dict().items())
