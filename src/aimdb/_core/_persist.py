@@ -94,7 +94,8 @@ class PersistStatistics:
 class Feed:
     """Takes the values of one persisted record for the store, off the produce path.
 
-    A ring record is read by its own ring reader (lag is counted like any reader's); a
+    A ring record is read by its own ring reader (lag is counted like any reader's;
+    ``produce`` pays nothing while the persister is busy, as with any reader); a
     single-latest or mailbox record is seen by a buffer listener that copies each value
     as it is produced (a reader would miss overwritten values, or take a mailbox's value
     from its consumer).
@@ -136,12 +137,23 @@ class Feed:
         self._owner = owner
         if buf.kind == "spmc_ring":
             self._reader = buf.subscribe()  # type: ignore[assignment]
-        self._listener = buf.add_listener(self._changed)
+        else:
+            self._listener = buf.add_listener(self._changed)
+
+    @property
+    def ring_buffer(self) -> "Buffer[Any] | None":
+        """The buffer a ring feed reads (``None`` for single-slot feeds)."""
+        return self._buf if self._reader is not None else None
+
+    def waiting(self) -> bool:
+        """Whether a ring feed's reader has values (or lag) to take."""
+        r = self._reader
+        return r is not None and r.pending() > 0
 
     def _changed(self) -> None:
         buf = self._buf
         assert buf is not None
-        if self._reader is None and not buf.closed:
+        if not buf.closed:
             pending = self._pending
             if len(pending) >= PENDING_LIMIT:
                 del pending[0]
@@ -228,6 +240,7 @@ class Persister:
         self.backend = backend
         self.feeds = feeds
         self.rt: Any = None
+        self.rings: list[Feed] = []  # ring feeds: polled, no listener on the produce path
         self.started = False
         self.closing = False
         self._dirty: list[Feed] = []
@@ -254,15 +267,16 @@ class Persister:
         rt = self.rt
         backend = self.backend
         limit = max(1, backend.max_pending)
+        self.rings = [f for f in self.feeds.values() if f.ring_buffer is not None]
         while True:
+            for f in self.rings:
+                if not f.dirty and f.waiting():
+                    f.dirty = True
+                    self._dirty.append(f)
             if not self._dirty:
                 if self.closing:
                     return
-                w = self._waiter = rt.new_waiter()
-                try:
-                    await w.wait()
-                finally:
-                    self._waiter = None
+                await self._wait()
                 continue
             while backend.pending() >= limit and not self.closing:
                 await rt.sleep(0.005)
@@ -281,5 +295,20 @@ class Persister:
                     self._dirty.append(f)
             if rows:
                 backend.store(rows)
-            if self._dirty:
-                await rt.sleep(0)  # let producers run between large batches
+            await rt.sleep(0)  # let producers run between batches
+
+    async def _wait(self) -> None:
+        """Wait for a single-slot feed's mark, a produce on a ring feed's buffer or ``finish``."""
+        w = self._waiter = self.rt.new_waiter()
+        bufs = [f.ring_buffer for f in self.rings]
+        for b in bufs:
+            b._waiters.append(w)  # type: ignore[union-attr]
+        try:
+            await w.wait()
+        finally:
+            self._waiter = None
+            for b in bufs:
+                try:
+                    b._waiters.remove(w)  # type: ignore[union-attr]
+                except ValueError:
+                    pass
