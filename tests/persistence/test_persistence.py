@@ -392,3 +392,58 @@ def test_durations() -> None:
     for bad in ("7 days", "-1s", 0, "d", True):
         with pytest.raises(ValueError):
             parse_duration(bad)  # type: ignore[arg-type]
+
+
+class _RefusesOnce(SqliteBackend):
+    """A real store whose ``store`` raises once, as a broken backend would."""
+
+    refused = 0
+
+    def store(self, rows: list[tuple[str, int, bytes]]) -> None:
+        if not self.refused:
+            self.refused = len(rows)
+            raise RuntimeError("store refused")
+        super().store(rows)
+
+
+async def test_a_failing_store_call_restarts_the_persister_and_counts_the_batch(
+    rt: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _RefusesOnce(tmp_path / "hub.db", commit_interval=0.01)
+    b = AimDbBuilder(runtime=rt, restart_backoff=(0.01, 0.05))
+    b.configure(Reading, "r", lambda r: r.buffer(SpmcRing(capacity=256)).persist())
+    b.with_persistence(store)
+    with caplog.at_level(logging.ERROR, logger="aimdb"):
+        async with b.build() as db:
+            p = db.producer(Reading, "r")
+            for i in range(10):
+                p.produce(Reading(i))
+            await _until(rt, lambda: store.refused > 0)
+            for i in range(10, 20):
+                p.produce(Reading(i))
+            await _until(rt, lambda: store.statistics().written == 20 - store.refused)
+            (task,) = [t for t in db.tasks() if t.name == "aimdb.persist"]
+            assert task.failures == 1 and task.restarts == 1 and task.state == "running"
+            ps = db.record_statistics("r")["persistence"]
+            assert ps["dropped"] == store.refused and ps["stored"] == 20 - store.refused
+    assert any("store refused" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_value_the_codec_cannot_encode_is_counted_and_logged_once(
+    rt: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SqliteBackend(tmp_path / "hub.db", commit_interval=0.01)
+    b = AimDbBuilder(runtime=rt, type_checks=False)
+    b.configure(Temp, "t", lambda r: r.buffer(SpmcRing(capacity=64)).persist())
+    b.with_persistence(store)
+    with caplog.at_level(logging.WARNING, logger="aimdb"):
+        async with b.build() as db:
+            p = db.producer(Temp, "t")
+            p.produce(Temp(object()))  # type: ignore[arg-type]
+            p.produce(Temp(object()))  # type: ignore[arg-type]
+            p.produce(Temp(3.0))
+            await _until(rt, lambda: store.statistics().written == 1)
+            assert [s.value for s in await db.history("t")] == [Temp(3.0)]
+            ps = db.record_statistics("t")["persistence"]
+            assert ps["encode_errors"] == 2 and ps["stored"] == 1
+    assert len([r for r in caplog.records if "not stored" in r.getMessage()]) == 1

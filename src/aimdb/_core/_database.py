@@ -843,7 +843,8 @@ class AimDb:
     def _start_persister(self) -> None:
         p = self._persister
         if p is not None and p.feeds:
-            self._spawn(SupervisedTask(self, "aimdb.persist", p.run, (), kind="service", policy="restart"))
+            task = SupervisedTask(self, "aimdb.persist", p.run, (), kind="service", policy="restart")
+            p.task = self._spawn(task)
 
     async def _stop_persister(self, timeout: float) -> None:
         """Let the persisting task hand the last values to the store (buffers are closed)."""
@@ -851,10 +852,9 @@ class AimDb:
         if p is None:
             return
         p.finish()
-        for t in self._tasks:
-            if t.name == "aimdb.persist" and t.handle is not None:
-                if not await self._rt.wait_for(t.handle.join, timeout):
-                    _log.warning("persistence: the last values were not handed to the store in time")
+        t = p.task
+        if t is not None and t.handle is not None and not await self._rt.wait_for(t.handle.join, timeout):
+            _log.warning("persistence: the last values were not handed to the store in time")
 
     async def _close_store(self, timeout: float) -> None:
         p = self._persister

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from ..abc import PersistenceBackend
     from ._buffers import Buffer, BufferListener, RingReader
+    from ._tasks import SupervisedTask
 
 T = TypeVar("T")
 
@@ -65,8 +66,9 @@ class PersistStatistics:
         key: record key.
         stored: values handed to the store.
         dropped: values lost before the store saw them: ring lag of the persisting
-            reader (also counted in the buffer's ``dropped``) or, for single-slot records,
-            values beyond the pending limit while the store was behind.
+            reader (also counted in the buffer's ``dropped``), for single-slot records
+            values beyond the pending limit while the store was behind, and the values of
+            a batch the store refused (``store`` raised; the task restarts).
         encode_errors: values the codec could not encode (not stored).
         decode_skipped: stored rows that no longer decode into the record's type,
             skipped by ``history()`` or the restore.
@@ -194,6 +196,7 @@ class Feed:
             if self._pending:
                 self.dirty = True
         enc = self.encode
+        before = len(rows)
         for ts, v in items:
             try:
                 rows.append((key, ts, enc(v)))
@@ -202,7 +205,7 @@ class Feed:
                 if not self._encode_logged:
                     self._encode_logged = True
                     _log.warning("persistence: value of %r not stored (logged once): %s", key, exc)
-        self.stored += len(items)
+        self.stored += len(rows) - before
 
     def decode_rows(self, rows: "list[tuple[int, bytes]]") -> "list[Stored[Any]]":
         """Decode stored rows into :class:`Stored`; rows that no longer decode are skipped and counted."""
@@ -241,6 +244,7 @@ class Persister:
         self.feeds = feeds
         self.rt: Any = None
         self.rings: list[Feed] = []  # ring feeds: polled, no listener on the produce path
+        self.task: SupervisedTask | None = None  # the service task running :meth:`run`
         self.started = False
         self.closing = False
         self._dirty: list[Feed] = []
@@ -294,7 +298,14 @@ class Persister:
                 if f.dirty:
                     self._dirty.append(f)
             if rows:
-                backend.store(rows)
+                try:
+                    backend.store(rows)
+                except Exception:
+                    for key, _, _ in rows:  # the values of this batch are lost: count them
+                        f = self.feeds[key]
+                        f.stored -= 1
+                        f.dropped += 1
+                    raise
             await rt.sleep(0)  # let producers run between batches
 
     async def _wait(self) -> None:
