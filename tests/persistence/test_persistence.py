@@ -251,6 +251,9 @@ def test_build_reports_unusable_files_and_settings_naming_the_path(tmp_path: Pat
     b = AimDbBuilder()
     b.configure(Temp, "t", lambda r: r.buffer(SingleLatest()).persist())
     assert [p.kind for p in b.problems()] == ["bad_persistence"]
+    b.with_persistence(object())  # type: ignore[arg-type]
+    assert [p.kind for p in b.problems()] == ["bad_persistence", "bad_persistence"]
+    assert "lacks max_pending, problems, start, store" in str(b.problems()[0])
 
 
 @pytest.mark.skipif(getattr(os, "geteuid", lambda: 0)() == 0, reason="root may write any file")

@@ -30,6 +30,21 @@ _CONNECTOR_CONTRACT = (
 )
 
 
+#: what ``with_persistence`` checks a store has (the ``aimdb.abc.PersistenceBackend`` contract)
+_PERSISTENCE_CONTRACT = (
+    "max_pending",
+    "problems",
+    "start",
+    "store",
+    "pending",
+    "query",
+    "latest",
+    "cleanup",
+    "close",
+    "statistics",
+)
+
+
 def _key_problem(key: "Any") -> "str | None":
     if not isinstance(key, str) or not key:
         return "record key must be a non-empty string, got " + repr(key)
@@ -148,8 +163,19 @@ class AimDbBuilder:
         ``backend`` meets ``aimdb.abc.PersistenceBackend``, e.g.
         ``aimdb.persistence.SqliteBackend("hub.db", retention="7d")``. One backend per
         database; ``build()`` reports a second one and the backend's own problems (an
-        unwritable or corrupt file ...). The backend is opened at start.
+        unwritable or corrupt file ...), and an object that lacks part of the contract.
+        The backend is opened at start.
         """
+        missing = [a for a in _PERSISTENCE_CONTRACT if not hasattr(backend, a)]
+        if missing:
+            self._connector_problems.append(
+                ConfigProblem(
+                    "",
+                    "bad_persistence",
+                    "persistence backend " + repr(backend) + " lacks " + ", ".join(missing),
+                )
+            )
+            return self
         if self._persistence is not None and self._persistence is not backend:
             self._connector_problems.append(
                 ConfigProblem("", "bad_persistence", "with_persistence called twice with different backends")
