@@ -8,7 +8,7 @@ import os
 import sqlite3
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,8 @@ async def test_every_ring_value_is_stored_and_history_orders_and_limits(rt: Any,
         assert await db.history("r", since=ts[-1] + 1) == []
         assert len(await db.history("r", until=ts[0] - 0.001)) == 0
         assert len(await db.history("r", since=timedelta(minutes=5), limit=10)) == 10
+        assert len(await db.history("r", since=datetime.now() - timedelta(minutes=5), limit=7)) == 7
+        assert await db.history("r", until=datetime.now() - timedelta(minutes=5)) == []
         stats = db.record_statistics("r")["persistence"]
         assert stats["stored"] == 500 and stats["dropped"] == 0
         assert any(t.name == "aimdb.persist" and t.kind == "service" for t in db.tasks())

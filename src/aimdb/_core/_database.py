@@ -403,7 +403,11 @@ class AimDb:
         return self._record(key).buffer
 
     def record_statistics(self, key: str) -> "dict[str, Any]":
-        """Return buffer, stage and link statistics of ``key`` as a dict."""
+        """Return buffer, stage, link and persistence statistics of ``key`` as a dict.
+
+        ``"persistence"`` is ``None`` unless the record is persisted (see
+        ``aimdb.persistence.PersistStatistics``).
+        """
         rec = self._record(key)
         return {
             "buffer": rec.buffer.statistics().as_dict() if rec.buffer is not None else None,
