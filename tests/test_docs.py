@@ -30,6 +30,7 @@ GUIDES = [
     "guides/connectors.md",
     "guides/sync-api.md",
     "guides/remote-and-cli.md",
+    "guides/persistence.md",
     "guides/micropython.md",
     "guides/testing.md",
     "guides/demo.md",

@@ -9,7 +9,7 @@ import pytest
 
 import aimdb
 
-PUBLIC = ["aimdb", "aimdb.testing", "aimdb.links", "aimdb.abc"]
+PUBLIC = ["aimdb", "aimdb.testing", "aimdb.links", "aimdb.abc", "aimdb.persistence"]
 
 
 @pytest.mark.parametrize("name", PUBLIC)

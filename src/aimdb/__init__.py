@@ -120,7 +120,13 @@ from ._errors import (
     InvalidConfiguration as InvalidConfiguration,
 )
 from ._errors import (
+    NotPersisted as NotPersisted,
+)
+from ._errors import (
     PermissionDenied as PermissionDenied,
+)
+from ._errors import (
+    PersistenceError as PersistenceError,
 )
 from ._errors import (
     ProtocolError as ProtocolError,
@@ -184,7 +190,9 @@ __all__ = (
     "Mailbox",
     "MailboxBuffer",
     "MailboxReader",
+    "NotPersisted",
     "PermissionDenied",
+    "PersistenceError",
     "Producer",
     "ProtocolError",
     "PublishError",

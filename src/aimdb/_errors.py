@@ -294,6 +294,41 @@ class ProtocolError(AimDbError, _ValueError):
         super().__init__(message)
 
 
+# ---------------------------------------------------------------- persistence
+
+
+class PersistenceError(AimDbError):
+    """Raised when the persistence store cannot be opened or used (``with_persistence``).
+
+    Raised at start when the database file cannot be opened or created (unwritable,
+    corrupt, not an SQLite file); ``build()`` reports what it can check beforehand as a
+    configuration problem.
+
+    Attributes:
+        path: the store's location (the database file), or ``""``.
+        reason: what went wrong.
+    """
+
+    def __init__(self, reason: str, path: str = "") -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__("persistence store " + (repr(path) + " " if path else "") + "failed: " + reason)
+
+
+class NotPersisted(PersistenceError, _LookupError):
+    """Raised by ``db.history(key)`` when record ``key`` has no ``persist()``.
+
+    Attributes:
+        key: the record key.
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        AimDbError.__init__(self, "record " + repr(key) + " is not persisted (call reg.persist() on it)")
+        self.path = ""
+        self.reason = "not persisted"
+
+
 # ---------------------------------------------------------------- sync API
 
 

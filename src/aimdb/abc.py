@@ -29,6 +29,7 @@ __all__ = (
     "Connector",
     "Decoder",
     "Encoder",
+    "PersistenceBackend",
     "RuntimeBackend",
     "Statistics",
     "TaskGroup",
@@ -160,6 +161,56 @@ class Connector(_Protocol):
 
     async def shutdown(self, timeout: float) -> None:
         """Flush and disconnect within ``timeout`` seconds at stop."""
+
+
+class PersistenceBackend(_Protocol):
+    """A store for persisted record values (registered with ``builder.with_persistence``).
+
+    The database hands it encoded values and asks it for them back; it never sees a
+    Python value. A row is ``(key, ts, payload)``: record key, wall-clock nanoseconds since
+    the Unix epoch and the value encoded with the record's codec.
+    :class:`aimdb.persistence.SqliteBackend` is the implementation aimdb ships.
+
+    Attributes:
+        max_pending: rows handed to :meth:`store` and not yet written above which the
+            database stops taking values from persisted records (ring readers then lag,
+            which is counted) so memory stays bounded.
+    """
+
+    max_pending: int
+
+    def problems(self) -> list[str]:
+        """Problems found without starting (bad settings, an unusable file); reported by ``build()``."""
+
+    async def start(self, runtime: RuntimeBackend) -> None:
+        """Open the store and start its writer; raises ``aimdb.PersistenceError`` naming the path."""
+
+    def store(self, rows: list[tuple[str, int, bytes]]) -> None:
+        """Queue ``rows`` for writing and return at once (never blocks the event loop)."""
+
+    def pending(self) -> int:
+        """Rows queued by :meth:`store` and not yet written (or given up)."""
+
+    async def query(
+        self, key: str, since_ns: int | None, until_ns: int | None, limit: int, newest_first: bool
+    ) -> list[tuple[int, bytes]]:
+        """Rows ``(ts, payload)`` of ``key`` with ``since_ns <= ts < until_ns``, ordered by ``ts``.
+
+        Oldest first, or newest first when ``newest_first``; at most ``limit`` rows, taken
+        from the start of that order.
+        """
+
+    async def latest(self, keys: list[str]) -> dict[str, tuple[int, bytes]]:
+        """The newest row ``(ts, payload)`` of each key that has one."""
+
+    async def cleanup(self) -> int:
+        """Apply the retention settings now; returns the number of rows deleted."""
+
+    async def close(self, timeout: float) -> None:
+        """Write what is queued and release the store within ``timeout`` seconds."""
+
+    def statistics(self) -> Statistics:
+        """A snapshot of the store's counters."""
 
 
 #: a link serializer: ``fn(value) -> bytes``; raises ``aimdb.SerializeError`` when it cannot

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from . import AimDb, Buffer, BufferListener, BufferMirror
+from ._core._persist import Stored
 from ._errors import (
     AttachFailed,
     BufferClosed,
@@ -829,6 +830,43 @@ class SyncHandle:
             Exception: whatever ``fn`` raised.
         """
         return self._bridge_or_raise().call(fn, _timeout(timeout))  # type: ignore[no-any-return]
+
+    def history(
+        self,
+        key: str,
+        *,
+        since: Any = None,
+        until: Any = None,
+        limit: int = 1000,
+        newest_first: bool = False,
+        timeout: float | None = 10.0,
+    ) -> list[Stored[Any]]:
+        """Blocking :meth:`aimdb.AimDb.history`: stored values of persisted record ``key``.
+
+        Runs the query on the database's loop and waits here for at most ``timeout``
+        seconds (``None``: no limit). Arguments and ordering as ``AimDb.history``.
+
+        Raises:
+            RecordNotFound: no such key.
+            NotPersisted: the record has no ``persist()``.
+            ValueError: bad ``limit``, ``since`` or ``until``.
+            PersistenceError: the store failed to answer.
+            GetTimeout: no answer within ``timeout`` (the query is cancelled).
+            RuntimeShutdown: the handle is detached or the database stopped.
+        """
+        b = self._bridge_or_raise()
+        _not_on_loop(b)
+        coro = self._db.history(key, since=since, until=until, limit=limit, newest_first=newest_first)
+        try:
+            fut = asyncio.run_coroutine_threadsafe(coro, b.loop)
+        except RuntimeError:  # loop closed
+            coro.close()
+            raise RuntimeShutdown("the event loop has stopped") from None
+        try:
+            return fut.result(_timeout(timeout))
+        except TimeoutError:
+            fut.cancel()
+            raise GetTimeout("no history answer within " + repr(timeout) + " s") from None
 
     # -------------------------------------------------- lifecycle
 

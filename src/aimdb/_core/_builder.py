@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, TypeVar
 
-    from ..abc import Connector
+    from ..abc import Connector, PersistenceBackend
 
     T = TypeVar("T")
 
@@ -27,6 +27,21 @@ _CONNECTOR_CONTRACT = (
     "bind",
     "run",
     "shutdown",
+)
+
+
+#: what ``with_persistence`` checks a store has (the ``aimdb.abc.PersistenceBackend`` contract)
+_PERSISTENCE_CONTRACT = (
+    "max_pending",
+    "problems",
+    "start",
+    "store",
+    "pending",
+    "query",
+    "latest",
+    "cleanup",
+    "close",
+    "statistics",
 )
 
 
@@ -71,6 +86,7 @@ class AimDbBuilder:
         self._shutdown_timeout = shutdown_timeout
         self._runtime = runtime
         self._restart_backoff = restart_backoff
+        self._persistence: PersistenceBackend | None = None
 
     def configure(
         self,
@@ -141,9 +157,51 @@ class AimDbBuilder:
             self._connectors[scheme] = connector
         return self
 
+    def with_persistence(self, backend: "PersistenceBackend") -> "AimDbBuilder":
+        """Store the values of records declared with ``reg.persist()`` in ``backend``.
+
+        ``backend`` meets ``aimdb.abc.PersistenceBackend``, e.g.
+        ``aimdb.persistence.SqliteBackend("hub.db", retention="7d")``. One backend per
+        database; ``build()`` reports a second one and the backend's own problems (an
+        unwritable or corrupt file ...), and an object that lacks part of the contract.
+        The backend is opened at start.
+        """
+        missing = [a for a in _PERSISTENCE_CONTRACT if not hasattr(backend, a)]
+        if missing:
+            self._connector_problems.append(
+                ConfigProblem(
+                    "",
+                    "bad_persistence",
+                    "persistence backend " + repr(backend) + " lacks " + ", ".join(missing),
+                )
+            )
+            return self
+        if self._persistence is not None and self._persistence is not backend:
+            self._connector_problems.append(
+                ConfigProblem("", "bad_persistence", "with_persistence called twice with different backends")
+            )
+        self._persistence = backend
+        return self
+
+    def _persistence_problems(self) -> "list[ConfigProblem]":
+        backend = self._persistence
+        out = [ConfigProblem("", "bad_persistence", msg) for msg in backend.problems()] if backend else []
+        for key, cfg in self._configs.items():
+            spec = cfg.persist
+            if spec is None:
+                continue
+            if backend is None:
+                msg = "persist() needs builder.with_persistence(...)"
+                out.append(ConfigProblem(key, "bad_persistence", msg))
+            cp = codec_problem(spec.codec, cfg.type)
+            if cp:
+                out.append(ConfigProblem(key, "missing_codec", "persist(): " + cp))
+        return out
+
     def problems(self) -> "list[ConfigProblem]":
         """Return every configuration problem (what ``build()`` would raise), in order."""
         out: list[ConfigProblem] = list(self._conflicts) + list(self._connector_problems)
+        out.extend(self._persistence_problems())
         for conn in self._connectors.values():
             for msg in conn.config_problems():
                 out.append(ConfigProblem("", "bad_connector", conn.scheme + " connector: " + msg))
@@ -195,6 +253,8 @@ class AimDbBuilder:
             needs_buffer.append("transform/join input")
         if cfg.sources or cfg.derivations:
             needs_buffer.append("writer")
+        if cfg.persist is not None:
+            needs_buffer.append("persist")
         if bc is None and needs_buffer:
             add("missing_buffer", "record needs a buffer (it has " + ", ".join(needs_buffer) + ")")
         for d in cfg.derivations:
@@ -327,6 +387,7 @@ class AimDbBuilder:
             runtime=self._runtime,
             restart_backoff=self._restart_backoff,
             order=self._order(),
+            persistence=self._persistence,
         )
 
     async def run(self) -> None:

@@ -15,14 +15,16 @@ from ._buffers import RingBuffer, RingReader, _log_lag
 from ._connector import ConnectorRoutes, InboundRoute, OutboundRoute, runtime_problems
 from ._context import Context, TimeApi
 from ._handles import Consumer, Producer
+from ._persist import Feed, Persister
 from ._tasks import SupervisedTask, TaskStatistics
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from typing import Any, TypeVar
 
-    from ..abc import Connector, RuntimeBackend
+    from ..abc import Connector, PersistenceBackend, RuntimeBackend, Statistics
     from ._buffers import Buffer, Reader
+    from ._persist import Stored
     from ._record import RecordConfig, StageSpec
 
     T = TypeVar("T")
@@ -321,6 +323,7 @@ class AimDb:
         runtime: "Any",
         restart_backoff: "tuple[float, float]",
         order: "list[str]",
+        persistence: "PersistenceBackend | None" = None,
     ) -> None:
         self._records: dict[str, _Record] = {}
         for cfg in configs:
@@ -342,6 +345,7 @@ class AimDb:
         for rec in self._records.values():
             for spec in rec.cfg.sources + rec.cfg.derivations + rec.cfg.taps:
                 rec.stages.append(_StageRun(self, rec, spec))
+        self._persister = self._make_persister(persistence)
 
     # ------------------------------------------------------------ lookup
 
@@ -399,12 +403,17 @@ class AimDb:
         return self._record(key).buffer
 
     def record_statistics(self, key: str) -> "dict[str, Any]":
-        """Return buffer, stage and link statistics of ``key`` as a dict."""
+        """Return buffer, stage, link and persistence statistics of ``key`` as a dict.
+
+        ``"persistence"`` is ``None`` unless the record is persisted (see
+        ``aimdb.persistence.PersistStatistics``).
+        """
         rec = self._record(key)
         return {
             "buffer": rec.buffer.statistics().as_dict() if rec.buffer is not None else None,
             "stages": [StageStatistics(s).as_dict() for s in rec.stages],
             "links": [r.stats.as_dict() for r in rec.outbound + rec.inbound],
+            "persistence": self._persist_statistics(key),
         }
 
     def statistics(self) -> "dict[str, dict[str, Any]]":
@@ -559,6 +568,8 @@ class AimDb:
             for rec in self._records.values():
                 if rec.buffer is not None:
                     rec.buffer._rt = rt
+            # 0. the persistence store opened, stored values restored, persisting readers
+            await self._open_persistence(rt)
             # 1. every reader first
             for key in self._order:
                 rec = self._records[key]
@@ -573,11 +584,13 @@ class AimDb:
         except BaseException:
             self._state = "stopped"
             self.stop()
+            await self._close_store(self._shutdown_timeout)
             raise
         self._group = group
         self._state = "running"
         try:
-            # 2. consumers and derivations in dependency order, then connectors, then sources
+            # 2. persistence, consumers and derivations in dependency order, then connectors, then sources
+            self._start_persister()
             for key in self._order:
                 for s in self._records[key].stages:
                     if s.stage_kind != "source":
@@ -798,10 +811,147 @@ class AimDb:
                         await rt.wait_for(partial(shutdown, budget), budget)
                     except Exception as exc:
                         _log.warning("connector %r shutdown failed: %r", getattr(conn, "scheme", conn), exc)
+            await self._stop_persister(remaining())
         finally:
             await self._group.aclose()
+            await self._close_store(remaining())
             self._state = "stopped"
             self.stop()
 
+    # ------------------------------------------------------------ persistence
+
+    def _make_persister(self, backend: "PersistenceBackend | None") -> "Persister | None":
+        if backend is None:
+            return None
+        from ._codecs import decoder_for, encoder_for
+
+        feeds: dict[str, Feed] = {}
+        for rec in self._records.values():
+            spec = rec.cfg.persist
+            if spec is not None:
+                enc = encoder_for(spec.codec, rec.type, rec.key)
+                feeds[rec.key] = Feed(rec.key, spec, enc, decoder_for(spec.codec, rec.type, rec.key))
+        return Persister(backend, feeds)
+
+    async def _open_persistence(self, rt: "Any") -> None:
+        """Open the store, restore stored values, subscribe the persisting feeds (at start)."""
+        p = self._persister
+        if p is None:
+            return
+        p.rt = rt
+        await p.backend.start(rt)
+        p.started = True
+        restore = [k for k, f in p.feeds.items() if f.restore_wanted(self._buffer_of(self._records[k]).kind)]
+        if restore:
+            latest = await p.backend.latest(restore)
+            for key in restore:
+                row = latest.get(key)
+                if row is None:
+                    continue
+                feed = p.feeds[key]
+                values = feed.decode_rows([row])
+                if values:
+                    self._buffer_of(self._records[key]).produce(values[0].value)
+                    feed.restored = 1
+        for key, feed in p.feeds.items():
+            feed.attach(self._buffer_of(self._records[key]), p)
+
+    def _start_persister(self) -> None:
+        p = self._persister
+        if p is not None and p.feeds:
+            task = SupervisedTask(self, "aimdb.persist", p.run, (), kind="service", policy="restart")
+            p.task = self._spawn(task)
+
+    async def _stop_persister(self, timeout: float) -> None:
+        """Let the persisting task hand the last values to the store (buffers are closed)."""
+        p = self._persister
+        if p is None:
+            return
+        p.finish()
+        t = p.task
+        if t is not None and t.handle is not None and not await self._rt.wait_for(t.handle.join, timeout):
+            _log.warning("persistence: the last values were not handed to the store in time")
+
+    async def _close_store(self, timeout: float) -> None:
+        p = self._persister
+        if p is not None and p.started:
+            p.started = False
+            await p.backend.close(timeout)
+
+    def _persist_statistics(self, key: str) -> "dict[str, Any] | None":
+        p = self._persister
+        feed = p.feeds.get(key) if p is not None else None
+        return feed.statistics().as_dict() if feed is not None else None
+
+    def persistence_statistics(self) -> "Statistics | None":
+        """Return the persistence store's statistics, or ``None`` without ``with_persistence``."""
+        p = self._persister
+        return p.backend.statistics() if p is not None else None
+
+    async def history(
+        self,
+        key: str,
+        *,
+        since: "Any" = None,
+        until: "Any" = None,
+        limit: int = 1000,
+        newest_first: bool = False,
+    ) -> "list[Stored[Any]]":
+        """Return stored values of persisted record ``key``, decoded into its type.
+
+        Rows are ordered by time, oldest first (newest first with ``newest_first=True``),
+        and at most ``limit`` are returned, taken from the start of that order. Values
+        still on their way to the store (at most one commit interval) are not included.
+        Rows that no longer decode into the record's type are skipped, counted in
+        ``record_statistics(key)["persistence"]["decode_skipped"]`` and logged once.
+
+        Args:
+            key: record key.
+            since: earliest time included: seconds since the Unix epoch (int/float), a
+                ``datetime``, or a ``timedelta`` meaning that long ago. ``None``: no bound.
+            until: time excluded from then on, same forms; ``None``: no bound.
+            limit: most rows returned (at least 1).
+            newest_first: order newest first.
+
+        Raises:
+            RecordNotFound: no such key.
+            NotPersisted: the record has no ``persist()``.
+            ValueError: ``limit`` is not a positive int, or ``since``/``until`` has
+                another type.
+            RuntimeError: the database is not running.
+            PersistenceError: the store failed to answer.
+        """
+        from .._errors import NotPersisted
+
+        self._record(key)
+        p = self._persister
+        feed = p.feeds.get(key) if p is not None else None
+        if p is None or feed is None:
+            raise NotPersisted(key)
+        if type(limit) is not int or limit < 1:
+            raise ValueError("limit must be an int of at least 1, got " + repr(limit))
+        if self._state != "running" or not p.started:
+            raise RuntimeError("database is not running")
+        now = self._rt.wall_ns() or 0
+        rows = await p.backend.query(
+            key, _time_ns(since, now, "since"), _time_ns(until, now, "until"), limit, bool(newest_first)
+        )
+        return feed.decode_rows(rows)
+
     def __repr__(self) -> str:
         return "<AimDb records=" + str(len(self._records)) + " state=" + self._state + ">"
+
+
+def _time_ns(t: "Any", now_ns: int, name: str) -> "int | None":
+    """``history()``'s time bound as wall-clock ns: epoch seconds, datetime, or timedelta ago."""
+    if t is None:
+        return None
+    if isinstance(t, (int, float)) and not isinstance(t, bool):
+        return int(t * 1_000_000_000)
+    total = getattr(t, "total_seconds", None)  # timedelta: that long ago
+    if total is not None:
+        return now_ns - int(total() * 1_000_000_000)
+    stamp = getattr(t, "timestamp", None)  # datetime (naive ones are local time)
+    if stamp is not None:
+        return int(stamp() * 1_000_000_000)
+    raise ValueError(name + " must be epoch seconds, a datetime or a timedelta, got " + repr(t))

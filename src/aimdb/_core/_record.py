@@ -2,6 +2,7 @@
 
 from .._compat import TYPE_CHECKING, Generic, TypeVar
 from ._links import InboundLinkBuilder, LinkSpec, OutboundLinkBuilder
+from ._persist import PersistSpec
 from ._tasks import ON_ERROR_POLICIES
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class RecordConfig:
         self.links: list[LinkSpec] = []
         self.remote_readable = True
         self.remote_writable = False
+        self.persist: PersistSpec | None = None
         self.problems: list[tuple[str, str, str | None]] = []  # (kind, message, url)
 
     @property
@@ -230,4 +232,24 @@ class RecordRegistrar(Generic[T]):
         """
         self._cfg.remote_readable = readable
         self._cfg.remote_writable = writable
+        return self
+
+    def persist(self, *, restore: "bool | None" = None, codec: str = "json") -> "RecordRegistrar[T]":
+        """Store every value of this record in the database's persistence store.
+
+        Needs ``builder.with_persistence(...)`` and a buffer (``build()`` reports either
+        missing). Values are taken off the produce path by a reader subscribed before any
+        source starts, encoded with ``codec`` and written in batches by the store; query
+        them with ``db.history(key)``.
+
+        Args:
+            restore: put the newest stored value back into the buffer at start, before
+                any reader subscribes or source runs. ``None`` (default): on for
+                ``SingleLatest`` records, off for rings and mailboxes (a stale command
+                must not be executed again).
+            codec: ``"json"`` (default), ``"msgpack"`` or ``"cbor"``.
+        """
+        if restore is not None and not isinstance(restore, bool):
+            self._problem("bad_argument", "persist(restore=) must be a bool or None, got " + repr(restore))
+        self._cfg.persist = PersistSpec(restore, codec)
         return self
