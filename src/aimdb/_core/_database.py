@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from ..abc import Connector, PersistenceBackend, RuntimeBackend, Statistics
     from ._buffers import Buffer, Reader
+    from ._connector import LinkStatistics
     from ._persist import Stored
     from ._record import RecordConfig, StageSpec
 
@@ -426,7 +427,7 @@ class AimDb:
         return {
             "buffer": rec.buffer.statistics().as_dict() if rec.buffer is not None else None,
             "stages": [StageStatistics(s).as_dict() for s in rec.stages],
-            "links": [r.stats.as_dict() for r in rec.outbound + rec.inbound],
+            "links": [r.statistics().as_dict() for r in rec.outbound + rec.inbound],
             "persistence": self._persist_statistics(key),
         }
 
@@ -481,11 +482,11 @@ class AimDb:
         """Return the registered connectors."""
         return list(self._connectors.values())
 
-    def link_statistics(self) -> "list[Any]":
-        """Return the :class:`LinkStatistics` of every link of every record."""
-        out: list[Any] = []
+    def link_statistics(self) -> "list[LinkStatistics]":
+        """Return a snapshot (:class:`LinkStatistics`) of every link of every record."""
+        out: list[LinkStatistics] = []
         for rec in self._records.values():
-            out.extend(r.stats for r in rec.outbound + rec.inbound)
+            out.extend(r.statistics() for r in rec.outbound + rec.inbound)
         return out
 
     # ------------------------------------------------------------ lifecycle
