@@ -40,6 +40,7 @@ from typing import Any, Generic, TypeVar
 
 from . import AimDb, Buffer, BufferListener, BufferMirror
 from ._core._persist import Stored
+from ._core._stats import Statistics
 from ._errors import (
     AttachFailed,
     BufferClosed,
@@ -184,7 +185,7 @@ class _Call:
 # ---------------------------------------------------------------- statistics
 
 
-class SyncProducerStatistics:
+class SyncProducerStatistics(Statistics):
     """A snapshot of one :class:`SyncProducer`'s counters.
 
     ``accepted == produced + lost + queued`` always holds: nothing ``set`` accepted
@@ -198,30 +199,18 @@ class SyncProducerStatistics:
         queued: accepted values still waiting for the loop.
     """
 
-    __slots__ = ("accepted", "lost", "produced", "queued")
+    __slots__ = ("accepted", "produced", "lost", "queued")  # noqa: RUF023 - the order of as_dict()
+
+    accepted: int
+    produced: int
+    lost: int
+    queued: int
 
     def __init__(self, accepted: int, produced: int, lost: int, queued: int) -> None:
-        self.accepted = accepted
-        self.produced = produced
-        self.lost = lost
-        self.queued = queued
-
-    def as_dict(self) -> dict[str, int]:
-        """Return the counters as a plain dict (for JSON)."""
-        return {
-            "accepted": self.accepted,
-            "produced": self.produced,
-            "lost": self.lost,
-            "queued": self.queued,
-        }
-
-    def __repr__(self) -> str:
-        return (
-            "SyncProducerStatistics(" + ", ".join(k + "=" + repr(v) for k, v in self.as_dict().items()) + ")"
-        )
+        self._init({"accepted": accepted, "produced": produced, "lost": lost, "queued": queued})
 
 
-class SyncConsumerStatistics:
+class SyncConsumerStatistics(Statistics):
     """A snapshot of one :class:`SyncConsumer`'s counters.
 
     Attributes:
@@ -233,27 +222,15 @@ class SyncConsumerStatistics:
         pending: values delivered to the consumer's thread side and not yet returned.
     """
 
-    __slots__ = ("lagged", "pending", "received", "skipped")
+    __slots__ = ("received", "skipped", "lagged", "pending")  # noqa: RUF023 - the order of as_dict()
+
+    received: int
+    skipped: int
+    lagged: int
+    pending: int
 
     def __init__(self, received: int, skipped: int, lagged: int, pending: int) -> None:
-        self.received = received
-        self.skipped = skipped
-        self.lagged = lagged
-        self.pending = pending
-
-    def as_dict(self) -> dict[str, int]:
-        """Return the counters as a plain dict (for JSON)."""
-        return {
-            "received": self.received,
-            "skipped": self.skipped,
-            "lagged": self.lagged,
-            "pending": self.pending,
-        }
-
-    def __repr__(self) -> str:
-        return (
-            "SyncConsumerStatistics(" + ", ".join(k + "=" + repr(v) for k, v in self.as_dict().items()) + ")"
-        )
+        self._init({"received": received, "skipped": skipped, "lagged": lagged, "pending": pending})
 
 
 class _Endpoint:

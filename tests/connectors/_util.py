@@ -155,10 +155,10 @@ async def round_trip(
         for i in range(20):
             producer.produce(Temp(float(i)))
         await wait_until(lambda: len(got) == 20, what="20 values")
-        out = {s.url: s for s in dbp.link_statistics()}[link]
-        inn = {s.url: s for s in dbs.link_statistics()}[link]
         if while_open is not None:
             while_open()
+    out = {s.url: s for s in dbp.link_statistics()}[link]  # snapshots taken after the stop
+    inn = {s.url: s for s in dbs.link_statistics()}[link]
     assert got == [Temp(float(i)) for i in range(20)]
     assert out.sent == 20 and out.failed == 0
     assert inn.received == 20
@@ -288,7 +288,7 @@ async def restart_mid_stream(
         await conn.wait_connected(10)
         await wait_until(lambda: len(got) >= first + len(expected), timeout=10, what="backlog")
         await asyncio.sleep(0.2)  # nothing more (no duplicates) may arrive
-        out_stats = next(s for s in db.link_statistics() if s.direction == "out")
+    out_stats = next(s for s in db.link_statistics() if s.direction == "out")  # after the stop
     seqs = [v.seq for v in got]
     assert seqs[:first] == list(range(first))
     assert seqs[first:] == expected

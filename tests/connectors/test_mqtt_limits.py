@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from aimdb import AimDbBuilder, BufferCfg
+from aimdb._core._connector import LinkCounters
 from aimdb.connectors import MqttConnector, ReconnectPolicy
 from aimdb.connectors._mqtt_session import BrokerLimits, MqttSession, Outgoing
-from aimdb.links import LinkStatistics
 
 from ._util import collector, wait_until
 
@@ -87,12 +87,12 @@ async def test_low_broker_limits_are_honoured(rt: Any, private_mosquitto_factory
     assert sum("retain dropped" in w for w in warnings) == 3
 
 
-def _out(stats: LinkStatistics, size: int = 10) -> Outgoing:
+def _out(stats: LinkCounters, size: int = 10) -> Outgoing:
     return Outgoing(bytes([0x32]) + bytes(size - 1), stats)
 
 
 def test_resend_after_a_reconnect_respects_the_new_receive_maximum() -> None:
-    stats = LinkStatistics("mqtt://t", "out")
+    stats = LinkCounters("mqtt://t", "out")
     s = MqttSession(max_inflight=100)
     for _ in range(5):
         s.unacked.add(s.ids.allocate(), _out(stats))
@@ -108,7 +108,7 @@ def test_resend_after_a_reconnect_respects_the_new_receive_maximum() -> None:
 
 
 def test_a_publish_the_broker_keeps_refusing_is_dropped_not_resent_forever() -> None:
-    stats = LinkStatistics("mqtt://t", "out")
+    stats = LinkCounters("mqtt://t", "out")
     s = MqttSession(max_inflight=10)
     s.unacked.add(s.ids.allocate(), _out(stats))
     s.unacked.add(s.ids.allocate(), _out(stats, size=300))
@@ -121,7 +121,7 @@ def test_a_publish_the_broker_keeps_refusing_is_dropped_not_resent_forever() -> 
 
 
 def test_a_refused_too_large_publish_is_the_largest_not_yet_received() -> None:
-    stats = LinkStatistics("mqtt://t", "out")
+    stats = LinkCounters("mqtt://t", "out")
     s = MqttSession(max_inflight=10)
     small, big, received = s.ids.allocate(), s.ids.allocate(), s.ids.allocate()
     s.unacked.add(small, _out(stats))
@@ -136,7 +136,7 @@ def test_a_refused_too_large_publish_is_the_largest_not_yet_received() -> None:
 
 def test_qos2_state_across_a_reconnect() -> None:
     """A received (PUBREC) QoS 2 publish resumes with PUBREL, the others with PUBLISH DUP."""
-    stats = LinkStatistics("mqtt://t", "out")
+    stats = LinkCounters("mqtt://t", "out")
     s = MqttSession(max_inflight=10)
     a, b = s.ids.allocate(), s.ids.allocate()
     s.unacked.add(a, _out(stats))

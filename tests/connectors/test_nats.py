@@ -184,7 +184,7 @@ async def test_bad_payloads_are_dropped_and_counted(
         await wait_until(
             lambda: len(cmds) == 1 and len(temps) == len(bad),
             what="good messages",
-            detail=lambda: (cmds, temps, conn.stats, conn._nc and conn._nc.stats, nc.stats),
+            detail=lambda: (cmds, temps, conn.statistics(), conn._nc and conn._nc.stats, nc.stats),
         )
         stats = {s.url: s for s in db.link_statistics()}
         assert conn.connected and conn.statistics().connects == 1
@@ -231,7 +231,7 @@ async def test_interop_plain_nats_py_to_aimdb(rt: Any, nats_url: str, unique_top
             await nc.publish(subject, payload("ext", i, 1.5), headers={"X-From": "plain"} if i else None)
         await nc.flush()
         await wait_until(lambda: len(got) >= 3, what="3 values from nats-py",
-                         detail=lambda: (got, conn.stats, conn._nc and conn._nc.stats, nc.stats))
+                         detail=lambda: (got, conn.statistics(), conn._nc and conn._nc.stats, nc.stats))
         await nc.flush()
         await asyncio.sleep(0.05)  # a duplicate would arrive right behind
     assert got == [Reading("ext", i, 1.5) for i in range(3)]
@@ -523,8 +523,7 @@ async def test_send_path_fault_is_logged_counted_and_the_link_goes_on(
         monkeypatch.setattr(client, "publish", publish)
         p = db.producer(Reading, "out")
         p.produce(Reading("s", 0, 0.0))
-        st = db.link_statistics()[0]
-        await wait_until(lambda: st.failed == 1, what="the failed publish counted")
+        await wait_until(lambda: db.link_statistics()[0].failed == 1, what="the failed publish counted")
         p.produce(Reading("s", 1, 0.0))
         assert json.loads((await sub.next_msg(5)).data)["seq"] == 1
 
@@ -543,8 +542,9 @@ async def test_send_path_fault_is_logged_counted_and_the_link_goes_on(
         p.produce(Reading("s", 3, 0.0))
         seqs = [json.loads((await sub.next_msg(5)).data)["seq"] for _ in range(2)]
         if js:
-            await wait_until(lambda: st.sent == 3, what="3 acknowledgements")
+            await wait_until(lambda: db.link_statistics()[0].sent == 3, what="3 acknowledgements")
     assert seqs == [2, 3]
+    st = db.link_statistics()[0]
     assert st.failed == 1 and st.sent == 3
     assert st.errors == 1 and conn.internal_errors == 0  # the pump is the database's task
     assert len([r for r in caplog.records if "injected publish fault" in r.getMessage()]) == 1
@@ -584,11 +584,12 @@ async def test_pump_fault_mid_batch_counts_the_values_it_lost(
         p = db.producer(Reading, "out")
         for i in range(3):  # one batch: produced before the pump runs
             p.produce(Reading("s", i, 0.0))
-        st = db.link_statistics()[0]
-        await wait_until(lambda: st.failed == 3, what="the 3 lost values counted", detail=lambda: st)
+        await wait_until(lambda: db.link_statistics()[0].failed == 3, what="the 3 lost values counted",
+                         detail=db.link_statistics)
         p.produce(Reading("s", 3, 0.0))
         assert json.loads((await sub.next_msg(5)).data)["seq"] == 3
-        await wait_until(lambda: st.sent == 1, what="the acknowledgement")
+        await wait_until(lambda: db.link_statistics()[0].sent == 1, what="the acknowledgement")
+    st = db.link_statistics()[0]
     assert st.failed == 3 and st.errors == 1
     assert len(_faults_logged(caplog, "injected fault mid-batch")) == 1
 
@@ -694,9 +695,9 @@ async def test_jetstream_publishes_unacknowledged_at_stop_count_as_failed(
                     p.produce(Reading("s", i, 0.0))
                 await wait_until(lambda: conn.unacked == 5, what="5 publishes in flight",
                                  detail=lambda: (conn.unacked, db.link_statistics()))
-                st = db.link_statistics()[0]
         finally:
             os.kill(private_nats.pid, signal.SIGCONT)
+    st = db.link_statistics()[0]  # after the stop, which counted the unacknowledged ones
     assert conn.unacked == 0
     assert st.sent == 0 and st.failed == 5
     assert "not acknowledged before the connector stopped" in (st.last_error or "")

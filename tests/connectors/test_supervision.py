@@ -87,12 +87,12 @@ async def test_exception_in_mqtt_send_path_costs_only_its_values(
                 p.produce(Temp(float(i)))
                 if i % 10 == 9:
                     await asyncio.sleep(0.01)
-            stats = db.link_statistics()[0]
             await wait_until(
-                lambda: len(got) + stats.failed >= n,
+                lambda: len(got) + db.link_statistics()[0].failed >= n,
                 what="every value arrived or counted",
-                detail=lambda: (len(got), stats),
+                detail=lambda: (len(got), db.link_statistics()),
             )
+            stats = db.link_statistics()[0]
             assert stats.errors == 1
             assert stats.failed >= 1
             assert stats.last_error is not None and "injected" in stats.last_error
@@ -130,8 +130,9 @@ async def test_pump_that_raises_outside_the_send_step_is_restarted(
             for i in range(50):
                 p.produce(Temp(float(i)))
                 await asyncio.sleep(0.002)
+            await wait_until(lambda: len(got) >= 50, what="all 50 values",
+                             detail=lambda: (len(got), db.link_statistics()))
             stats = db.link_statistics()[0]
-            await wait_until(lambda: len(got) >= 50, what="all 50 values", detail=lambda: (len(got), stats))
             pumps = [t for t in db.tasks() if t.kind == "link"]
             assert len(pumps) == 1
             assert pumps[0].failures == 1 and pumps[0].restarts == 1, pumps
@@ -155,8 +156,8 @@ async def test_link_whose_pump_is_down_is_not_connected(
     monkeypatch.setattr(MqttConnector, "_wait_sendable", broken)
     async with pub.build() as db:
         await conn.wait_connected()
+        await wait_until(lambda: db.link_statistics()[0].errors == 1, what="the pump's failure")
         stats = db.link_statistics()[0]
-        await wait_until(lambda: stats.errors == 1, what="the pump's failure")
         assert conn.state == "connected"  # the connection itself is fine
         assert stats.state == "failed"
         assert stats.as_dict()["state"] == "failed"
@@ -214,7 +215,8 @@ async def test_exception_in_mqtt_receive_path_costs_only_its_message(
             for i in range(20):
                 p.produce(Temp(float(i)))
                 await asyncio.sleep(0.005)
-            await wait_until(lambda: len(got) >= 19, what="19 values", detail=lambda: (got, sub_conn.stats))
+            await wait_until(lambda: len(got) >= 19, what="19 values",
+                             detail=lambda: (got, sub_conn.statistics()))
         st = sub_conn.statistics()
         assert (st.errors, st.disconnects) == (1, 0), st
         assert [v.celsius for v in got] == [float(i) for i in range(1, 20)]
@@ -285,14 +287,14 @@ async def test_send_step_that_raises_costs_exactly_its_batch(
             for i in range(n):
                 p.produce(Temp(float(i)))
                 await asyncio.sleep(0.01)
-            stats = db.link_statistics()[0]
             await wait_until(
-                lambda: len(got) + stats.failed >= n,
+                lambda: len(got) + db.link_statistics()[0].failed >= n,
                 timeout=20,
                 what="all values",
-                detail=lambda: (len(got), stats),
+                detail=lambda: (len(got), db.link_statistics()),
             )
             await asyncio.sleep(0.3)
+            stats = db.link_statistics()[0]
             assert len(lost) == 1 and lost[0] >= 1
             assert stats.failed == lost[0] and stats.errors == 1, stats
             assert len(got) == n - lost[0]

@@ -316,12 +316,17 @@ async def fault_mid_stream(
     say how many more the broker lost.  ``returned``, when given, runs as soon as a killed
     broker accepts connections again.
     """
-    links = {s.url: s for s in db.link_statistics() if s.direction == "out"}
-    ring_stats = next(s for u, s in links.items() if u.endswith("ring"))
-    latest_stats = next(s for u, s in links.items() if u.endswith("latest"))
+    def out_link(suffix: str) -> Any:
+        """A new snapshot of the outbound link whose URL ends with ``suffix``."""
+        return next(s for s in db.link_statistics() if s.direction == "out" and s.url.endswith(suffix))
+
+    def ring_stats() -> Any:
+        return out_link("ring")
+
     stream.go.set()
     await wait_until(lambda: len(receiver.ring()) >= RATE, timeout=20, what="one second of the stream")
-    assert ring_stats.dropped_lag == 0 and ring_stats.failed == 0, ring_stats
+    st = ring_stats()
+    assert st.dropped_lag == 0 and st.failed == 0, st
 
     async def down_until(deadline: float) -> bool:
         """Wait until ``deadline``; True when the connector left ``connected`` meanwhile."""
@@ -346,7 +351,7 @@ async def fault_mid_stream(
         await receiver.settle()
         noticed = await down_until(t_down + outage)
         before = set(receiver.ring())
-        in_custody = custody(ring_stats)
+        in_custody = custody(ring_stats())
         t_back = await asyncio.to_thread(_start_timed, broker)
         if returned is not None:
             await returned()
@@ -355,31 +360,35 @@ async def fault_mid_stream(
     if fault == "kill":
         await receiver.restarted()
 
-    resumed = ring_stats.sent
-    await wait_until(lambda: ring_stats.sent >= resumed + RATE // 2, timeout=20,
-                     what="half a second of values sent after the return", detail=lambda: ring_stats)
+    resumed = ring_stats().sent
+    await wait_until(lambda: ring_stats().sent >= resumed + RATE // 2, timeout=20,
+                     what="half a second of values sent after the return", detail=ring_stats)
     stream.stop = True
     await asyncio.wait_for(stream.finished.wait(), 5)
     last = stream.produced - 1
-    await wait_until(lambda: ring_stats.sent + ring_stats.failed + ring_stats.dropped_lag == stream.produced,
+    def accounted(st: Any) -> int:
+        return st.sent + st.failed + st.dropped_lag
+
+    await wait_until(lambda: accounted(ring_stats()) == stream.produced,
                      timeout=30, what="every value sent, failed or counted as lag",
-                     detail=lambda: (stream.produced, ring_stats, conn.statistics()))
+                     detail=lambda: (stream.produced, ring_stats(), conn.statistics()))
     await wait_until(lambda: last in receiver.latest(), timeout=30, what="the newest value in SingleLatest",
-                     detail=lambda: (latest_stats, conn.statistics()))
+                     detail=lambda: (out_link("latest"), conn.statistics()))
     await wait_until(lambda: not exact or last in receiver.ring(), timeout=30, what="the last ring value",
-                     detail=lambda: (len(receiver.ring()), ring_stats))
+                     detail=lambda: (len(receiver.ring()), ring_stats()))
 
     missing = set(range(stream.produced)) - receiver.ring()
     lost_in_broker = in_custody - before
-    counted = ring_stats.dropped_lag + ring_stats.failed
-    fig = Figures(name, fault, outage, reconnect, stream.produced, len(missing), ring_stats.dropped_lag,
-                  ring_stats.failed, len(missing) - counted if not exact else len(lost_in_broker))
+    st = ring_stats()
+    counted = st.dropped_lag + st.failed
+    fig = Figures(name, fault, outage, reconnect, stream.produced, len(missing), st.dropped_lag,
+                  st.failed, len(missing) - counted if not exact else len(lost_in_broker))
     assert lost_in_broker <= missing, "a value the broker lost arrived after all"
     if exact:
         assert len(missing) == counted + len(lost_in_broker), (fig, sorted(missing)[:20])
     else:
         assert len(missing) >= counted + len(lost_in_broker), (fig, sorted(missing)[:20])
-    assert latest_stats.dropped_lag == 0
+    assert out_link("latest").dropped_lag == 0
     if fault == "kill" and outage >= 3:
         assert noticed, "the connector did not notice a broker down for 3 s"
     return fig
@@ -393,7 +402,7 @@ def _mqtt_custody(conn: MqttConnector) -> Callable[[Any], set[int]]:
 
     def custody(ring_stats: Any) -> set[int]:
         waiting = {json.loads(pkt[pkt.index(b"{"):])["seq"]
-                   for pkt, stats in conn.unacknowledged() if stats is ring_stats}
+                   for pkt, stats in conn.unacknowledged() if stats.url == ring_stats.url}
         return set(range(ring_stats.sent)) - waiting
 
     return custody
@@ -529,12 +538,11 @@ def _stall_connector(kind: str, broker: Any) -> Any:
 
 
 class StalledLink:
-    """What ``_offered_while_stalled`` yields: the database, its link's statistics, and (once
-    the database has stopped) ``leaked``, the connections to the broker still open then."""
+    """What ``_offered_while_stalled`` yields: the database and (once it has stopped)
+    ``leaked``, the connections to the broker still open then."""
 
     def __init__(self) -> None:
         self.db: Any = None
-        self.stats: Any = None
         self.leaked: list[str] = []
 
 
@@ -576,7 +584,6 @@ async def _offered_while_stalled(kind: str, broker: Any, topic: str) -> AsyncIte
             p.produce(BLOB)
             await asyncio.sleep(0)
         await asyncio.sleep(0.2)  # the link takes what it can
-        run.stats = db.link_statistics()[0]
         yield run
 
 
@@ -586,7 +593,7 @@ async def test_values_overwritten_during_a_stall_are_counted_at_once(
 ) -> None:
     broker = private_mosquitto if kind == "mqtt" else private_nats
     async with _offered_while_stalled(kind, broker, unique_topic) as run:
-        st = run.stats
+        st = run.db.link_statistics()[0]
         sent, lag = st.sent, st.dropped_lag
         buffer = run.db.statistics()["blob"]["buffer"]
     # what the link never took (``delivered`` counts what it took, sent or in hand) and the
@@ -604,7 +611,7 @@ async def test_stopped_during_a_stall_every_value_is_accounted_for(
     async with _offered_while_stalled(kind, broker, unique_topic) as run:
         pass
     # the database has stopped (its connector's flush timed out against the stopped broker)
-    st = run.stats
+    st = run.db.link_statistics()[0]  # a snapshot taken after the stop
     assert st.sent + st.failed + st.dropped_lag == OFFERED, st
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from typing import Any
 
 import pytest
 
@@ -97,9 +98,11 @@ async def test_outbound_refused_by_peer_is_counted_not_fatal() -> None:
                     await conn.wait_connected(5)
                     await asyncio.wait_for(r1.recv(), 3)
                     hdb.producer(Setpoint, "hub.setpoint").produce(Setpoint(5.0))
-                    st = next(s for s in hdb.link_statistics() if s.direction == "out")
-                    assert await wait_until(lambda: st.failed == 1, 3)
-                    assert "read-only" in (st.last_error or "")
+                    def out_link() -> Any:
+                        return next(s for s in hdb.link_statistics() if s.direction == "out")
+
+                    assert await wait_until(lambda: out_link().failed == 1, 3)
+                    assert "read-only" in (out_link().last_error or "")
                     sdb.producer(Temp, "station.1.temp").produce(Temp(2.0))
                     assert await asyncio.wait_for(r1.recv(), 3) == Temp(2.0)  # inbound unaffected
                     assert conn.statistics().connects == 1

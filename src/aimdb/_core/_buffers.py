@@ -15,6 +15,7 @@ every wake, so ``produce`` pays nothing extra while no listener is registered.
 from .._backends import current_backend as _current_backend
 from .._compat import TYPE_CHECKING, Generic, TypeVar, subscriptable
 from .._errors import BufferClosed, BufferEmpty, BufferLagged
+from ._stats import Statistics
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -127,7 +128,7 @@ class BufferCfg:
 # ---------------------------------------------------------------- statistics
 
 
-class BufferStatistics:
+class BufferStatistics(Statistics):
     """A snapshot of one buffer's counters.
 
     Attributes:
@@ -141,7 +142,16 @@ class BufferStatistics:
         readers: readers currently subscribed.
     """
 
-    __slots__ = ("capacity", "delivered", "dropped", "kind", "occupancy", "produced", "readers")
+    __slots__ = ("kind", "capacity", "produced", "delivered", "dropped", "occupancy", "readers")  # noqa: RUF023 - as_dict order
+
+    if TYPE_CHECKING:
+        kind: str
+        capacity: int
+        produced: int
+        delivered: int
+        dropped: int
+        occupancy: int
+        readers: int
 
     def __init__(
         self,
@@ -153,28 +163,17 @@ class BufferStatistics:
         occupancy: int,
         readers: int,
     ) -> None:
-        self.kind = kind
-        self.capacity = capacity
-        self.produced = produced
-        self.delivered = delivered
-        self.dropped = dropped
-        self.occupancy = occupancy
-        self.readers = readers
-
-    def as_dict(self) -> "dict[str, Any]":
-        """Return the counters as a plain dict (for JSON)."""
-        return {
-            "kind": self.kind,
-            "capacity": self.capacity,
-            "produced": self.produced,
-            "delivered": self.delivered,
-            "dropped": self.dropped,
-            "occupancy": self.occupancy,
-            "readers": self.readers,
-        }
-
-    def __repr__(self) -> str:
-        return "BufferStatistics(" + ", ".join(k + "=" + repr(v) for k, v in self.as_dict().items()) + ")"
+        self._init(
+            {
+                "kind": kind,
+                "capacity": capacity,
+                "produced": produced,
+                "delivered": delivered,
+                "dropped": dropped,
+                "occupancy": occupancy,
+                "readers": readers,
+            }
+        )
 
 
 # ---------------------------------------------------------------- buffers

@@ -16,6 +16,7 @@ connector has it, then cancels ``run``.
 from .._compat import TYPE_CHECKING, get_logger, wall_seconds
 from .._errors import BufferClosed, BufferLagged, ConfigProblem, DeserializeError, TypeMismatch
 from ._buffers import RingReader
+from ._stats import Statistics
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
@@ -31,8 +32,8 @@ if TYPE_CHECKING:
 _log: "Any" = get_logger("aimdb")
 
 
-class LinkStatistics:
-    """Counters of one link (route), kept live by the connector that serves it.
+class LinkStatistics(Statistics):
+    """A snapshot of one link's counters (``route.statistics()``, ``db.link_statistics()``).
 
     Attributes:
         url: the link URL.
@@ -42,7 +43,8 @@ class LinkStatistics:
             ``"connected"``, ``"disconnected"``, ``"failed"``, ``"closed"``; connectors
             without a connection report ``"running"``); otherwise that task's state
             (``"restarting"`` after it raised, ``"failed"``, ``"done"``, ``"stopped"``),
-            so a link whose pump is down never reports ``"connected"``.
+            so a link whose pump is down never reports ``"connected"``. Evaluated when
+            the snapshot is taken.
         sent: values published (outbound).
         received: values delivered into the record (inbound).
         bytes: payload bytes sent or received.
@@ -55,6 +57,58 @@ class LinkStatistics:
             traceback and handled by the connector's ``on_error`` policy).
         last_error: text of the most recent error, or ``None``.
         last_error_at: wall-clock time (seconds since the epoch) of ``last_error``, or ``None``.
+    """
+
+    __slots__ = (  # noqa: RUF023 - in the order of as_dict()
+        "url",
+        "direction",
+        "state",
+        "sent",
+        "received",
+        "bytes",
+        "failed",
+        "dropped_lag",
+        "errors",
+        "last_error",
+        "last_error_at",
+    )
+
+    if TYPE_CHECKING:
+        url: str
+        direction: str
+        state: str
+        sent: int
+        received: int
+        bytes: int
+        failed: int
+        dropped_lag: int
+        errors: int
+        last_error: str | None
+        last_error_at: float | None
+
+    def __init__(self, counters: "LinkCounters") -> None:
+        self._init(
+            {
+                "url": counters.url,
+                "direction": counters.direction,
+                "state": counters.state,
+                "sent": counters.sent,
+                "received": counters.received,
+                "bytes": counters.bytes,
+                "failed": counters.failed,
+                "dropped_lag": counters.dropped_lag,
+                "errors": counters.errors,
+                "last_error": counters.last_error,
+                "last_error_at": counters.last_error_at,
+            }
+        )
+
+
+class LinkCounters:
+    """The live counters of one link (``route.stats``), updated by the connector serving it.
+
+    The fields mean what those of :class:`LinkStatistics` mean; users read a snapshot
+    (``route.statistics()``), connectors count here.
     """
 
     __slots__ = (
@@ -90,7 +144,7 @@ class LinkStatistics:
 
     @property
     def dropped_lag(self) -> int:
-        """Values the link's reader lost to lag (see the class docstring)."""
+        """Values the link's reader lost to lag (see :class:`LinkStatistics`)."""
         r = self._lag_reader
         return self._dropped_lag + (r.unseen_lag if r is not None else 0)
 
@@ -101,7 +155,7 @@ class LinkStatistics:
 
     @property
     def state(self) -> str:
-        """The link's state (see the class docstring)."""
+        """The link's state (see :class:`LinkStatistics`)."""
         task = self.task
         if task is not None and task.state not in ("running", "starting"):
             return task.state
@@ -112,22 +166,6 @@ class LinkStatistics:
         self.last_error = text
         self.last_error_at = wall_seconds()
 
-    def as_dict(self) -> "dict[str, Any]":
-        """Return the counters as a plain dict (for JSON)."""
-        return {
-            "url": self.url,
-            "direction": self.direction,
-            "state": self.state,
-            "sent": self.sent,
-            "received": self.received,
-            "bytes": self.bytes,
-            "failed": self.failed,
-            "dropped_lag": self.dropped_lag,
-            "errors": self.errors,
-            "last_error": self.last_error,
-            "last_error_at": self.last_error_at,
-        }
-
     def reset(self) -> None:
         """Zero every counter."""
         self.sent = self.received = self.bytes = self.failed = self.errors = 0
@@ -136,7 +174,7 @@ class LinkStatistics:
         self.last_error_at = None
 
     def __repr__(self) -> str:
-        return "LinkStatistics(" + repr(self.as_dict()) + ")"
+        return "<LinkCounters " + self.direction + " " + self.url + ">"
 
 
 class _Route:
@@ -145,7 +183,11 @@ class _Route:
     __slots__ = ()
 
     if TYPE_CHECKING:
-        stats: LinkStatistics
+        stats: LinkCounters
+
+    def statistics(self) -> LinkStatistics:
+        """Return a snapshot of the link's counters (see :class:`LinkStatistics`)."""
+        return LinkStatistics(self.stats)
 
     def _task_failed(self, exc: BaseException) -> None:
         # the task was logged by its supervisor; count it where the link's user looks
@@ -163,7 +205,8 @@ class OutboundRoute(_Route):
         address: destination address (topic) without the scheme.
         reader: reader of the record's buffer, subscribed before any source started.
         encode: ``fn(value) -> bytes`` (the link's serializer or codec).
-        stats: :class:`LinkStatistics` to update.
+        stats: the live :class:`LinkCounters` the connector updates (users read
+            :meth:`statistics`).
     """
 
     __slots__ = ("_ring", "address", "encode", "key", "reader", "settled", "spec", "stats", "type")
@@ -182,7 +225,7 @@ class OutboundRoute(_Route):
         self.address = spec.address
         self.reader = reader
         self.encode = encode
-        self.stats = LinkStatistics(spec.url, "out")
+        self.stats = LinkCounters(spec.url, "out")
         self._ring = isinstance(reader, RingReader)  # keeps every value, not only the newest
         if isinstance(reader, RingReader):
             self.stats._lag_reader = reader
@@ -289,7 +332,7 @@ class InboundRoute(_Route):
         type: record type.
         spec: the :class:`LinkSpec`.
         address: source address (may contain wildcards such as MQTT ``+``/``#``).
-        stats: :class:`LinkStatistics`.
+        stats: the live :class:`LinkCounters` (users read :meth:`statistics`).
     """
 
     __slots__ = ("_buf", "_check", "_decode", "address", "key", "spec", "stats", "type")
@@ -310,7 +353,7 @@ class InboundRoute(_Route):
         self._buf = buf
         self._decode = decode
         self._check = check
-        self.stats = LinkStatistics(spec.url, "in")
+        self.stats = LinkCounters(spec.url, "in")
 
     def decode(self, payload: bytes) -> "Any":
         """Decode ``payload`` into the record type; raises ``DeserializeError`` when it does not fit."""

@@ -16,6 +16,7 @@ from ._connector import ConnectorRoutes, InboundRoute, OutboundRoute, runtime_pr
 from ._context import Context, TimeApi
 from ._handles import Consumer, Producer
 from ._persist import Feed, Persister
+from ._stats import Statistics as _Statistics
 from ._tasks import SupervisedTask, TaskStatistics
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
     from ..abc import Connector, PersistenceBackend, RuntimeBackend, Statistics
     from ._buffers import Buffer, Reader
+    from ._connector import LinkStatistics
     from ._persist import Stored
     from ._record import RecordConfig, StageSpec
 
@@ -115,7 +117,7 @@ class RecordInfo:
         return "RecordInfo(" + repr(self.as_dict()) + ")"
 
 
-class StageStatistics:
+class StageStatistics(_Statistics):
     """Counters of one stage.
 
     Attributes:
@@ -148,30 +150,43 @@ class StageStatistics:
         "values",
     )
 
+    if TYPE_CHECKING:
+        calls: int
+        errors: int
+        key: str
+        kind: str
+        last_error: str | None
+        last_error_at: float | None
+        mean_call_ns: int
+        mean_interval_ns: int
+        name: str
+        restarts: int
+        running: bool
+        values: int
+
     def __init__(self, run: "_StageRun") -> None:
-        self.key = run.key
-        self.name = run.stage_name
-        self.kind = run.stage_kind
-        self.running = run.running
         derived = run.stage_kind in ("transform", "join")
-        self.calls = run.calls if derived else run.starts
-        self.errors = run.failures
-        self.restarts = run.restarts
-        self.last_error = run.last_error
-        self.last_error_at = run.last_error_at
-        self.values = run.values()
-        self.mean_call_ns = run.call_ns // run.calls if derived and run.calls else 0
-        self.mean_interval_ns = 0
-        if not derived and self.values and run.started_ns:
+        values = run.values()
+        mean_interval_ns = 0
+        if not derived and values and run.started_ns:
             end = run.ended_ns or run.db._rt.monotonic_ns()
-            self.mean_interval_ns = (end - run.started_ns) // self.values
-
-    def as_dict(self) -> "dict[str, Any]":
-        """Return the counters as a plain dict (for JSON)."""
-        return {k: getattr(self, k) for k in self.__slots__}
-
-    def __repr__(self) -> str:
-        return "StageStatistics(" + repr(self.as_dict()) + ")"
+            mean_interval_ns = (end - run.started_ns) // values
+        self._init(
+            {
+                "key": run.key,
+                "name": run.stage_name,
+                "kind": run.stage_kind,
+                "running": run.running,
+                "calls": run.calls if derived else run.starts,
+                "errors": run.failures,
+                "restarts": run.restarts,
+                "last_error": run.last_error,
+                "last_error_at": run.last_error_at,
+                "values": values,
+                "mean_call_ns": run.call_ns // run.calls if derived and run.calls else 0,
+                "mean_interval_ns": mean_interval_ns,
+            }
+        )
 
 
 class _StageRun(SupervisedTask):
@@ -412,7 +427,7 @@ class AimDb:
         return {
             "buffer": rec.buffer.statistics().as_dict() if rec.buffer is not None else None,
             "stages": [StageStatistics(s).as_dict() for s in rec.stages],
-            "links": [r.stats.as_dict() for r in rec.outbound + rec.inbound],
+            "links": [r.statistics().as_dict() for r in rec.outbound + rec.inbound],
             "persistence": self._persist_statistics(key),
         }
 
@@ -467,11 +482,11 @@ class AimDb:
         """Return the registered connectors."""
         return list(self._connectors.values())
 
-    def link_statistics(self) -> "list[Any]":
-        """Return the :class:`LinkStatistics` of every link of every record."""
-        out: list[Any] = []
+    def link_statistics(self) -> "list[LinkStatistics]":
+        """Return a snapshot (:class:`LinkStatistics`) of every link of every record."""
+        out: list[LinkStatistics] = []
         for rec in self._records.values():
-            out.extend(r.stats for r in rec.outbound + rec.inbound)
+            out.extend(r.statistics() for r in rec.outbound + rec.inbound)
         return out
 
     # ------------------------------------------------------------ lifecycle

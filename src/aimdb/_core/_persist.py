@@ -9,6 +9,7 @@ the ``aimdb.abc.PersistenceBackend`` contract; nothing here imports it.
 
 from .._compat import TYPE_CHECKING, Generic, TypeVar, get_logger, wall_ns
 from .._errors import BufferClosed, BufferEmpty, BufferLagged, DeserializeError, SerializeError
+from ._stats import Statistics
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -59,7 +60,7 @@ class PersistSpec:
         self.codec = codec
 
 
-class PersistStatistics:
+class PersistStatistics(Statistics):
     """Counters of one persisted record (``db.record_statistics(key)["persistence"]``).
 
     Attributes:
@@ -77,20 +78,25 @@ class PersistStatistics:
 
     __slots__ = ("decode_skipped", "dropped", "encode_errors", "key", "restored", "stored")
 
+    if TYPE_CHECKING:
+        decode_skipped: int
+        dropped: int
+        encode_errors: int
+        key: str
+        restored: int
+        stored: int
+
     def __init__(self, feed: "Feed") -> None:
-        self.key = feed.key
-        self.stored = feed.stored
-        self.dropped = feed.dropped
-        self.encode_errors = feed.encode_errors
-        self.decode_skipped = feed.decode_skipped
-        self.restored = feed.restored
-
-    def as_dict(self) -> "dict[str, Any]":
-        """Return the counters as a plain dict (for JSON)."""
-        return {k: getattr(self, k) for k in self.__slots__}
-
-    def __repr__(self) -> str:
-        return "PersistStatistics(" + repr(self.as_dict()) + ")"
+        self._init(
+            {
+                "key": feed.key,
+                "stored": feed.stored,
+                "dropped": feed.dropped,
+                "encode_errors": feed.encode_errors,
+                "decode_skipped": feed.decode_skipped,
+                "restored": feed.restored,
+            }
+        )
 
 
 class Feed:

@@ -17,6 +17,7 @@ that shutdown closed).
 
 from .._compat import TYPE_CHECKING, backoff_delay, get_logger, wall_seconds
 from .._errors import BufferClosed, StageFailed
+from ._stats import Statistics
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -33,7 +34,7 @@ ON_ERROR_POLICIES = ("log", "restart", "stop")
 TASK_STATES = ("starting", "running", "restarting", "done", "failed", "stopped")
 
 
-class TaskStatistics:
+class TaskStatistics(Statistics):
     """A snapshot of one supervised task (taken by :meth:`SupervisedTask.statistics`).
 
     Attributes:
@@ -65,24 +66,33 @@ class TaskStatistics:
         "state",
     )
 
+    if TYPE_CHECKING:
+        failures: int
+        key: str
+        kind: str
+        last_error: str | None
+        last_error_at: float | None
+        name: str
+        policy: str
+        restarts: int
+        starts: int
+        state: str
+
     def __init__(self, task: "SupervisedTask") -> None:
-        self.name = task.name
-        self.key = task.key
-        self.kind = task.kind
-        self.policy = task.policy
-        self.state = task.state
-        self.starts = task.starts
-        self.failures = task.failures
-        self.restarts = task.restarts
-        self.last_error = task.last_error
-        self.last_error_at = task.last_error_at
-
-    def as_dict(self) -> "dict[str, Any]":
-        """Return the snapshot as a plain dict (for JSON)."""
-        return {k: getattr(self, k) for k in self.__slots__}
-
-    def __repr__(self) -> str:
-        return "TaskStatistics(" + repr(self.as_dict()) + ")"
+        self._init(
+            {
+                "name": task.name,
+                "key": task.key,
+                "kind": task.kind,
+                "policy": task.policy,
+                "state": task.state,
+                "starts": task.starts,
+                "failures": task.failures,
+                "restarts": task.restarts,
+                "last_error": task.last_error,
+                "last_error_at": task.last_error_at,
+            }
+        )
 
 
 class SupervisedTask:

@@ -3,7 +3,8 @@
 * :class:`Endpoint` / :func:`parse_endpoint`: the connector URL
   (``scheme://[user[:password]@]host[:port]``).
 * :class:`ReconnectPolicy`: exponential backoff with jitter, optional attempt limit.
-* :class:`ConnectorStatistics`: connection state, connects, reconnects, last error.
+* :class:`ConnectorStatistics`: a snapshot of the connection state, connects, reconnects,
+  last error (the live counters are :class:`ConnectorCounters`, ``connector.stats``).
 * :class:`BaseConnector`: the connect / serve / reconnect loop, connection state and
   :meth:`BaseConnector.wait_connected`; a transport implements ``_connect``, ``_serve``,
   ``_start_routes`` and ``_close``.
@@ -25,6 +26,7 @@ from .._aio import wait_for as _wait_for
 from .._compat import backoff_delay
 from .._core._connector import Connector, ConnectorRoutes, LinkStatistics, OutboundRoute
 from .._core._links import LinkUrl
+from .._core._stats import Statistics
 from .._core._tasks import SupervisedTask
 from .._errors import AimDbError, ConnectionFailed, ConnectorError, ConnectorTimeout, PublishError
 
@@ -197,8 +199,8 @@ class ReconnectPolicy:
         )
 
 
-class ConnectorStatistics:
-    """Connection-level counters of one connector.
+class ConnectorStatistics(Statistics):
+    """A snapshot of one connector's connection-level counters (``connector.statistics()``).
 
     Attributes:
         url: the connector URL (without credentials).
@@ -229,6 +231,54 @@ class ConnectorStatistics:
         "url",
     )
 
+    connected_since: float | None
+    connects: int
+    disconnects: int
+    errors: int
+    failed_attempts: int
+    last_error: str | None
+    last_error_at: float | None
+    reconnects: int
+    state: str
+    url: str
+
+    def __init__(self, counters: ConnectorCounters) -> None:
+        self._init(
+            {
+                "connected_since": counters.connected_since,
+                "connects": counters.connects,
+                "disconnects": counters.disconnects,
+                "errors": counters.errors,
+                "failed_attempts": counters.failed_attempts,
+                "last_error": counters.last_error,
+                "last_error_at": counters.last_error_at,
+                "reconnects": counters.reconnects,
+                "state": counters.state,
+                "url": counters.url,
+            }
+        )
+
+
+class ConnectorCounters:
+    """The live connection-level counters of one connector (``connector.stats``).
+
+    The fields mean what those of :class:`ConnectorStatistics` mean; the connector counts
+    here, users read a snapshot (``connector.statistics()``).
+    """
+
+    __slots__ = (
+        "connected_since",
+        "connects",
+        "disconnects",
+        "errors",
+        "failed_attempts",
+        "last_error",
+        "last_error_at",
+        "reconnects",
+        "state",
+        "url",
+    )
+
     def __init__(self, url: str) -> None:
         self.url = url
         self.state = "idle"
@@ -241,13 +291,8 @@ class ConnectorStatistics:
         self.last_error_at: float | None = None
         self.connected_since: float | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        """Return the counters as a plain dict (for JSON), those of subclasses included."""
-        names = [n for cls in reversed(type(self).__mro__) for n in getattr(cls, "__slots__", ())]
-        return {name: getattr(self, name) for name in names}
-
     def __repr__(self) -> str:
-        return type(self).__name__ + "(" + repr(self.as_dict()) + ")"
+        return "<ConnectorCounters " + self.url + " " + self.state + ">"
 
 
 _K = TypeVar("_K")
@@ -416,7 +461,7 @@ class BaseConnector(Connector):
         self.reconnect = reconnect or ReconnectPolicy()
         self.connect_timeout = connect_timeout
         self.batch_size = 512
-        self.stats = ConnectorStatistics(label or endpoint.url)
+        self.stats = ConnectorCounters(label or endpoint.url)
         self._routes: ConnectorRoutes | None = None
         self._routes_started = False
         self._pumps: list[SupervisedTask] = []
@@ -444,13 +489,13 @@ class BaseConnector(Connector):
         return self.stats.state == "connected"
 
     def statistics(self) -> ConnectorStatistics:
-        """Return the live :class:`ConnectorStatistics` of this connector."""
-        return self.stats
+        """Return a snapshot (:class:`ConnectorStatistics`) of this connector's counters."""
+        return ConnectorStatistics(self.stats)
 
     def link_statistics(self) -> list[LinkStatistics]:
-        """Return the :class:`~aimdb.links.LinkStatistics` of every route this connector serves."""
+        """Return a snapshot (:class:`~aimdb.links.LinkStatistics`) of every route this connector serves."""
         r = self._routes
-        return [] if r is None else [x.stats for x in r.outbound] + [x.stats for x in r.inbound]
+        return [] if r is None else [x.statistics() for x in r.outbound] + [x.statistics() for x in r.inbound]
 
     async def wait_connected(self, timeout: float | None = 10.0) -> None:
         """Wait until the connector is connected.

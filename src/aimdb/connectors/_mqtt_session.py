@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from .._core._connector import LinkStatistics
+from .._core._connector import LinkCounters
 from ._base import InflightWindow
 from ._mqtt_wire import PacketIds
 
@@ -81,7 +81,7 @@ class Outgoing:
 
     __slots__ = ("packet", "released", "sends", "stats")
 
-    def __init__(self, packet: bytes, stats: LinkStatistics) -> None:
+    def __init__(self, packet: bytes, stats: LinkCounters) -> None:
         self.packet = packet
         self.stats = stats
         self.sends = 1

@@ -52,7 +52,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
 
 from .._aio import first_of
 from .._aio import wait_for as _wait_for
-from .._core._connector import ConnectorRoutes, InboundRoute, LinkStatistics, OutboundRoute
+from .._core._connector import ConnectorRoutes, InboundRoute, LinkCounters, OutboundRoute
 from .._core._links import LinkSpec
 from .._errors import ConnectionFailed
 from ._base import BaseConnector, ReconnectPolicy, parse_endpoint, translate_error
@@ -332,7 +332,7 @@ class KafkaConnector(BaseConnector):
         await self._shut()
 
 
-def _acked(stats: LinkStatistics, size: int, url: str, fut: asyncio.Future[Any]) -> None:
+def _acked(stats: LinkCounters, size: int, url: str, fut: asyncio.Future[Any]) -> None:
     if fut.cancelled():
         stats.failed += 1
         return

@@ -51,7 +51,7 @@ import uuid
 from typing import Any
 
 from .._aio import wait_for
-from .._core._connector import ConnectorRoutes, LinkStatistics, OutboundRoute
+from .._core._connector import ConnectorRoutes, LinkCounters, OutboundRoute
 from .._core._links import LinkSpec
 from .._errors import ConnectionFailed
 from ._base import BaseConnector, ReconnectPolicy, parse_endpoint
@@ -153,8 +153,8 @@ class MqttConnector(BaseConnector):
         self.broker_limits = BrokerLimits()
         self._warned: set[tuple[str, str]] = set()
 
-    def unacknowledged(self) -> list[tuple[bytes, LinkStatistics]]:
-        """The QoS 1/2 PUBLISH packets not yet acknowledged, oldest first, with their link's statistics."""
+    def unacknowledged(self) -> list[tuple[bytes, LinkCounters]]:
+        """The QoS 1/2 PUBLISH packets not yet acknowledged, oldest first, with their link's live counters."""
         return [(out.packet, out.stats) for _pid, out in self._session.unacked.items()]
 
     @property

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from .._core._stats import Statistics
 from .._errors import PersistenceError
 
 _log = logging.getLogger("aimdb")
@@ -55,7 +56,7 @@ def parse_duration(value: str | float | timedelta | None) -> float | None:
     return seconds
 
 
-class SqliteStatistics:
+class SqliteStatistics(Statistics):
     """A snapshot of a :class:`SqliteBackend`'s counters (``db.persistence_statistics()``).
 
     Attributes:
@@ -83,24 +84,31 @@ class SqliteStatistics:
         "written",
     )
 
+    path: str
+    written: int
+    commits: int
+    pending: int
+    write_failures: int
+    lost: int
+    deleted: int
+    last_error: str | None
+    writer_alive: bool
+
     def __init__(self, b: SqliteBackend) -> None:
-        self.path = b.path
-        self.written = b._written
-        self.commits = b._commits
-        self.pending = b.pending()
-        self.write_failures = b._write_failures
-        self.lost = b._lost
-        self.deleted = b._deleted
-        self.last_error = b._last_error
         t = b._thread
-        self.writer_alive = t is not None and t.is_alive()
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the counters as a plain dict (for JSON)."""
-        return {k: getattr(self, k) for k in self.__slots__}
-
-    def __repr__(self) -> str:
-        return "SqliteStatistics(" + repr(self.as_dict()) + ")"
+        self._init(
+            {
+                "path": b.path,
+                "written": b._written,
+                "commits": b._commits,
+                "pending": b.pending(),
+                "write_failures": b._write_failures,
+                "lost": b._lost,
+                "deleted": b._deleted,
+                "last_error": b._last_error,
+                "writer_alive": t is not None and t.is_alive(),
+            }
+        )
 
 
 class SqliteBackend:

@@ -21,7 +21,13 @@ import msgspec
 from .._aio import first_of, wait_for
 from .._core._builder import key_problem
 from .._core._connector import InboundRoute, OutboundRoute
-from ..connectors._base import BaseConnector, ConnectorStatistics, Endpoint, ReconnectPolicy
+from ..connectors._base import (
+    BaseConnector,
+    ConnectorCounters,
+    ConnectorStatistics,
+    Endpoint,
+    ReconnectPolicy,
+)
 from . import _protocol as P
 from ._client import CLIENT_MAX_DEPTH, CLIENT_MAX_FRAME, AsyncClient, RemoteError, Subscription
 
@@ -31,7 +37,7 @@ Opener = Callable[[], Awaitable[tuple[asyncio.StreamReader, Any]]]
 
 
 class AimdbLinkStatistics(ConnectorStatistics):
-    """:class:`~aimdb.connectors.ConnectorStatistics` of an ``aimdb://`` link, plus ``bad_frames``.
+    """A snapshot of an ``aimdb://`` link: :class:`~aimdb.connectors.ConnectorStatistics` plus ``bad_frames``.
 
     Attributes:
         bad_frames: frames from the peer skipped as malformed, too large or too deep, over
@@ -40,9 +46,11 @@ class AimdbLinkStatistics(ConnectorStatistics):
 
     __slots__ = ("bad_frames",)
 
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
-        self.bad_frames = 0
+    bad_frames: int
+
+    def __init__(self, counters: ConnectorCounters, bad_frames: int) -> None:
+        super().__init__(counters)
+        self._init({"bad_frames": bad_frames})
 
 
 class AimdbConnector(BaseConnector):
@@ -100,7 +108,7 @@ class AimdbConnector(BaseConnector):
             reconnect = ReconnectPolicy(initial_delay=backoff[0], max_delay=backoff[1])
         super().__init__(Endpoint("aimdb", label, 0), reconnect, timeout, label=label)
         self.scheme = "aimdb"
-        self.stats = AimdbLinkStatistics(label)
+        self._bad_frames = 0  # of closed connections; the open client counts its own
         self.peer = endpoint
         self.token = token
         self.opener = opener
@@ -129,14 +137,10 @@ class AimdbConnector(BaseConnector):
         return []
 
     def statistics(self) -> AimdbLinkStatistics:
-        """Return the live :class:`AimdbLinkStatistics` of this link (``bad_frames`` included)."""
+        """Return a snapshot (:class:`AimdbLinkStatistics`) of the counters, ``bad_frames`` included."""
         client = self._client
-        st = self.stats
-        assert isinstance(st, AimdbLinkStatistics)
-        if client is not None and client.bad_frames:
-            st.bad_frames += client.bad_frames
-            client.bad_frames = 0
-        return st
+        bad = self._bad_frames + (client.bad_frames if client is not None else 0)
+        return AimdbLinkStatistics(self.stats, bad)
 
     # -------------------------------------------------------------- connection
 
@@ -189,9 +193,7 @@ class AimdbConnector(BaseConnector):
         self._subs = []
         if client is None:
             return
-        st = self.stats
-        assert isinstance(st, AimdbLinkStatistics)
-        st.bad_frames += client.bad_frames
+        self._bad_frames += client.bad_frames
         client.bad_frames = 0
         with contextlib.suppress(Exception):
             await wait_for(client.aclose(), self.timeout)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .._core._stats import Statistics
+
 _COUNTERS = (
     "connections_total",
     "rejected",
@@ -63,7 +65,7 @@ class ServerCounters:
     failures: int
 
 
-class RemoteServerStatistics:
+class RemoteServerStatistics(Statistics):
     """A snapshot of a remote-access server's counters (``RemoteServer.statistics()``).
 
     Attributes:
@@ -94,15 +96,15 @@ class RemoteServerStatistics:
         last_error_at: when it happened (seconds since the epoch), or ``None``.
     """
 
-    __slots__ = (
-        "connections",
+    __slots__ = (  # in the order of as_dict()
+        "name",
         "endpoints",
+        "connections",
+        "subscriptions",
         "feeds",
+        *_COUNTERS,
         "last_error",
         "last_error_at",
-        "name",
-        "subscriptions",
-        *_COUNTERS,
     )
 
     def __init__(
@@ -114,17 +116,27 @@ class RemoteServerStatistics:
         feeds: int,
         counters: ServerCounters,
     ) -> None:
-        self.name = name
-        self.endpoints = endpoints
-        self.connections = connections
-        self.subscriptions = subscriptions
-        self.feeds = feeds
+        fields: dict[str, Any] = {
+            "name": name,
+            "endpoints": list(endpoints),
+            "connections": connections,
+            "subscriptions": subscriptions,
+            "feeds": feeds,
+        }
         for field in _COUNTERS:
-            setattr(self, field, getattr(counters, field))
-        self.last_error: str | None = counters.last_error
-        self.last_error_at: float | None = counters.last_error_at
+            fields[field] = getattr(counters, field)
+        fields["last_error"] = counters.last_error
+        fields["last_error_at"] = counters.last_error_at
+        self._init(fields)
 
-    # Declared for the type checker; copied from the counters in __init__.
+    # Declared for the type checker; set in __init__.
+    name: str
+    endpoints: list[str]
+    connections: int
+    subscriptions: int
+    feeds: int
+    last_error: str | None
+    last_error_at: float | None
     connections_total: int
     rejected: int
     subscriptions_total: int
@@ -140,21 +152,3 @@ class RemoteServerStatistics:
     handshake_timeouts: int
     idle_closed: int
     failures: int
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the counters as a plain dict (for JSON; the ``stats`` method's ``server``)."""
-        out: dict[str, Any] = {
-            "name": self.name,
-            "endpoints": list(self.endpoints),
-            "connections": self.connections,
-            "subscriptions": self.subscriptions,
-            "feeds": self.feeds,
-        }
-        for field in _COUNTERS:
-            out[field] = getattr(self, field)
-        out["last_error"] = self.last_error
-        out["last_error_at"] = self.last_error_at
-        return out
-
-    def __repr__(self) -> str:
-        return "RemoteServerStatistics(" + ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items()) + ")"

@@ -243,7 +243,9 @@ class NatsConnector(BaseConnector):
         self._client_err = None
         self._gave_up = False
         self._closed_ev = asyncio.Event()
-        everyone = self.link_statistics()
+        # the live counters of every route: where the errors of the callbacks count
+        rs = self._routes
+        everyone = [r.stats for r in rs.outbound] + [r.stats for r in rs.inbound] if rs is not None else []
 
         async def on_error(exc: Exception) -> None:
             await self._on_error(nc, exc)

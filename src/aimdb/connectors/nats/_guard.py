@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec
 
-from ..._core._connector import InboundRoute, LinkStatistics
+from ..._core._connector import InboundRoute, LinkCounters
 from .._base import _reason
 from ._client import Msg
 
@@ -44,7 +44,7 @@ class Guard:
         self.url = url
         self.errors = 0
 
-    def report(self, what: str, exc: Exception, stats: list[LinkStatistics]) -> None:
+    def report(self, what: str, exc: Exception, stats: list[LinkCounters]) -> None:
         """Count ``exc``, log it with its traceback and set it as the last error of ``stats``."""
         self.errors += 1
         text = what + " failed: " + _reason(exc)
@@ -53,7 +53,7 @@ class Guard:
         _log.error("%s: %s", self.url, text, exc_info=exc)
 
     def callback(
-        self, what: str, stats: list[LinkStatistics], fn: Callable[_P, Awaitable[None]]
+        self, what: str, stats: list[LinkCounters], fn: Callable[_P, Awaitable[None]]
     ) -> Callable[_P, Awaitable[None]]:
         """Return ``fn`` wrapped so that an exception it raises is reported, not raised."""
 
@@ -65,7 +65,7 @@ class Guard:
 
         return call
 
-    async def keep(self, what: str, stats: list[LinkStatistics], work: Callable[[], Awaitable[None]]) -> None:
+    async def keep(self, what: str, stats: list[LinkCounters], work: Callable[[], Awaitable[None]]) -> None:
         """Run ``work()`` until it returns; each time it raises, report it and run it again.
 
         Cancellation ends it (``CancelledError`` propagates).

@@ -21,7 +21,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from ..._aio import wait_for
-from ..._core._connector import InboundRoute, LinkStatistics
+from ..._core._connector import InboundRoute, LinkCounters
 from .._base import _reason
 from ._client import GONE, Client, Msg, Subscription
 from ._guard import Guard
@@ -39,7 +39,7 @@ RETRY_OPEN = 2.0
 
 
 def note_problem(
-    url: str, stats: list[LinkStatistics], text: str, level: int = logging.WARNING, then: str = ""
+    url: str, stats: list[LinkCounters], text: str, level: int = logging.WARNING, then: str = ""
 ) -> None:
     """Set ``text`` as the last error of every statistics object in ``stats``.
 
@@ -57,7 +57,7 @@ class _Pending:
 
     __slots__ = ("msg_id", "payload", "sent_at", "stats", "subject")
 
-    def __init__(self, subject: str, payload: bytes, msg_id: str, stats: LinkStatistics) -> None:
+    def __init__(self, subject: str, payload: bytes, msg_id: str, stats: LinkCounters) -> None:
         self.subject = subject
         self.payload = payload
         self.msg_id = msg_id
@@ -107,13 +107,13 @@ class PublishAcks:
         """True when ``max_inflight`` publishes wait for their acknowledgement."""
         return len(self._unacked) >= self.max_inflight
 
-    async def subscribe(self, nc: Client, guard: Guard, stats: list[LinkStatistics]) -> None:
+    async def subscribe(self, nc: Client, guard: Guard, stats: list[LinkCounters]) -> None:
         """Subscribe to the acknowledgements on ``nc`` (a new inbox per connection)."""
         self._prefix = nc.new_inbox() + "."
         on_ack = guard.callback("handling a JetStream acknowledgement", stats, self._on_ack)
         await nc.subscribe(self._prefix + "*", cb=on_ack)
 
-    async def publish(self, nc: Client, subject: str, payload: bytes, stats: LinkStatistics) -> None:
+    async def publish(self, nc: Client, subject: str, payload: bytes, stats: LinkCounters) -> None:
         """Publish one value with a reply subject and a message id.
 
         Raises:
@@ -295,7 +295,7 @@ class PullConsumer:
         """The subject the messages come to (empty before the first :meth:`open`)."""
         return self._inbox
 
-    def _stats(self) -> list[LinkStatistics]:
+    def _stats(self) -> list[LinkCounters]:
         return [r.stats for r in self.routes]
 
     def ask_again(self) -> None:
