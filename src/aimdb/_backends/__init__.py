@@ -43,22 +43,10 @@ def current_backend() -> "RuntimeBackend":
     """Return the backend of the event loop running in this thread.
 
     Detection order: MicroPython → its asyncio backend; trio running in this thread →
-    trio; otherwise asyncio (uvloop is an asyncio loop).
+    trio; otherwise asyncio (uvloop is an asyncio loop), also when no loop runs yet.
     """
-    if IS_MICROPYTHON:
-        return get_backend("micropython")
-    import sys
-
-    if "trio" in sys.modules:
-        try:
-            import trio
-
-            trio.lowlevel.current_trio_token()
-        except (ImportError, RuntimeError):
-            pass
-        else:
-            return get_backend("trio")
-    return get_backend("asyncio")
+    be = running_backend()
+    return be if be is not None else get_backend("asyncio")
 
 
 def running_backend() -> "RuntimeBackend | None":
