@@ -199,6 +199,21 @@ class ReconnectPolicy:
         )
 
 
+#: the fields of a connector's counters, live (ConnectorCounters) and snapshot (ConnectorStatistics)
+_CONNECTOR_FIELDS = (
+    "connected_since",
+    "connects",
+    "disconnects",
+    "errors",
+    "failed_attempts",
+    "last_error",
+    "last_error_at",
+    "reconnects",
+    "state",
+    "url",
+)
+
+
 class ConnectorStatistics(Statistics):
     """A snapshot of one connector's connection-level counters (``connector.statistics()``).
 
@@ -218,18 +233,7 @@ class ConnectorStatistics(Statistics):
         connected_since: wall-clock time of the current connection, or ``None``.
     """
 
-    __slots__ = (
-        "connected_since",
-        "connects",
-        "disconnects",
-        "errors",
-        "failed_attempts",
-        "last_error",
-        "last_error_at",
-        "reconnects",
-        "state",
-        "url",
-    )
+    __slots__ = _CONNECTOR_FIELDS
 
     connected_since: float | None
     connects: int
@@ -266,18 +270,7 @@ class ConnectorCounters:
     here, users read a snapshot (``connector.statistics()``).
     """
 
-    __slots__ = (
-        "connected_since",
-        "connects",
-        "disconnects",
-        "errors",
-        "failed_attempts",
-        "last_error",
-        "last_error_at",
-        "reconnects",
-        "state",
-        "url",
-    )
+    __slots__ = _CONNECTOR_FIELDS
 
     def __init__(self, url: str) -> None:
         self.url = url
