@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -190,11 +191,20 @@ def pipe_server(server: Any, name: str) -> Callable[[asyncio.StreamReader, Any],
 
 
 async def stop_all(supervised: list[Supervised], tasks: list[asyncio.Task[None]]) -> None:
-    """Stop every child (in parallel), then end their supervising tasks."""
-    await asyncio.gather(*(s.stop() for s in supervised), return_exceptions=True)
+    """Stop every child (in parallel), then end their supervising tasks.
+
+    A child that could not be stopped, or a supervising task that had failed, is logged
+    with its cause (once each); the others are stopped all the same.
+    """
+    stopped = await asyncio.gather(*(s.stop() for s in supervised), return_exceptions=True)
     for t in tasks:
         t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    ended = await asyncio.gather(*tasks, return_exceptions=True)
+    log = logging.getLogger("aimdb.demo")
+    for what, results in (("stopping", stopped), ("supervising", ended)):
+        for s, r in zip(supervised, results, strict=False):
+            if isinstance(r, Exception):  # a cancellation is how a supervising task ends
+                log.error("%s station %s failed: %r", what, s.name, r, exc_info=r)
 
 
 def exit_when_stdin_closes() -> None:
