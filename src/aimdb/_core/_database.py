@@ -213,10 +213,6 @@ class _StageRun(SupervisedTask):
         buf = self.rec.buffer
         return buf.statistics().produced if buf is not None else 0
 
-    @property
-    def task_name(self) -> str:
-        return self.name
-
     async def _body(self) -> None:
         ctx = self.ctx
         if ctx is None:

@@ -295,10 +295,11 @@ _V = TypeVar("_V")
 class InflightWindow(Generic[_K, _V]):
     """Publishes sent and not yet acknowledged, in send order, at most :attr:`limit` of them.
 
-    The one in-flight window of the connectors that wait for acknowledgements (MQTT QoS
-    1/2, NATS JetStream). A pump checks :attr:`full` before sending and awaits
-    :meth:`wait_change` while it is; every acknowledgement (:meth:`pop`) and every loss
-    of the connection (:meth:`wake`) wakes the waiters, which check again.
+    The in-flight window of MQTT QoS 1/2 publishes (NATS JetStream's ``PublishAcks`` still
+    keeps one of its own). A pump compares ``len(window)`` with :attr:`limit` before
+    sending and awaits :meth:`wait_change` while no room is left; every acknowledgement
+    (:meth:`pop`) and every loss of the connection (:meth:`wake`) wakes the waiters, which
+    check again.
 
     Args:
         limit: most entries in flight (at least 1).
@@ -316,15 +317,6 @@ class InflightWindow(Generic[_K, _V]):
 
     def __contains__(self, key: object) -> bool:
         return key in self._items
-
-    @property
-    def full(self) -> bool:
-        """True when :attr:`limit` entries are in flight."""
-        return len(self._items) >= self.limit
-
-    def room(self) -> int:
-        """How many more entries fit."""
-        return max(0, self.limit - len(self._items))
 
     def add(self, key: _K, value: _V) -> None:
         """Keep ``value`` in flight under ``key`` (after the ones already there)."""

@@ -129,11 +129,6 @@ class MqttSession:
         self.ids.release(pid)
         return entry
 
-    def _drop(self, pid: int) -> Outgoing | None:
-        entry = self.unacked.pop(pid)
-        self.ids.release(pid)
-        return entry
-
     def refused_too_large(self) -> Outgoing | None:
         """The broker closed the connection because a packet was too large (MQTT 5 reason 0x95).
 
@@ -143,7 +138,7 @@ class MqttSession:
         candidates = [(len(out.packet), pid) for pid, out in self.unacked.items() if not out.released]
         if not candidates:
             return None
-        return self._drop(max(candidates)[1])
+        return self.completed(max(candidates)[1])
 
     def start_connection(self, limits: BrokerLimits, session_present: bool) -> list[Outgoing]:
         """Adopt a new connection's limits; queue what must be sent again.
@@ -165,10 +160,10 @@ class MqttSession:
         for pid, out in self.unacked.items():
             too_big = limits.maximum_packet_size is not None and len(out.packet) > limits.maximum_packet_size
             if out.released and not session_present:
-                self._drop(pid)
+                self.completed(pid)
             elif not out.released and (too_big or out.sends >= self.MAX_SENDS):
                 dropped.append(out)
-                self._drop(pid)
+                self.completed(pid)
             else:
                 self.resend.append(pid)
         return dropped
