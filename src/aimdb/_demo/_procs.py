@@ -140,13 +140,19 @@ class Supervised:
                 code = proc.returncode
             finally:
                 self._killpg(proc.pid, signal.SIGKILL)  # leftovers of the process group
-                with contextlib.suppress(BaseException):
-                    await wait_for(waiter, 1.0)  # pipes close once the group is gone
-                for t in tasks:
-                    t.cancel()
-                for t in tasks:
-                    with contextlib.suppress(BaseException):
-                        await t
+                try:
+                    with contextlib.suppress(Exception):  # a cancellation of ours goes on
+                        await wait_for(waiter, 1.0)  # pipes close once the group is gone
+                finally:
+                    for t in tasks:
+                        t.cancel()
+                    await asyncio.wait(tasks)
+                    for t in tasks:  # a pipe reader that failed is logged, not dropped
+                        exc = None if t.cancelled() else t.exception()
+                        if exc is not None:
+                            logging.getLogger("aimdb.demo").error(
+                                "reading station %s failed: %r", self.name, exc, exc_info=exc
+                            )
             if self._stopping:
                 return
             self.on_event("exited", {"pid": proc.pid, "code": code, "restart_in": self.restart_delay})
