@@ -79,8 +79,6 @@ class _TaskGroup:
         async def runner() -> None:
             try:
                 await fn(*args)
-            except asyncio.CancelledError:
-                pass
             except Exception as exc:  # a task's own error is logged, never lost silently
                 get_logger("aimdb").error("task %s failed: %r", name, exc)
             finally:
