@@ -478,7 +478,7 @@ async def test_receive_path_fault_is_logged_counted_and_the_link_goes_on(
         await asyncio.sleep(0.1)  # nothing more (no redelivery of the faulty message)
         st = db.link_statistics()[0]
     assert [v.seq for v in got] == [2, 3]
-    assert conn.internal_errors == 1
+    assert conn.statistics().errors == 1
     assert st.failed == 1 and st.received == 2
     assert len(_faults_logged(caplog, "injected receive fault")) == 1
     assert len([r for r in caplog.records if "injected deserializer fault" in r.getMessage()]) == 1
@@ -546,7 +546,7 @@ async def test_send_path_fault_is_logged_counted_and_the_link_goes_on(
     assert seqs == [2, 3]
     st = db.link_statistics()[0]
     assert st.failed == 1 and st.sent == 3
-    assert st.errors == 1 and conn.internal_errors == 0  # the pump is the database's task
+    assert st.errors == 1 and conn.statistics().errors == 0  # the pump is the database's task
     assert len([r for r in caplog.records if "injected publish fault" in r.getMessage()]) == 1
     assert len(_faults_logged(caplog, "injected pump fault")) == 1
 
@@ -631,7 +631,7 @@ async def test_reconnected_callback_fault_starts_a_new_connection(
             await nc.publish(f"{t}.in", payload("s", 1))
             await nc.flush()
             await wait_until(lambda: len(got) == 1, what="a value after the new connection")
-    assert conn.internal_errors == 1
+    assert conn.statistics().errors == 1
     assert conn.statistics().disconnects == 1
     assert len(_faults_logged(caplog, "injected reconnect fault")) == 1
 

@@ -295,8 +295,8 @@ _V = TypeVar("_V")
 class InflightWindow(Generic[_K, _V]):
     """Publishes sent and not yet acknowledged, in send order, at most :attr:`limit` of them.
 
-    The in-flight window of MQTT QoS 1/2 publishes (NATS JetStream's ``PublishAcks`` still
-    keeps one of its own). A pump compares ``len(window)`` with :attr:`limit` before
+    The in-flight window of MQTT QoS 1/2 publishes and of NATS JetStream's acknowledged
+    publishes. A pump compares ``len(window)`` with :attr:`limit` before
     sending and awaits :meth:`wait_change` while no room is left; every acknowledgement
     (:meth:`pop`) and every loss of the connection (:meth:`wake`) wakes the waiters, which
     check again.

@@ -73,11 +73,13 @@ class NatsConnector(BaseConnector):
         slow_consumer_drops: messages nats-py dropped because a subscription's queue was full.
         duplicates_dropped: JetStream messages delivered again after they had been delivered
             (redeliveries after a server crash), acknowledged and dropped.
-        internal_errors: exceptions raised in the connector's own nats-py callbacks and
-            tasks (a bug, or e.g. a record refusing a value it decoded). Each is logged once,
-            with its traceback, and kept in ``last_error`` of the links concerned; the
-            callback goes on with the next message, a task starts again after 0.5 s (the
-            values a publishing task had taken and not handed over count as ``failed``).
+
+    An exception raised in one of the connector's own nats-py callbacks (a bug, or e.g. a
+    record refusing a value it decoded) is counted in ``statistics().errors``, logged once
+    with its traceback and kept in ``last_error`` of the links concerned; the callback
+    goes on with the next message. One raised in a route's task (publishing, pulling) is
+    the database's to supervise: counted in the link's ``errors``, the task restarted
+    (values it had taken and not handed over count as ``failed``).
 
     Raises:
         ValueError: bad URL or option.
@@ -140,7 +142,7 @@ class NatsConnector(BaseConnector):
         self.options: dict[str, Any] = dict(options or {})
         self._server = ("tls" if self.tls else "nats") + "://" + ep.hostport
         self.slow_consumer_drops = 0
-        self._guard = Guard(self.url)
+        self._guard = Guard(self.url, self._callback_failed)
 
         self._nc: Client | None = None
         self._connecting: Client | None = None
@@ -168,11 +170,6 @@ class NatsConnector(BaseConnector):
     def duplicates_dropped(self) -> int:
         """JetStream redeliveries dropped (see the class's attributes)."""
         return sum(c.duplicates_dropped for c in self._consumers)
-
-    @property
-    def internal_errors(self) -> int:
-        """Errors in the connector's own callbacks and tasks (see the class's attributes)."""
-        return self._guard.errors
 
     def consumer_name(self, subject: str) -> str | None:
         """Return the name of the durable JetStream consumer for ``subject`` (``None`` without ``durable``).

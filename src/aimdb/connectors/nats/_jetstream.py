@@ -22,7 +22,7 @@ from nats.js.errors import NotFoundError
 
 from ..._aio import wait_for
 from ..._core._connector import InboundRoute, LinkCounters
-from .._base import _reason
+from .._base import InflightWindow, _reason
 from ._client import GONE, Client, Msg, Subscription
 from ._guard import Guard
 
@@ -78,34 +78,28 @@ class PublishAcks:
         ack_timeout: seconds to wait for an acknowledgement.
     """
 
-    __slots__ = (
-        "_prefix",
-        "_seq",
-        "_unacked",
-        "_waiters",
-        "ack_timeout",
-        "max_inflight",
-        "msg_prefix",
-        "url",
-    )
+    __slots__ = ("_prefix", "_seq", "_window", "ack_timeout", "msg_prefix", "url")
 
     def __init__(self, url: str, max_inflight: int, ack_timeout: float) -> None:
         self.url = url
-        self.max_inflight = max_inflight
         self.ack_timeout = ack_timeout
         self.msg_prefix = uuid.uuid4().hex[:16]
         self._prefix = ""  # acknowledgements come to <prefix><token>
         self._seq = 0
-        self._unacked: dict[int, _Pending] = {}
-        self._waiters: list[asyncio.Future[None]] = []
+        self._window: InflightWindow[int, _Pending] = InflightWindow(max_inflight)
 
     def __len__(self) -> int:
-        return len(self._unacked)
+        return len(self._window)
+
+    @property
+    def max_inflight(self) -> int:
+        """Most publishes waiting for their acknowledgement at a time."""
+        return self._window.limit
 
     @property
     def full(self) -> bool:
         """True when ``max_inflight`` publishes wait for their acknowledgement."""
-        return len(self._unacked) >= self.max_inflight
+        return len(self._window) >= self._window.limit
 
     async def subscribe(self, nc: Client, guard: Guard, stats: list[LinkCounters]) -> None:
         """Subscribe to the acknowledgements on ``nc`` (a new inbox per connection)."""
@@ -125,18 +119,19 @@ class PublishAcks:
         token = self._seq
         msg_id = self.msg_prefix + "-" + str(token)
         # registered first: kept (and sent again) if the connection goes now
-        entry = self._unacked[token] = _Pending(subject, payload, msg_id, stats)
+        entry = _Pending(subject, payload, msg_id, stats)
+        self._window.add(token, entry)
         try:
             await self._send(nc, token, entry)
         except GONE:
             raise
         except Exception:
-            self._unacked.pop(token, None)
+            self._window.pop(token)
             raise
 
     async def resend(self, nc: Client) -> None:
         """Publish again, in order, what the last connection did not see acknowledged."""
-        for token, entry in list(self._unacked.items()):
+        for token, entry in self._window.items():
             entry.sent_at = time.monotonic()
             await self._send(nc, token, entry)
 
@@ -149,7 +144,7 @@ class PublishAcks:
             token = int(msg.subject.rsplit(".", 1)[1])
         except (IndexError, ValueError):
             return
-        entry = self._unacked.pop(token, None)
+        entry = self._window.pop(token)  # wakes the pump waiting for room
         if entry is None:
             return  # late or duplicate answer
         stats = entry.stats
@@ -177,25 +172,23 @@ class PublishAcks:
         else:
             stats.failed += 1
             note_problem(self.url, [stats], error)
-        if self._waiters and not self.full:
-            self.wake()
 
     def expire(self) -> None:
         """Count as failed the publishes without an acknowledgement after ``ack_timeout``."""
         now = time.monotonic()
-        late = [t for t, e in self._unacked.items() if now - e.sent_at > self.ack_timeout]
-        for t in late:
-            e = self._unacked.pop(t)
+        late = [(t, e) for t, e in self._window.items() if now - e.sent_at > self.ack_timeout]
+        for t, e in late:
+            self._window.pop(t)
             e.stats.failed += 1
             text = "no JetStream acknowledgement within " + str(self.ack_timeout) + "s for " + repr(e.subject)
             note_problem(self.url, [e.stats], text)
-        if late:
-            self.wake()
 
     def abandon(self, why: str) -> None:
         """Count every publish still waiting as failed (the connector stops), ``why`` as the error."""
-        entries, self._unacked = list(self._unacked.values()), {}
-        for e in entries:
+        entries = []
+        for t, e in self._window.items():
+            self._window.pop(t)
+            entries.append(e)
             e.stats.failed += 1
         for stats in {id(e.stats): e.stats for e in entries}.values():
             note_problem(self.url, [stats], why)
@@ -203,16 +196,11 @@ class PublishAcks:
 
     def wake(self) -> None:
         """Wake every :meth:`wait` (an acknowledgement came, or the connection changed)."""
-        waiters, self._waiters = self._waiters, []
-        for w in waiters:
-            if not w.done():
-                w.set_result(None)
+        self._window.wake()
 
     async def wait(self) -> None:
-        """Wait for the next :meth:`wake`."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        await fut
+        """Wait for the next acknowledgement, expiry or :meth:`wake`; callers check again."""
+        await self._window.wait_change()
 
 
 class PullConsumer:
