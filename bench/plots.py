@@ -165,7 +165,7 @@ def column(t: Table, header: str, scale: float = 1.0) -> tuple[list[float], list
     return [num(c) * scale for c in cells], cells
 
 
-def figure(rows: int, cols: int = 1, height: float = 2.6, width: float = 9.0) -> Any:
+def figure(rows: int, cols: int = 1, height: float = 2.6, width: float = 7.0) -> Any:
     fig, axes = plt.subplots(rows, cols, figsize=(width, height * rows), squeeze=False)
     return fig, [ax for line in axes for ax in line]
 
@@ -311,7 +311,7 @@ def _distinct(names: Sequence[str]) -> list[str]:
 
 
 def connectors(r: dict[str, Table]) -> Any:
-    fig, axes = figure(2, height=3.2, width=10.0)
+    fig, axes = figure(2, height=3.4, width=8.0)
     t = r["latest"]
     bulk = Table(t.headers, [row for row in t.rows if row[2] != "-"])
     paced = Table(t.headers, [row for row in t.rows if row[2] == "-"])
@@ -335,7 +335,7 @@ def connectors(r: dict[str, Table]) -> Any:
 
 
 def nats(r: dict[str, Table]) -> Any:
-    fig, axes = figure(2, height=3.0, width=10.0)
+    fig, axes = figure(2, height=3.2, width=8.0)
     tables = {loop: r["nats-" + loop] for loop in ("asyncio", "uvloop")}
     bulk = {k: Table(t.headers, [row for row in t.rows if row[2] != "-"]) for k, t in tables.items()}
     paced = {k: Table(t.headers, [row for row in t.rows if row[2] == "-"]) for k, t in tables.items()}

@@ -29,11 +29,18 @@ from urllib.parse import unquote, urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "mkdocs.yml"
 
-# The screenshots in docs/images/: (file name, page, viewport width, theme scheme).
+# The screenshots in docs/images/: file name, page, viewport width, theme scheme, and the
+# element to scroll to the middle of the screen (None: the top of the page).
 SCREENSHOTS = [
-    ("site-home.png", "index.html", 1280, "default"),
-    ("site-benchmarks.png", "benchmarks-connectors.html", 1280, "default"),
-    ("site-guide-dark.png", "guides/buffers.html", 1280, "slate"),
+    ("site-home.png", "index.html", 1280, "default", None),
+    (
+        "site-benchmarks.png",
+        "benchmarks-connectors.html",
+        1280,
+        "default",
+        "img[src$='bench-connectors.svg']",
+    ),
+    ("site-guide-dark.png", "guides/buffers.html", 1280, "slate", None),
 ]
 HEIGHT = 800
 
@@ -50,15 +57,19 @@ _INSPECT = """
     }
     return false;
   };
-  const describe = (el) => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
-    (el.className && typeof el.className === 'string' ? '.' + el.className.trim().split(/\\s+/).join('.') : '') +
-    ' "' + (el.textContent || '').trim().slice(0, 60) + '"';
+  const describe = (el) => {
+    const cls = typeof el.className === 'string' ? el.className.trim().split(/\\s+/).join('.') : '';
+    return el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + (cls ? '.' + cls : '') +
+      ' "' + (el.textContent || '').trim().slice(0, 60) + '"';
+  };
   const cut = [];
   for (const el of content.querySelectorAll('*')) {
     const r = el.getBoundingClientRect();
     if (r.width === 0 || r.height === 0) continue;
     if (r.right > box.right + 1 || r.left < box.left - 1) {
-      if (!scrolls(el)) cut.push(describe(el) + ' right=' + Math.round(r.right) + ' box=' + Math.round(box.right));
+      if (!scrolls(el)) {
+        cut.push(describe(el) + ' right=' + Math.round(r.right) + ' box=' + Math.round(box.right));
+      }
     }
   }
   const plain = [];
@@ -125,7 +136,8 @@ def chromium_path() -> str | None:
 
 def build_site(dest: Path) -> Path:
     """``mkdocs build --strict`` into ``dest``; raises ``RuntimeError`` with the output on failure."""
-    cmd = [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(CONFIG), "--site-dir", str(dest)]
+    cmd = [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(CONFIG)]
+    cmd += ["--site-dir", str(dest)]
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180, env=env)
     if proc.returncode != 0:
@@ -204,6 +216,7 @@ class SiteTab:
         return path
 
     def close(self) -> None:
+        """Close the tab's browser context."""
         self.context.close()
 
 
@@ -213,10 +226,12 @@ def render_screenshots(out: Path) -> list[Path]:
     with tempfile.TemporaryDirectory() as tmp:
         site = build_site(Path(tmp) / "site")
         with browser() as b:
-            for name, page, width, scheme in SCREENSHOTS:
+            for name, page, width, scheme, focus in SCREENSHOTS:
                 tab = SiteTab(b, site, width, scheme)
                 try:
                     tab.open(page)
+                    if focus is not None:
+                        tab.page.locator(focus).first.evaluate("e => e.scrollIntoView({block: 'center'})")
                     written.append(tab.screenshot(out / name))
                 finally:
                     tab.close()
@@ -224,6 +239,7 @@ def render_screenshots(out: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Render the screenshots; 1 with a one-line reason when the site or the browser fails."""
     ap = argparse.ArgumentParser(description="Render screenshots of the built documentation site.")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "images", help="directory for the PNG files")
     args = ap.parse_args(argv)
