@@ -27,6 +27,7 @@ from aimdb import AimDbBuilder, BufferCfg
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
+RESULTS = ROOT / "bench" / "results"  # one JSON file per docs page; bench/plots.py draws from them
 
 
 # ---------------------------------------------------------------- event loops
@@ -152,8 +153,15 @@ def command_line() -> str:
 # ---------------------------------------------------------------- markdown
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+# Tables made with ``table(..., name=...)`` in this process, for ``write_results``.
+RESULT_TABLES: dict[str, dict[str, list[Any]]] = {}
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], name: str | None = None) -> str:
+    """A markdown table; with ``name`` it is also kept for :func:`write_results` (cells as text)."""
     cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    if name is not None:
+        RESULT_TABLES[name] = {"headers": cells[0], "rows": cells[1:]}
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     out = []
     for n, r in enumerate(cells):
@@ -161,6 +169,36 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         if n == 0:
             out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(out)
+
+
+def write_results(path: Path, page: str, source: str) -> None:
+    """Write the named tables of this run as a results file (the format ``bench/plots.py`` reads).
+
+    ``page`` is the docs page that shows the tables, ``source`` says which run they came from.
+    The cells are the text of the markdown tables, so a page and its plots show the same numbers.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(results_json(page, source, RESULT_TABLES), encoding="utf-8")
+
+
+def results_json(page: str, source: str, tables: dict[str, dict[str, list[Any]]]) -> str:
+    """A results file's text: JSON with one line per table row, so diffs show changed rows."""
+
+    def dumps(v: Any) -> str:
+        return json.dumps(v, ensure_ascii=False)
+
+    out = ["{", f' "page": {dumps(page)},', f' "source": {dumps(source)},', ' "tables": {']
+    for n, (name, t) in enumerate(tables.items()):
+        out.append(f"  {dumps(name)}: {{")
+        out.append(f'   "headers": {dumps(t["headers"])},')
+        out.append('   "rows": [')
+        out.extend(
+            f"    {dumps(r)}" + ("," if i < len(t["rows"]) - 1 else "") for i, r in enumerate(t["rows"])
+        )
+        out.append("   ]")
+        out.append("  }" + ("," if n < len(tables) - 1 else ""))
+    out += [" }", "}"]
+    return "\n".join(out) + "\n"
 
 
 def write_between_markers(path: Path, name: str, body: str, title: str) -> None:

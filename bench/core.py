@@ -7,6 +7,10 @@ markdown tables and writes them into ``docs/benchmarks.md`` between markers::
     python bench/core.py            # full run (about 2 minutes)
     python bench/core.py --quick    # smaller sizes, for a smoke test; does not touch the docs
     python bench/core.py --profile  # cProfile of the W1 hot paths instead of the benchmarks
+    python bench/core.py --json out.json  # also write the tables as a results file
+
+Writing the docs also writes ``bench/results/core.json``; ``python bench/plots.py`` then
+redraws the plots on the page from it.
 
 Workloads (the targets come from the core issue's "Performance" section):
 
@@ -45,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
     DOCS,
+    RESULTS,
     command_line,
     load_average,
     loop_kinds,
@@ -53,6 +58,7 @@ from _common import (
     run_on,
     table,
     write_between_markers,
+    write_results,
 )
 
 from aimdb import AimDb, AimDbBuilder, BufferCfg, LatestBuffer, RingBuffer
@@ -613,6 +619,7 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="cProfile the W1 aimdb paths and exit")
     ap.add_argument("--no-write", action="store_true", help="print only, do not update docs/benchmarks.md")
     ap.add_argument("--repeats", type=int, default=3, help="W1 repeats per case (the best is reported)")
+    ap.add_argument("--json", type=Path, help="also write the tables to this results file")
     args = ap.parse_args()
 
     quick = args.quick
@@ -678,7 +685,9 @@ def main() -> None:
         "Deliveries per second (values x readers / wall time); ratios against the asyncio.Queue "
         "baseline and the callback floor of the same loop and reader count. `lagged` is the sum of "
         "values aimdb readers lost to ring overflow over all repeats.\n\n"
-        + table(["loop", "readers", "variant", "deliveries/s", "vs Queue", "vs floor", "lagged"], rows),
+        + table(
+            ["loop", "readers", "variant", "deliveries/s", "vs Queue", "vs floor", "lagged"], rows, name="w1"
+        ),
     )
 
     # ---- produce() cost
@@ -702,7 +711,7 @@ def main() -> None:
         "`perf_counter_ns`, " + str(samples) + " samples; median and p99 over samples. "
         "Active readers drain between samples, so the first call of each batch wakes 16 waiting "
         "readers. Baselines are per value delivered to 16 readers.\n\n"
-        + table(["loop", "case", "median ns", "p99 ns"], rows),
+        + table(["loop", "case", "median ns", "p99 ns"], rows, name="produce"),
     )
 
     # ---- W2 latency
@@ -739,7 +748,9 @@ def main() -> None:
         + str(w2_seconds)
         + " s per rate and impl, in 2 alternating slices, first 10 % of each dropped)",
         "Microseconds from `produce` to the reader holding the value, over all readers' samples.\n\n"
-        + table(["loop", "rate", "impl", "samples", "p50 us", "p99 us", "p999 us", "max us"], rows),
+        + table(
+            ["loop", "rate", "impl", "samples", "p50 us", "p99 us", "p999 us", "max us"], rows, name="w2"
+        ),
     )
 
     # ---- W3 memory
@@ -770,7 +781,7 @@ def main() -> None:
         "W3 memory (tracemalloc, " + f"{records:,}" + " records)",
         "Bytes per record beyond the value and the key string (both created before measuring). "
         f"Building the {records:,}-record database took {mem['build_s']:.2f} s.\n\n"
-        + table(["what", "bytes"], rows),
+        + table(["what", "bytes"], rows, name="w3"),
     )
 
     # ---- allocations
@@ -804,20 +815,25 @@ def main() -> None:
         "(what the hot path retains). `peak B`: highest traced memory during the fan-out above "
         "the start (transient allocations alive at once). `waits/delivery`: reader suspensions "
         "per delivered value; each allocates a waiter, a future and a wake-up handle, freed "
-        "on wake.\n\n" + table(["loop", "variant", "net B/delivery", "peak B", "waits/delivery"], rows),
+        "on wake.\n\n"
+        + table(["loop", "variant", "net B/delivery", "peak B", "waits/delivery"], rows, name="alloc"),
     )
 
     # ---- verdicts
     vrows = [[t, k, m, "PASS" if ok else "FAIL"] for t, k, m, ok in verdicts]
-    emit("Targets", table(["target", "loop", "measured", "result"], vrows))
+    emit("Targets", table(["target", "loop", "measured", "result"], vrows, name="targets"))
     elapsed = time.perf_counter() - started
     footer = f"Total run time {elapsed:.0f} s; load average at the end: {load_average()}.\n"
     print(footer)
 
+    source = f"{command_line()} at aimdb {info['aimdb commit']}, {time.strftime('%Y-%m-%d')}"
+    if args.json:
+        write_results(args.json, "benchmarks.md", source)
     if not (quick or args.no_write):
         body = header + "\n" + "\n".join(sections) + "\n" + footer
         write_between_markers(DOCS, "bench:core", body, "Core engine (`bench/core.py`)")
-        print("updated docs/benchmarks.md")
+        write_results(RESULTS / "core.json", "benchmarks.md", source)
+        print("updated docs/benchmarks.md and bench/results/core.json (redraw: python bench/plots.py)")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,10 @@ One command runs, one after the other, each in fresh processes::
     python bench/demo.py                    # 30 s per run (about 4 minutes), writes the docs
     python bench/demo.py --quick            # 8 s per run, prints only
     python bench/demo.py --no-mqtt          # skip the runs through the broker
+    python bench/demo.py --json out.json    # also write the tables as a results file
+
+Writing the docs also writes ``bench/results/demo.json``; ``python bench/plots.py`` then
+redraws the plot on the page from it.
 
 Runs (``hz`` is samples per second per sensor; the demo has 3 stations x 2 sensors):
 
@@ -47,7 +51,17 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import DOCS, ROOT, command_line, load_average, machine_info, table, write_between_markers
+from _common import (
+    DOCS,
+    RESULTS,
+    ROOT,
+    command_line,
+    load_average,
+    machine_info,
+    table,
+    write_between_markers,
+    write_results,
+)
 
 from aimdb._demo._hub import _cpu, quantiles_ms
 
@@ -330,6 +344,7 @@ def main() -> None:
         help="start a private Mosquitto on a free port for the MQTT runs instead of using --mqtt",
     )
     ap.add_argument("--no-headroom", action="store_true", help="skip the 100 Hz runs")
+    ap.add_argument("--json", type=Path, help="also write the tables to this results file")
     args = ap.parse_args()
 
     started = time.perf_counter()
@@ -463,7 +478,11 @@ def _main(args: argparse.Namespace, header: str, started: float, mqtt: str | Non
         "reading process only: the hub for the demo, the asyncio parent for the floor. "
         "`s` is the reader's wall time (the demo's includes station start-up and shutdown, so "
         "it sees fewer samples than rate x duration).\n\n"
-        + table(["run", "values/s", "s", "samples", "lost", "p50 ms", "p99 ms", "max ms", "CPU %"], rows)
+        + table(
+            ["run", "values/s", "s", "samples", "lost", "p50 ms", "p99 ms", "max ms", "CPU %"],
+            rows,
+            name="runs",
+        )
         + ("\n\n" + mqtt_note if mqtt_note else ""),
     )
 
@@ -494,7 +513,9 @@ def _main(args: argparse.Namespace, header: str, started: float, mqtt: str | Non
         "broker. The MicroPython station's `time.time_ns()` has 1 ms resolution, so its figures "
         "carry up to 1 ms of clock granularity.\n\n"
         + table(
-            ["run", "station", "runtime", "link", "values", "lost", "restarts", "p50 ms", "p99 ms"], rows
+            ["run", "station", "runtime", "link", "values", "lost", "restarts", "p50 ms", "p99 ms"],
+            rows,
+            name="stations",
         ),
     )
 
@@ -541,14 +562,19 @@ def _main(args: argparse.Namespace, header: str, started: float, mqtt: str | Non
                 "-",
             ]
         )
-    emit("Targets", table(["target", "measured", "result"], verdicts))
+    emit("Targets", table(["target", "measured", "result"], verdicts, name="targets"))
 
     elapsed = time.perf_counter() - started
     footer = f"Total run time {elapsed:.0f} s; load average at the end: {load_average()}.\n"
     print(footer)
 
+    commit = machine_info()["aimdb commit"]
+    source = f"{command_line()} at aimdb {commit}, {time.strftime('%Y-%m-%d')}"
+    if args.json:
+        write_results(args.json, "benchmarks-demo.md", source)
     if args.quick or args.no_write:
         return
+    write_results(RESULTS / "demo.json", "benchmarks-demo.md", source)
     intro = (
         "# Demo benchmark (end to end)\n\n"
         "Produced by `bench/demo.py`; everything below the command line is written by the script. "
@@ -558,6 +584,9 @@ def _main(args: argparse.Namespace, header: str, started: float, mqtt: str | Non
         "stdout pipe, and through the same Mosquitto with paho-mqtt and aiomqtt). The runs go one "
         "after the other, each in fresh processes. Single runs on a shared machine: expect the "
         "tails (p99, max) to move between runs.\n\n"
+        "![Latency of every run: p50, p99 and max in ms](images/bench-demo.svg)\n\n"
+        "The plot is drawn by `python bench/plots.py` from `bench/results/demo.json`, which this "
+        "script writes with the tables below.\n\n"
     )
     DOC.write_text(intro + header + "\n" + "\n".join(sections) + "\n" + footer, encoding="utf-8")
     print("wrote docs/benchmarks-demo.md")

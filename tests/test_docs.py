@@ -2,8 +2,11 @@
 
 ``mkdocs build --strict`` fails on any warning: a page missing from the nav or a nav entry
 without a page, a broken link or anchor, a cross-reference to an undocumented object, or a
-docstring mkdocstrings cannot parse. The examples in the guides are complete programs; each
-one is run as written (a ``<!-- not run -->`` comment before a block exempts it).
+docstring mkdocstrings cannot parse. The built HTML is checked for what the strict build
+does not see: a Markdown list without the blank line before it (rendered as one paragraph),
+code blocks left unhighlighted, and pages loading anything from another host. The examples
+in the guides are complete programs; each one is run as written (a ``<!-- not run -->``
+comment before a block exempts it). The site in a browser: ``tests/docs/test_site_browser.py``.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ def _mkdocs_build(config: Path, site: Path) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
 
 
@@ -78,12 +82,72 @@ def _nav_pages(nav: Any) -> list[str]:
     return []
 
 
-@needs_mkdocs
-def test_strict_build_succeeds(tmp_path: Path) -> None:
-    proc = _mkdocs_build(CONFIG, tmp_path / "site")
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The site built once from the docs as they are (strict)."""
+    if importlib.util.find_spec("mkdocs") is None:
+        pytest.skip("mkdocs is not installed (pip install 'aimdb[docs]')")
+    out = tmp_path_factory.mktemp("docs") / "site"
+    proc = _mkdocs_build(CONFIG, out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert (tmp_path / "site" / "index.html").exists()
-    assert (tmp_path / "site" / "reference" / "database" / "index.html").exists()
+    return out
+
+
+def _pages(site: Path) -> list[Path]:
+    return sorted(p for p in site.rglob("*.html") if p.name != "404.html")
+
+
+def test_strict_build_succeeds(site: Path) -> None:
+    assert (site / "index.html").exists()
+    # use_directory_urls: false -- every page is a file, so links work opened from disk
+    assert (site / "reference" / "database.html").exists()
+    assert not (site / "reference" / "database").exists()
+
+
+_PARAGRAPH = re.compile(r"<p>(.*?)</p>", re.S)
+_LIST_LINE = re.compile(r"\n\s*(?:[-*+]|\d+\.) ")
+
+
+def paragraphs_holding_a_list(html: str) -> list[str]:
+    """Paragraphs with a line that starts like a list item: a list missing its blank line."""
+    return [m.group(1)[:120] for m in _PARAGRAPH.finditer(html) if _LIST_LINE.search(m.group(1))]
+
+
+def test_the_list_check_finds_a_list_without_a_blank_line() -> None:
+    md = pytest.importorskip("markdown")
+    broken = md.markdown("How to read it:\n- one\n- two\n")
+    fixed = md.markdown("How to read it:\n\n- one\n- two\n")
+    assert paragraphs_holding_a_list(broken) != []
+    assert paragraphs_holding_a_list(fixed) == []
+
+
+def test_no_list_renders_as_a_paragraph(site: Path) -> None:
+    found = {str(p.relative_to(site)): paragraphs_holding_a_list(p.read_text()) for p in _pages(site)}
+    assert {k: v for k, v in found.items() if v} == {}, "add a blank line before these lists"
+
+
+# Attributes that make the browser load something (a plain <a href> to another site does not).
+_LOADS = re.compile(r"<(?:script|link|img|iframe|source|embed)\b[^>]*?\b(?:src|href)=\"([^\"]+)\"", re.S)
+
+
+def test_pages_load_nothing_from_other_hosts(site: Path) -> None:
+    off_host = {}
+    for page in _pages(site):
+        urls = [u for u in _LOADS.findall(page.read_text()) if re.match(r"(?:[a-z]+:)?//", u)]
+        if urls:
+            off_host[str(page.relative_to(site))] = urls
+    assert off_host == {}
+    css = "".join(p.read_text() for p in site.glob("assets/stylesheets/*.css"))
+    assert "fonts.googleapis" not in css and "@import url(http" not in css
+
+
+def test_code_blocks_are_highlighted_at_build_time(site: Path) -> None:
+    html = (site / "guides" / "buffers.html").read_text()
+    blocks = re.findall(r'<div class="language-python highlight"><pre>(.*?)</pre>', html, re.S)
+    assert blocks, "no highlighted python block on guides/buffers.html"
+    # Pygments token classes: keyword, name, string ... (no client-side highlighter)
+    assert all(re.search(r'<span class="(?:k|kn|nf|nc|s\d?)">', b) for b in blocks)
+    assert "highlight.js" not in html and "hljs" not in html
 
 
 def _broken_copy(tmp_path: Path, break_docs: Any) -> Path:
