@@ -697,6 +697,53 @@ def stats(
     out.table(cols, rows, fmt)
 
 
+# ------------------------------------------------------------------ micropython
+
+micropython_app = typer.Typer(
+    help="The MicroPython interpreter the demo's MicroPython station runs on.", context_settings=_CONTEXT
+)
+app.add_typer(micropython_app, name="micropython")
+micropython_app.callback(invoke_without_command=True)(_group_help)
+
+
+@micropython_app.command("install")
+def micropython_install(
+    force: bool = typer.Option(False, "--force", help="Reinstall even when it is installed."),
+) -> None:
+    """Install the pinned MicroPython WebAssembly interpreter (npm ci, needs Node.js).
+
+    It goes to $AIMDB_MICROPYTHON_HOME, else to a per-user cache directory
+    (~/.cache/aimdb/micropython-VERSION); the printed directory is where it is.
+    """
+    from .. import _micropython as mpy
+
+    if mpy.is_installed() and not force:
+        out.line(f"MicroPython ({mpy.PACKAGE} {mpy.VERSION}) is already installed in {mpy.home()}")
+        return
+    out.err(f"installing {mpy.PACKAGE} {mpy.VERSION} into {mpy.home()} (npm ci) ...")
+    try:
+        where = mpy.install(force=force)
+    except mpy.InstallError as exc:
+        raise typer.Exit(_fail(f"error: {exc}")) from None
+    out.line(f"MicroPython ({mpy.PACKAGE} {mpy.VERSION}) installed in {where}")
+
+
+@micropython_app.command("status")
+def micropython_status() -> None:
+    """Say whether MicroPython can run here (exit 0) or why not (exit 1)."""
+    from .. import _micropython as mpy
+
+    found = mpy.runner()
+    if found.command is None:
+        raise typer.Exit(_fail(f"MicroPython cannot run here: {found.reason}"))
+    out.line(f"MicroPython {mpy.VERSION} runs with: {' '.join(found.command)}")
+
+
+def _fail(message: str) -> int:
+    out.err(message)
+    return EXIT_ERROR
+
+
 # ------------------------------------------------------------------ demo
 
 
