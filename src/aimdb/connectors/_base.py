@@ -98,8 +98,13 @@ def parse_endpoint(url: str, default_ports: dict[str, int], tls_schemes: tuple[s
     u = LinkUrl.parse_endpoint(url)
     if u.scheme not in default_ports:
         raise ValueError(
-            "unsupported scheme " + repr(u.scheme) + " in " + repr(url) + " (expected "
-            + " or ".join(sorted(default_ports)) + ")"
+            "unsupported scheme "
+            + repr(u.scheme)
+            + " in "
+            + repr(url)
+            + " (expected "
+            + " or ".join(sorted(default_ports))
+            + ")"
         )
     if not u.host:
         raise ValueError("no host in connector URL " + repr(url))
@@ -191,11 +196,23 @@ class ReconnectPolicy:
 
     def __repr__(self) -> str:
         return (
-            "ReconnectPolicy(initial_delay=" + repr(self.initial_delay) + ", max_delay="
-            + repr(self.max_delay) + ", multiplier=" + repr(self.multiplier) + ", jitter="
-            + repr(self.jitter) + ", max_attempts=" + repr(self.max_attempts) + ", dead_after="
-            + repr(self.dead_after) + ", dead_max_delay=" + repr(self.dead_max_delay)
-            + ", stable_after=" + repr(self.stable_after) + ")"
+            "ReconnectPolicy(initial_delay="
+            + repr(self.initial_delay)
+            + ", max_delay="
+            + repr(self.max_delay)
+            + ", multiplier="
+            + repr(self.multiplier)
+            + ", jitter="
+            + repr(self.jitter)
+            + ", max_attempts="
+            + repr(self.max_attempts)
+            + ", dead_after="
+            + repr(self.dead_after)
+            + ", dead_max_delay="
+            + repr(self.dead_max_delay)
+            + ", stable_after="
+            + repr(self.stable_after)
+            + ")"
         )
 
 
@@ -425,11 +442,7 @@ class RepeatedFailureLog:
         if self._same >= self._report_at:
             self._report_at *= 10
             self._log.warning(
-                "%s: still failing (%d times in a row): %s; retrying in %.2fs",
-                self._url,
-                self._same,
-                text,
-                retry_in,
+                "still failing (%d times in a row): %s; retrying in %.2fs", self._same, text, retry_in
             )
 
     def recovered(self) -> None:
