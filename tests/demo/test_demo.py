@@ -230,6 +230,25 @@ def test_kafka_that_never_connects_is_shown_logged_once_and_fails_the_run(demos:
     _check_every_station(summary)
 
 
+def test_ctrl_c_with_a_broker_that_never_connected_still_exits_3(demos: Any) -> None:
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        d = demos("--kafka", f"kafka://127.0.0.1:{port}")  # no --duration: until interrupted
+        d.wait_line(
+            lambda s: s.startswith(f"aimdb demo: kafka kafka://127.0.0.1:{port}: connecting"), timeout=60
+        )
+        d.proc.send_signal(signal.SIGINT)
+        code = d.proc.wait(30)
+    for t in d._threads:
+        t.join(5)
+    assert code == 3, "\n".join(d.lines + d.errors)
+    assert json.loads(d.lines[-1])["kafka"]["connected"] is False
+    assert any("never connected during the run" in ln for ln in d.errors), d.errors
+
+
 def test_killed_station_goes_stale_then_comes_back(demos: Any) -> None:
     if MPY is None:
         pytest.skip(f"MicroPython runner not available: {MPY_REASON}")

@@ -596,7 +596,6 @@ async def run_hub(args: argparse.Namespace, outcome: list[dict[str, Any]]) -> in
                 print(line, file=sys.stderr)
             result = summary(views, wall, cpu, mode)
             outcome.append(result)
-            never = [b for b in brokers.values() if not b.ever_connected]
             if not headless:
                 lat = result["latency_ms"]
                 say(
@@ -605,16 +604,13 @@ async def run_hub(args: argparse.Namespace, outcome: list[dict[str, Any]]) -> in
                     f"hub CPU {result['hub_cpu_percent']:.1f} %"
                 )
     say("aimdb demo: stopped cleanly")
-    if never:
-        for b in never:
-            print(
-                f"aimdb demo: {b.kind} at {b.connector.url} never connected during the run "
-                f"(last error: {b.connector.stats.last_error})",
-                file=sys.stderr,
-                flush=True,
-            )
-        return EXIT_BROKER
     return 0
+
+
+def unconnected_brokers(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The summary entries of requested brokers that never connected during the run."""
+    entries = [result.get(kind) for kind in ("mqtt", "kafka")]
+    return [e for e in entries if isinstance(e, dict) and e.get("requested") and not e.get("connected")]
 
 
 # ---------------------------------------------------------------------------- gateway (--mqtt)
@@ -762,6 +758,13 @@ def main(argv: list[str]) -> int:
     except DemoError as exc:
         print(f"aimdb demo: {exc}", file=sys.stderr, flush=True)
         return 1
+    never = unconnected_brokers(outcome[-1]) if outcome else []
+    for b in never:  # also after Ctrl-C
+        print(
+            f"aimdb demo: {b['url']} never connected during the run (last error: {b['last_error']})",
+            file=sys.stderr,
+            flush=True,
+        )
     if args.headless and outcome:
         print(json.dumps(outcome[-1]), flush=True)  # pure JSON, the last line: `| tail -1 | jq`
-    return code
+    return EXIT_BROKER if never and code == 0 else code
