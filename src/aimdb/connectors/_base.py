@@ -98,13 +98,8 @@ def parse_endpoint(url: str, default_ports: dict[str, int], tls_schemes: tuple[s
     u = LinkUrl.parse_endpoint(url)
     if u.scheme not in default_ports:
         raise ValueError(
-            "unsupported scheme "
-            + repr(u.scheme)
-            + " in "
-            + repr(url)
-            + " (expected "
-            + " or ".join(sorted(default_ports))
-            + ")"
+            "unsupported scheme " + repr(u.scheme) + " in " + repr(url) + " (expected "
+            + " or ".join(sorted(default_ports)) + ")"
         )
     if not u.host:
         raise ValueError("no host in connector URL " + repr(url))
@@ -196,23 +191,11 @@ class ReconnectPolicy:
 
     def __repr__(self) -> str:
         return (
-            "ReconnectPolicy(initial_delay="
-            + repr(self.initial_delay)
-            + ", max_delay="
-            + repr(self.max_delay)
-            + ", multiplier="
-            + repr(self.multiplier)
-            + ", jitter="
-            + repr(self.jitter)
-            + ", max_attempts="
-            + repr(self.max_attempts)
-            + ", dead_after="
-            + repr(self.dead_after)
-            + ", dead_max_delay="
-            + repr(self.dead_max_delay)
-            + ", stable_after="
-            + repr(self.stable_after)
-            + ")"
+            "ReconnectPolicy(initial_delay=" + repr(self.initial_delay) + ", max_delay="
+            + repr(self.max_delay) + ", multiplier=" + repr(self.multiplier) + ", jitter="
+            + repr(self.jitter) + ", max_attempts=" + repr(self.max_attempts) + ", dead_after="
+            + repr(self.dead_after) + ", dead_max_delay=" + repr(self.dead_max_delay)
+            + ", stable_after=" + repr(self.stable_after) + ")"
         )
 
 
