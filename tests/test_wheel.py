@@ -1,9 +1,10 @@
 """The wheel built with ``python -m build`` installs into a fresh venv and works outside the repo.
 
-The venv gets the wheel with ``--no-index --no-deps`` (no network); its dependencies come
-from the test interpreter's site-packages, added as a plain path (so this checkout's own
-editable install is not picked up: ``.pth`` files there are not processed). Every command
-runs in a temporary directory without ``PYTHONPATH``, so only the installed package is used.
+The wheel is built from the sdist. The venv gets the wheel with ``--no-index --no-deps``
+(no network); its dependencies come from the test interpreter's site-packages, added as a
+plain path (so this checkout's own editable install is not picked up: ``.pth`` files there
+are not processed). Every command runs in a temporary directory without ``PYTHONPATH``,
+so only the installed package is used.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import venv
 from pathlib import Path
 
@@ -27,14 +29,21 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with the wheel of this checkout installed; returns the venv directory."""
     tmp = tmp_path_factory.mktemp("wheel")
     dist = tmp / "dist"
+    # Without --wheel/--sdist, build makes the sdist and then the wheel from the sdist: what
+    # the wheel carries, the sdist carries too.
     subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)],
+        [sys.executable, "-m", "build", "--outdir", str(dist), str(ROOT)],
         check=True,
         capture_output=True,
-        timeout=300,
+        timeout=600,
     )
     wheels = list(dist.glob("aimdb-*.whl"))
     assert len(wheels) == 1
+    with tarfile.open(next(dist.glob("aimdb-*.tar.gz"))) as sdist:
+        names = {n.split("/", 1)[1] for n in sdist.getnames() if "/" in n}
+    for name in ("run.mjs", "package.json", "package-lock.json", "__init__.py"):
+        assert f"src/aimdb/_micropython/{name}" in names, sorted(names)
+    assert not any("node_modules" in n for n in names)
     env = tmp / "venv"
     venv.create(env, with_pip=True)
     py = env / "bin" / "python"
