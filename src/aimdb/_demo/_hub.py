@@ -704,14 +704,24 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="aimdb demo",
         description="Weather mesh: three stations (asyncio, trio, MicroPython) and an edge hub.",
+        epilog="Exit codes: 0 ok, 1 could not start, 2 usage error, 3 a requested broker never connected. "
+        "The MicroPython station needs Node.js and 'aimdb micropython install'.",
     )
     p.add_argument(
         "--duration", type=float, default=None, help="stop after S seconds (default: run until Ctrl-C)"
     )
     p.add_argument("--headless", action="store_true", help="plain log lines instead of the live table")
     p.add_argument("--hz", type=float, default=10.0, help="samples per second per sensor (default 10)")
-    p.add_argument("--mqtt", metavar="URL", help="stations publish to this broker, the hub reads from it")
-    p.add_argument("--kafka", metavar="URL", help="the hub forwards derived dew points to this Kafka broker")
+    p.add_argument(
+        "--mqtt",
+        metavar="URL",
+        help="stations publish to this broker (mqtt://HOST:PORT or HOST:PORT), the hub reads from it",
+    )
+    p.add_argument(
+        "--kafka",
+        metavar="URL",
+        help="the hub forwards derived dew points to this Kafka broker (kafka://HOST:PORT or HOST:PORT)",
+    )
     p.add_argument("--name", default="aimdb-demo", help="instance name of the hub (remote access)")
     p.add_argument(
         "--topic-prefix",
