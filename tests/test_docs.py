@@ -234,12 +234,13 @@ def test_guide_example_runs(runner: str, code: str, tmp_path: Path) -> None:
         (tmp_path / "pytest.ini").write_text("[pytest]\n")
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_example.py"]
     elif runner == "micropython":
-        tools = ROOT / "tools" / "micropython"
-        node = shutil.which("node")
-        if node is None or not (tools / "node_modules").exists():
-            pytest.skip("MicroPython runner not installed (node, npm ci --prefix tools/micropython)")
+        from aimdb._micropython import runner as mpy_runner
+
+        found = mpy_runner("--path", str(ROOT / "src"))
+        if found.command is None:
+            pytest.skip(f"MicroPython cannot run here: {found.reason}")
         (tmp_path / "example.py").write_text(code)
-        cmd = [node, str(tools / "run.mjs"), "--path", str(ROOT / "src"), str(tmp_path / "example.py")]
+        cmd = [*found.command, str(tmp_path / "example.py")]
     else:
         raise AssertionError("unknown runner " + runner)
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=90, env=env)

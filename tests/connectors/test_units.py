@@ -236,3 +236,37 @@ async def test_backoff_grows_across_connections_the_broker_drops_at_once(rt: Any
     assert len(conn.connects) <= 10, gaps  # a tight loop makes hundreds
     assert gaps[0] < 0.05 and max(gaps) >= 0.15, gaps
     assert conn.statistics().disconnects >= len(conn.connects) - 1
+
+
+def test_repeated_connection_error_is_logged_once_then_at_growing_intervals(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from aimdb.connectors._base import RepeatedFailureLog
+
+    log = logging.getLogger("aimdb.test.repeat")
+    failures = RepeatedFailureLog(log, "kafka://h:1")
+    with caplog.at_level(logging.INFO, logger="aimdb.test.repeat"):
+        for _ in range(120):
+            failures.failed("cannot connect to kafka://h:1: refused", 0.5)
+        lines = [r.getMessage() for r in caplog.records]
+        assert lines[0] == "cannot connect to kafka://h:1: refused; retrying in 0.50s (attempt 1)"
+        assert lines[1:] == [
+            "still failing (10 times in a row): cannot connect to kafka://h:1: refused; retrying in 0.50s",
+            "still failing (100 times in a row): cannot connect to kafka://h:1: refused; retrying in 0.50s",
+        ]
+        caplog.clear()
+        failures.failed("cannot connect to kafka://h:1: timed out", 0.5)  # a new error: in full
+        failures.recovered()
+        lines = [r.getMessage() for r in caplog.records]
+        assert lines == ["cannot connect to kafka://h:1: timed out; retrying in 0.50s (attempt 121)"]
+        caplog.clear()
+        failures.failed("cannot connect to kafka://h:1: refused", 0.5)  # after a connect: in full again
+        failures.failed("cannot connect to kafka://h:1: refused", 0.5)
+        failures.recovered()
+        lines = [r.getMessage() for r in caplog.records]
+        assert lines == [
+            "cannot connect to kafka://h:1: refused; retrying in 0.50s (attempt 1)",
+            "kafka://h:1: connected after 2 failed attempts",
+        ]

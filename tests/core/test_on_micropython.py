@@ -16,14 +16,14 @@ TOOLS = ROOT / "tools" / "micropython"
 
 @pytest.fixture(scope="module")
 def micropython() -> list[str]:
-    node = shutil.which("node")
-    if node is None:
+    from aimdb import _micropython as mpy
+
+    if shutil.which("node") is None:
         pytest.skip("Node.js is not installed")
-    if not (TOOLS / "node_modules").exists():
-        subprocess.run(
-            ["npm", "ci", "--prefix", str(TOOLS), "--no-audit", "--no-fund"], check=True, timeout=300
-        )
-    return [node, str(TOOLS / "run.mjs"), "--path", str(ROOT / "src")]
+    mpy.install()  # nothing to do when it is installed already
+    found = mpy.runner("--path", str(ROOT / "src"))
+    assert found.command is not None, found.reason
+    return found.command
 
 
 def test_core_suite_on_micropython(micropython: list[str]) -> None:

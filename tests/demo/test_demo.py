@@ -171,7 +171,9 @@ def test_mqtt_mode_through_the_local_broker(demos: Any, mosquitto_url: str) -> N
 def test_kafka_mode_forwards_dew_points(demos: Any, tansu: Any) -> None:
     d = demos("--duration", "7", "--kafka", tansu.url)
     summary = d.finish()
-    assert summary["kafka"] is True
+    assert summary["kafka"]["requested"] is True and summary["kafka"]["connected"] is True, summary["kafka"]
+    assert summary["kafka"]["state"] == "connected"
+    assert summary["mqtt"] == {"requested": False}
     _check_every_station(summary)
 
     async def consume() -> dict[str, list[float]]:
@@ -198,6 +200,53 @@ def test_kafka_mode_forwards_dew_points(demos: Any, tansu: Any) -> None:
     for name, values in got.items():
         assert all(-60 < v < 45 for v in values), name
     assert got["valley"][-1] == pytest.approx(summary["stations"]["valley"]["last_dewpoint"], abs=5)
+
+
+def test_kafka_that_never_connects_is_shown_logged_once_and_fails_the_run(demos: Any) -> None:
+    import socket
+
+    with socket.socket() as closed:  # bound, never listening: every connect is refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        d = demos("--duration", "4", "--kafka", f"127.0.0.1:{port}")  # HOST:PORT is accepted
+        code = d.proc.wait(60)
+    for t in d._threads:
+        t.join(5)
+    out, err = "\n".join(d.lines), "\n".join(d.errors)
+    assert code == 3, out + "\n" + err  # EXIT_BROKER: a requested broker never connected
+    assert "Traceback" not in err, err
+    summary = json.loads(d.lines[-1])
+    kafka = summary["kafka"]
+    assert kafka["requested"] is True and kafka["connected"] is False, kafka
+    assert kafka["state"] == "connecting" and kafka["url"] == f"kafka://127.0.0.1:{port}", kafka
+    assert kafka["failed_attempts"] >= 1 and f"127.0.0.1:{port}" in kafka["last_error"], kafka
+    # the state is shown while it runs (once per change, not once per attempt)
+    shown = [ln for ln in d.lines if ln.startswith(f"aimdb demo: kafka kafka://127.0.0.1:{port}: connecting")]
+    assert len(shown) == 1, out
+    # the repeating connection error is logged once (by the connector; aiokafka's own is quiet)
+    attempts = [ln for ln in d.errors if not ln.startswith("[") and f"127.0.0.1:{port}" in ln]
+    assert len(attempts) == 2, err  # the first failure, and the final "never connected" line
+    assert "retrying in" in attempts[0] and "never connected during the run" in attempts[1], err
+    _check_every_station(summary)
+
+
+def test_ctrl_c_with_a_broker_that_never_connected_still_exits_3(demos: Any) -> None:
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        d = demos("--kafka", f"kafka://127.0.0.1:{port}")  # no --duration: until interrupted
+        d.wait_line(
+            lambda s: s.startswith(f"aimdb demo: kafka kafka://127.0.0.1:{port}: connecting"), timeout=60
+        )
+        d.proc.send_signal(signal.SIGINT)
+        code = d.proc.wait(30)
+    for t in d._threads:
+        t.join(5)
+    assert code == 3, "\n".join(d.lines + d.errors)
+    assert json.loads(d.lines[-1])["kafka"]["connected"] is False
+    assert any("never connected during the run" in ln for ln in d.errors), d.errors
 
 
 def test_killed_station_goes_stale_then_comes_back(demos: Any) -> None:

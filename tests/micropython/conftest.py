@@ -12,7 +12,7 @@ def micropython() -> None:
     """Make sure ``node`` exists and the pinned MicroPython package is installed.
 
     Skips only when ``node`` is missing; a missing ``node_modules`` is installed
-    with ``npm ci --prefix tools/micropython`` (once per session).
+    with ``aimdb micropython install`` (once per session).
     """
     if node_executable() is None:
         pytest.skip("node (Node.js) is not on PATH: the MicroPython WebAssembly runner needs it")

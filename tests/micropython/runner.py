@@ -1,6 +1,6 @@
 """Run Python code under MicroPython 1.27 (the WebAssembly port on Node.js).
 
-A thin wrapper around ``tools/micropython/run.mjs`` for tests::
+A thin wrapper around the packaged runner (``src/aimdb/_micropython/run.mjs``) for tests::
 
     from tests.micropython.runner import run_micropython
 
@@ -28,13 +28,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Union
 
+from aimdb import _micropython as mpy
+
 ROOT = Path(__file__).resolve().parents[2]
-TOOL_DIR = ROOT / "tools" / "micropython"
-RUN_MJS = TOOL_DIR / "run.mjs"
+RUN_MJS = Path(mpy.RUNNER)
 SRC_DIR = ROOT / "src"
-PACKAGE_ENTRY = (
-    TOOL_DIR / "node_modules" / "@micropython" / "micropython-webassembly-pyscript" / "micropython.mjs"
-)
 
 EXIT_OK = 0
 EXIT_PYTHON_ERROR = 1
@@ -52,41 +50,17 @@ def node_executable() -> str | None:
 
 
 def is_installed() -> bool:
-    return PACKAGE_ENTRY.is_file()
+    return mpy.is_installed()
 
 
 def ensure_installed() -> None:
-    """Install the pinned MicroPython package from the lock file if it is missing.
+    """Install the pinned MicroPython package (``aimdb micropython install``) if it is missing.
 
-    Runs ``npm ci --prefix tools/micropython`` once; concurrent callers (e.g.
-    pytest-xdist workers) serialise on a lock file in the temp directory.
+    The install is atomic and concurrent callers wait for each other (see
+    :func:`aimdb._micropython.install`).
     """
-    if is_installed():
-        return
-    npm = shutil.which("npm")
-    if npm is None:
-        raise RuntimeError("npm is not on PATH; cannot install the MicroPython WebAssembly package")
-    lock_path = Path(tempfile.gettempdir()) / "aimdb-micropython-npm-ci.lock"
-    with open(lock_path, "w") as lock:
-        try:
-            import fcntl
-
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        except ImportError:  # pragma: no cover - non-POSIX
-            pass
-        if is_installed():
-            return
-        proc = subprocess.run(
-            [npm, "ci", "--prefix", str(TOOL_DIR), "--no-audit", "--no-fund"],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if proc.returncode != 0 or not is_installed():
-            raise RuntimeError(
-                "npm ci --prefix tools/micropython failed "
-                f"(exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-            )
+    if not is_installed():
+        mpy.install()
 
 
 def _looks_like_path(script: PathLike) -> bool:
@@ -116,7 +90,7 @@ def run_micropython(
         raise RuntimeError("node is not on PATH")
     if install:
         ensure_installed()
-    cmd = [node, str(RUN_MJS), "--timeout", str(timeout)]
+    cmd = [node, str(RUN_MJS), "--modules", str(mpy.home()), "--timeout", str(timeout)]
     for p in paths:
         cmd += ["--path", os.fspath(p)]
     if heap is not None:

@@ -1,4 +1,4 @@
-"""The MicroPython runner (tools/micropython/run.mjs) under the real MicroPython 1.27."""
+"""The MicroPython runner (aimdb/_micropython/run.mjs) under the real MicroPython 1.27."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from aimdb import _micropython as mpy
 from tests.micropython.runner import (
     EXIT_DEADLOCK,
     EXIT_PYTHON_ERROR,
@@ -180,7 +181,7 @@ def test_exec_option() -> None:
     node = node_executable()
     assert node is not None
     proc = subprocess.run(
-        [node, str(RUN_MJS), "--exec", "import sys; print(sys.argv)", "x"],
+        [node, str(RUN_MJS), "--modules", str(mpy.home()), "--exec", "import sys; print(sys.argv)", "x"],
         capture_output=True,
         text=True,
         timeout=60,

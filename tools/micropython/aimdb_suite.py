@@ -1,6 +1,7 @@
 # Runs under real MicroPython (see run.mjs): aimdb's conformance suites, an end-to-end
 # database test and a small produce->receive benchmark. Prints "SUITE OK" at the end.
-# Usage: node tools/micropython/run.mjs --path src tools/micropython/aimdb_suite.py
+# Usage: node src/aimdb/_micropython/run.mjs --modules DIR --path src tools/micropython/aimdb_suite.py
+# (DIR: what `aimdb micropython install` printed)
 import asyncio
 import time
 

@@ -560,11 +560,34 @@ async def _watch_live(sub: Subscription, count: int | None, duration: float | No
 @app.command("graph")
 def graph(
     ctx: typer.Context,
-    dot: bool = typer.Option(False, "--dot", help="Print Graphviz DOT instead of a tree."),
-    output: Optional[Format] = _OUTPUT,
+    output: Optional[str] = typer.Option(
+        None,
+        "--format",
+        "-f",
+        "--output",
+        "-o",
+        help="table or plain (a tree; text is plain), json, dot (Graphviz source), "
+        "svg or png (rendered by Graphviz's dot command).",
+        metavar="FORMAT",
+    ),
+    out_file: Optional[str] = typer.Option(
+        None, "-O", "--out-file", help="Write to FILE instead of standard output.", metavar="FILE"
+    ),
+    dot: bool = typer.Option(False, "--dot", hidden=True, help="Same as --format dot."),
 ) -> None:
-    """Show how records derive from each other and where they link to."""
-    o = _opts(ctx, output)
+    """Show how records derive from each other and where they link to.
+
+    Records, transforms, joins and links in and out; a record fed by links names them as
+    its writer. --format svg|png needs Graphviz's dot command (the graphviz package).
+    """
+    from ._graph import GraphFormat, RenderError, render, to_dot
+
+    try:
+        gfmt = GraphFormat((output or ("dot" if dot else "")).lower()) if (output or dot) else None
+    except ValueError:
+        choices = ", ".join(f.value for f in GraphFormat)
+        raise typer.BadParameter(f"{output!r} is not one of {choices}", param_hint="'--format'") from None
+    o = _opts(ctx, None)
 
     async def go() -> dict[str, Any]:
         c = await _client(o)
@@ -573,33 +596,32 @@ def graph(
         finally:
             await c.aclose()
 
+    if gfmt is GraphFormat.png and out_file is None and out.stdout_is_terminal():
+        raise typer.Exit(_fail("error: png is binary: write it to a file with -O FILE (or redirect stdout)"))
     g = _execute(go)
-    fmt = _fmt(o)
-    if dot:
-        out.write(to_dot(g))
-    elif fmt is Format.json:
-        out.print_json(g)
+    data: str | bytes
+    if gfmt in (GraphFormat.dot, GraphFormat.svg, GraphFormat.png):
+        data = to_dot(g)
+        if gfmt is not GraphFormat.dot:
+            try:
+                data = render(data, gfmt.value)
+            except RenderError as exc:
+                raise typer.Exit(_fail(f"error: {exc}")) from None
+    elif gfmt is GraphFormat.json or (gfmt is None and o.format is Format.json):
+        data = json.dumps(g, indent=2, default=str) + "\n"
     else:
-        out.write(to_tree(g, boxed=fmt is Format.table))
-
-
-def _dq(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def to_dot(g: dict[str, Any]) -> str:
-    """Render a graph reply as Graphviz DOT."""
-    lines = ["digraph aimdb {", "  rankdir=LR;", "  node [shape=box];"]
-    for n in g["nodes"]:
-        label = _dq(f"{n['key']} ({n['type']}, {n['buffer']})")
-        lines.append(f"  {_dq(n['key'])} [label={label}];")
-    for e in g["edges"]:
-        if e["kind"] in ("link_out", "link_in"):
-            url = e["to"] if e["kind"] == "link_out" else e["from"]
-            lines.append(f"  {_dq(url)} [shape=ellipse];")
-        lines.append(f"  {_dq(e['from'])} -> {_dq(e['to'])} [label={_dq(e['kind'])}];")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+        boxed = gfmt is GraphFormat.table if gfmt is not None else _fmt(o) is Format.table
+        data = to_tree(g, boxed=boxed)
+    if out_file is not None:
+        try:
+            with open(out_file, "wb") as fh:
+                fh.write(data.encode() if isinstance(data, str) else data)
+        except OSError as exc:
+            raise typer.Exit(_fail(f"error: cannot write {out_file}: {exc.strerror or exc}")) from None
+    elif isinstance(data, bytes):
+        out.write_bytes(data)
+    else:
+        out.write(data)
 
 
 def to_tree(g: dict[str, Any], boxed: bool = True) -> str:
@@ -695,6 +717,53 @@ def stats(
         Column("STAGES", drop=1, wrap=True),
     ]
     out.table(cols, rows, fmt)
+
+
+# ------------------------------------------------------------------ micropython
+
+micropython_app = typer.Typer(
+    help="The MicroPython interpreter the demo's MicroPython station runs on.", context_settings=_CONTEXT
+)
+app.add_typer(micropython_app, name="micropython")
+micropython_app.callback(invoke_without_command=True)(_group_help)
+
+
+@micropython_app.command("install")
+def micropython_install(
+    force: bool = typer.Option(False, "--force", help="Reinstall even when it is installed."),
+) -> None:
+    """Install the pinned MicroPython WebAssembly interpreter (npm ci, needs Node.js).
+
+    It goes to $AIMDB_MICROPYTHON_HOME, else to a per-user cache directory
+    (~/.cache/aimdb/micropython-VERSION); the printed directory is where it is.
+    """
+    from .. import _micropython as mpy
+
+    if mpy.is_installed() and not force:
+        out.line(f"MicroPython ({mpy.PACKAGE} {mpy.VERSION}) is already installed in {mpy.home()}")
+        return
+    out.err(f"installing {mpy.PACKAGE} {mpy.VERSION} into {mpy.home()} (npm ci) ...")
+    try:
+        where = mpy.install(force=force)
+    except mpy.InstallError as exc:
+        raise typer.Exit(_fail(f"error: {exc}")) from None
+    out.line(f"MicroPython ({mpy.PACKAGE} {mpy.VERSION}) installed in {where}")
+
+
+@micropython_app.command("status")
+def micropython_status() -> None:
+    """Say whether MicroPython can run here (exit 0) or why not (exit 1)."""
+    from .. import _micropython as mpy
+
+    found = mpy.runner()
+    if found.command is None:
+        raise typer.Exit(_fail(f"MicroPython cannot run here: {found.reason}"))
+    out.line(f"MicroPython {mpy.VERSION} runs with: {' '.join(found.command)}")
+
+
+def _fail(message: str) -> int:
+    out.err(message)
+    return EXIT_ERROR
 
 
 # ------------------------------------------------------------------ demo

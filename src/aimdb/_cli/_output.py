@@ -71,6 +71,16 @@ def write(text: str) -> None:
         closed_pipe()
 
 
+def write_bytes(data: bytes) -> None:
+    """Write binary ``data`` (a PNG, say) to standard output, like :func:`write`."""
+    try:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        closed_pipe()
+
+
 def closed_pipe() -> NoReturn:
     """End the command because the reader of standard output went away.
 

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import logging
 import os
 import resource
 import secrets
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aimdb import AimDbBuilder, BufferCfg, BufferLagged, Context
+from aimdb import AimDbBuilder, AimDbError, BufferCfg, BufferLagged, Context
 from aimdb.links import SerialLink
 
 from ._procs import (
@@ -41,7 +42,7 @@ from ._procs import (
     station_command,
     stop_all,
 )
-from .station import DewPoint, Humidity, Temperature, dew_point, run_station, topic
+from .station import IMPLEMENTATION_PREFIX, DewPoint, Humidity, Temperature, dew_point, run_station, topic
 
 KAFKA_TOPIC = "aimdb-demo.dewpoint"
 STALE_AFTER = 2.0
@@ -90,6 +91,7 @@ class StationView:
     lost: int = 0
     lag: int = 0
     restarts: int = 0
+    implementation: str | None = None
     stale: bool = False
     latencies_us: deque[int] = field(default_factory=lambda: deque(maxlen=200_000))
     rate: float = 0.0
@@ -174,19 +176,32 @@ def _station_key(name: str) -> Any:
 
 
 def build_hub(
-    views: dict[str, StationView], *, mqtt: str | None, kafka: str | None, remote: Any, prefix: str = ""
+    views: dict[str, StationView],
+    *,
+    mqtt: str | None,
+    kafka: str | None,
+    remote: Any,
+    prefix: str = "",
+    brokers: dict[str, Any] | None = None,
 ) -> AimDbBuilder:
-    """Declare the hub: per station the two mirrored records and the dew-point join."""
+    """Declare the hub: per station the two mirrored records and the dew-point join.
+
+    The broker connectors it creates are also put into ``brokers`` (``"mqtt"``, ``"kafka"``),
+    so the caller can watch their connection state.
+    """
     b = AimDbBuilder(shutdown_timeout=1.0)
     b.with_connector(remote)
+    made: dict[str, Any] = {} if brokers is None else brokers
     if mqtt is not None:
         from aimdb.connectors import MqttConnector
 
-        b.with_connector(MqttConnector(mqtt, client_id=f"aimdb-demo-hub-{os.getpid()}"))
+        made["mqtt"] = MqttConnector(mqtt, client_id=f"aimdb-demo-hub-{os.getpid()}")
+        b.with_connector(made["mqtt"])
     if kafka is not None:
         from aimdb.connectors import KafkaConnector
 
-        b.with_connector(KafkaConnector(kafka, client_id="aimdb-demo-hub", linger_ms=5))
+        made["kafka"] = KafkaConnector(kafka, client_id="aimdb-demo-hub", linger_ms=5)
+        b.with_connector(made["kafka"])
     for name, view in views.items():
         for field_name, kind, attr in FIELDS:
             reg = b.configure(kind, f"station.{name}.{field_name}").buffer(BufferCfg.SpmcRing(capacity=256))
@@ -208,6 +223,46 @@ def build_hub(
 # ---------------------------------------------------------------------------- output
 
 
+@dataclass
+class BrokerView:
+    """A broker the user asked for (``--mqtt``, ``--kafka``) and what became of its connection."""
+
+    kind: str
+    connector: Any
+    ever_connected: bool = False
+    shown: str = ""
+
+    def state(self) -> str:
+        """``connected``, ``connecting`` (never connected yet), ``reconnecting`` or ``failed``."""
+        raw = self.connector.stats.state
+        if raw == "connected":
+            self.ever_connected = True
+            return "connected"
+        if raw == "failed":
+            return "failed"
+        return "reconnecting" if self.ever_connected else "connecting"
+
+    def line(self) -> str:
+        """One short line for the table and the log: kind, URL, state, failed attempts."""
+        st = self.connector.stats
+        text = f"{self.kind} {self.connector.url}: {self.state()}"
+        if self.state() != "connected" and st.failed_attempts:
+            text += f" ({st.failed_attempts} failed attempts)"
+        return text
+
+    def summary(self) -> dict[str, Any]:
+        """The broker's entry in the JSON summary."""
+        st = self.connector.stats
+        return {
+            "requested": True,
+            "url": self.connector.url,
+            "state": self.state(),
+            "connected": self.ever_connected,
+            "failed_attempts": st.failed_attempts,
+            "last_error": st.last_error,
+        }
+
+
 def _fmt(v: float | None, digits: int = 2) -> str:
     return "—" if v is None else f"{v:.{digits}f}"
 
@@ -224,8 +279,14 @@ WIDE_TABLE = 110
 """Terminal columns from which the table also shows each station's runtime and link."""
 
 
-def _render(views: dict[str, StationView], elapsed: float, header: str, width: int = WIDE_TABLE) -> Any:
-    """Return the live table.
+def _render(
+    views: dict[str, StationView],
+    elapsed: float,
+    header: str,
+    width: int = WIDE_TABLE,
+    brokers: dict[str, BrokerView] | None = None,
+) -> Any:
+    """Return the live table; the state of each requested broker is a line of its caption.
 
     Below :data:`WIDE_TABLE` columns it leaves out the link (the start-up lines name it),
     shortens the runtime (``mpy`` for MicroPython) and drops the vertical rules, so it fits
@@ -237,7 +298,7 @@ def _render(views: dict[str, StationView], elapsed: float, header: str, width: i
     wide = width >= WIDE_TABLE
     table = Table(
         title=f"aimdb weather mesh — {elapsed:5.1f} s",
-        caption=header,
+        caption="\n".join([*(b.line() for b in (brokers or {}).values()), header]),
         expand=False,
         box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD,
         collapse_padding=not wide,
@@ -289,7 +350,11 @@ def _line(v: StationView, elapsed: float) -> str:
 
 
 def summary(views: dict[str, StationView], wall: float, cpu: float, mode: dict[str, Any]) -> dict[str, Any]:
-    """Machine-readable result of a run (printed as the last line)."""
+    """Machine-readable result of a run (printed as the last line).
+
+    Per station also ``implementation``: the interpreter the station process reported it
+    runs on (``None`` if it never did).
+    """
     stations = {}
     all_lat: list[int] = []
     for name, v in views.items():
@@ -297,6 +362,7 @@ def summary(views: dict[str, StationView], wall: float, cpu: float, mode: dict[s
         p50, p99 = v.latency_ms(0.5, 0.99)
         stations[name] = {
             "runtime": v.spec.runtime,
+            "implementation": v.implementation,
             "link": v.spec.link,
             "values": v.values,
             "dewpoints": v.dewpoints,
@@ -329,6 +395,10 @@ def _cpu() -> float:
 
 class DemoError(Exception):
     """A reason the demo cannot start, shown as one line (exit code 1)."""
+
+
+EXIT_BROKER = 3
+"""Exit code of a run in which a requested broker (``--mqtt``, ``--kafka``) never connected."""
 
 
 def cli_command() -> str:
@@ -376,7 +446,17 @@ async def run_hub(args: argparse.Namespace, outcome: list[dict[str, Any]]) -> in
     writable = () if args.mqtt else ("station.#",)
     remote = RemoteAccess(RemoteConfig(name=args.name, writable=writable, max_connections=32))
     prefix = args.topic_prefix or f"aimdb-demo/{secrets.token_hex(3)}"
-    db = build_hub(views, mqtt=args.mqtt, kafka=args.kafka, remote=remote, prefix=prefix).build()
+    connectors: dict[str, Any] = {}
+    try:
+        db = build_hub(
+            views, mqtt=args.mqtt, kafka=args.kafka, remote=remote, prefix=prefix, brokers=connectors
+        ).build()
+    except (ValueError, AimDbError) as exc:
+        raise DemoError(f"bad broker URL: {exc}") from None
+    brokers = {kind: BrokerView(kind, c) for kind, c in connectors.items()}
+    if "kafka" in brokers:
+        # aiokafka logs every failed connect itself; the connector reports them already (once).
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
     def say(text: str) -> None:
         print(text, flush=True)
@@ -405,6 +485,11 @@ async def run_hub(args: argparse.Namespace, outcome: list[dict[str, Any]]) -> in
 
         def on_line(prefix: str) -> Any:
             def emit(text: str) -> None:
+                name, said = prefix, text
+                if prefix == "gateway" and text.startswith("[") and "] " in text:  # [station] text
+                    name, said = text[1:].split("] ", 1)
+                if said.startswith(IMPLEMENTATION_PREFIX) and name in views:
+                    views[name].implementation = said[len(IMPLEMENTATION_PREFIX) :].strip()
                 line = f"[{prefix}] {text}"
                 if headless:
                     print(line, file=sys.stderr, flush=True)
@@ -459,13 +544,13 @@ async def run_hub(args: argparse.Namespace, outcome: list[dict[str, Any]]) -> in
                 gw += ["--hz", f"{args.hz:g}", "--stations", ",".join(f"{s.name}:{s.runtime}" for s in piped)]
                 supervisors.append(Supervised("gateway", gw, on_line("gateway")))
         tasks = [asyncio.ensure_future(s.run()) for s in supervisors]
-        mode = {"mode": "mqtt" if args.mqtt else "default", "kafka": bool(args.kafka), "hz": args.hz}
+        mode: dict[str, Any] = {"mode": "mqtt" if args.mqtt else "default", "hz": args.hz}
         if not headless:
             try:
                 from rich.live import Live
 
                 live = Live(refresh_per_second=4, transient=False)
-                live.update(_render(views, 0.0, "", live.console.width))
+                live.update(_render(views, 0.0, "", live.console.width, brokers))
                 live.start()
             except ImportError:
                 headless = True
@@ -485,6 +570,10 @@ async def run_hub(args: argparse.Namespace, outcome: list[dict[str, Any]]) -> in
                             say(f"aimdb demo: station {v.spec.name} is STALE (no value for {age:.1f} s)")
                         else:
                             say(f"aimdb demo: station {v.spec.name} is back")
+                for b in brokers.values():
+                    if b.state() != b.shown:  # changes only: a retrying connector flaps
+                        b.shown = b.state()
+                        say(f"aimdb demo: {b.line()}")
                 if tick % 4 == 0:
                     for v in views.values():
                         v.update_rate()
@@ -492,8 +581,13 @@ async def run_hub(args: argparse.Namespace, outcome: list[dict[str, Any]]) -> in
                         for v in views.values():
                             say(_line(v, elapsed))
                 if live is not None:
-                    live.update(_render(views, elapsed, header, live.console.width))
+                    live.update(_render(views, elapsed, header, live.console.width, brokers))
         finally:
+            for b in brokers.values():
+                b.state()  # a connection made in the last moments counts
+                mode[b.kind] = b.summary()
+            for kind in ("mqtt", "kafka"):
+                mode.setdefault(kind, {"requested": False})
             if live is not None:
                 live.stop()
             await stop_all(supervisors, tasks)
@@ -511,6 +605,12 @@ async def run_hub(args: argparse.Namespace, outcome: list[dict[str, Any]]) -> in
                 )
     say("aimdb demo: stopped cleanly")
     return 0
+
+
+def unconnected_brokers(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The summary entries of requested brokers that never connected during the run."""
+    entries = [result.get(kind) for kind in ("mqtt", "kafka")]
+    return [e for e in entries if isinstance(e, dict) and e.get("requested") and not e.get("connected")]
 
 
 # ---------------------------------------------------------------------------- gateway (--mqtt)
@@ -604,14 +704,24 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="aimdb demo",
         description="Weather mesh: three stations (asyncio, trio, MicroPython) and an edge hub.",
+        epilog="Exit codes: 0 ok, 1 could not start, 2 usage error, 3 a requested broker never connected. "
+        "The MicroPython station needs Node.js and 'aimdb micropython install'.",
     )
     p.add_argument(
         "--duration", type=float, default=None, help="stop after S seconds (default: run until Ctrl-C)"
     )
     p.add_argument("--headless", action="store_true", help="plain log lines instead of the live table")
     p.add_argument("--hz", type=float, default=10.0, help="samples per second per sensor (default 10)")
-    p.add_argument("--mqtt", metavar="URL", help="stations publish to this broker, the hub reads from it")
-    p.add_argument("--kafka", metavar="URL", help="the hub forwards derived dew points to this Kafka broker")
+    p.add_argument(
+        "--mqtt",
+        metavar="URL",
+        help="stations publish to this broker (mqtt://HOST:PORT or HOST:PORT), the hub reads from it",
+    )
+    p.add_argument(
+        "--kafka",
+        metavar="URL",
+        help="the hub forwards derived dew points to this Kafka broker (kafka://HOST:PORT or HOST:PORT)",
+    )
     p.add_argument("--name", default="aimdb-demo", help="instance name of the hub (remote access)")
     p.add_argument(
         "--topic-prefix",
@@ -643,6 +753,10 @@ def main(argv: list[str]) -> int:
         print("aimdb demo: --hz must be positive", file=sys.stderr)
         return 2
     args.headless = args.headless or not sys.stdout.isatty()
+    for opt in ("mqtt", "kafka"):  # HOST:PORT is accepted for scheme://HOST:PORT
+        url = getattr(args, opt)
+        if url is not None and "://" not in url:
+            setattr(args, opt, f"{opt}://{url}")
     outcome: list[dict[str, Any]] = []
     code = 0
     try:
@@ -654,6 +768,13 @@ def main(argv: list[str]) -> int:
     except DemoError as exc:
         print(f"aimdb demo: {exc}", file=sys.stderr, flush=True)
         return 1
+    never = unconnected_brokers(outcome[-1]) if outcome else []
+    for b in never:  # also after Ctrl-C
+        print(
+            f"aimdb demo: {b['url']} never connected during the run (last error: {b['last_error']})",
+            file=sys.stderr,
+            flush=True,
+        )
     if args.headless and outcome:
         print(json.dumps(outcome[-1]), flush=True)  # pure JSON, the last line: `| tail -1 | jq`
-    return code
+    return EXIT_BROKER if never and code == 0 else code

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -18,8 +17,6 @@ from typing import Any
 
 import aimdb
 from aimdb._aio import wait_for
-
-MPY_PACKAGE = "@micropython/micropython-webassembly-pyscript"
 
 PKG_DIR = Path(aimdb.__file__).resolve().parent
 
@@ -49,20 +46,14 @@ class StationSpec:
 def micropython_runner() -> tuple[list[str] | None, str]:
     """Return ``(command prefix, "")`` to run MicroPython, or ``(None, reason)``.
 
-    The runner is ``tools/micropython/run.mjs`` of a source checkout (or the file named by
-    ``$AIMDB_MICROPYTHON_RUNNER``) under Node.js, with the pinned npm package installed.
+    The runner is the one packaged with aimdb (``aimdb/_micropython/run.mjs``, or the file
+    named by ``$AIMDB_MICROPYTHON_RUNNER``) under Node.js, with the pinned interpreter
+    installed by ``aimdb micropython install`` (see :mod:`aimdb._micropython`).
     """
-    node = shutil.which("node")
-    if node is None:
-        return None, "Node.js is not installed"
-    env = os.environ.get("AIMDB_MICROPYTHON_RUNNER")
-    runner = Path(env) if env else PKG_DIR.parent.parent / "tools" / "micropython" / "run.mjs"
-    if not runner.is_file():
-        return None, "the MicroPython runner (tools/micropython/run.mjs) is not in this installation"
-    if not (runner.parent / "node_modules" / MPY_PACKAGE / "micropython.mjs").is_file():
-        return None, f"the npm package {MPY_PACKAGE} is not installed (npm ci --prefix tools/micropython)"
-    opts = ["--timeout", "0", "--exit-on-stdin-eof", "--heap", "4m", "--path", str(PKG_DIR)]
-    return [node, str(runner), *opts], ""
+    from aimdb._micropython import runner
+
+    found = runner("--timeout", "0", "--exit-on-stdin-eof", "--heap", "4m", "--path", str(PKG_DIR))
+    return found.command, found.reason
 
 
 def station_command(spec: StationSpec, hz: float, link: str) -> list[str]:

@@ -1,6 +1,6 @@
 # The demo's MicroPython station: the same station code as on CPython, linked to its hub
 # over stdout (a write-only byte stream standing in for a UART) with SerialLink.
-# Run by the hub as: node tools/micropython/run.mjs --path src/aimdb mpy_station.py NAME HZ
+# Run by the hub as: node aimdb/_micropython/run.mjs --path aimdb mpy_station.py NAME HZ
 import asyncio
 import sys
 

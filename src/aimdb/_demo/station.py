@@ -8,6 +8,7 @@ number (``seq``), so the hub can measure latency and count what went missing.
 """
 
 import math
+import sys
 import time
 
 from aimdb import AimDbBuilder, BufferCfg
@@ -148,8 +149,23 @@ def build_station(
     return b
 
 
+IMPLEMENTATION_PREFIX = "implementation: "
+"""Start of the stderr line in which a station names the interpreter it runs on."""
+
+
+def implementation() -> str:
+    """This interpreter's name and version, e.g. ``micropython 1.27.0`` or ``cpython 3.12.3``."""
+    impl = sys.implementation
+    return impl.name + " " + ".".join(str(n) for n in tuple(impl.version)[:3])
+
+
 async def run_station(
     name: str, hz: float, connector: "Connector", topic_prefix: "str | None" = None
 ) -> None:
-    """Build the station and run it until cancelled."""
+    """Build the station and run it until cancelled.
+
+    First writes one line to stderr naming the interpreter it really runs on
+    (:data:`IMPLEMENTATION_PREFIX` + :func:`implementation`), which the hub reports.
+    """
+    print(IMPLEMENTATION_PREFIX + implementation(), file=sys.stderr)
     await build_station(name, hz, connector, topic_prefix).run()

@@ -392,7 +392,47 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         text = exc.strerror
     name = type(exc).__name__
+    if text.startswith(name):  # some libraries name the class in the message already
+        return text
     return name + ": " + text if text else name
+
+
+class RepeatedFailureLog:
+    """Logs a failure that keeps repeating once, then at growing intervals.
+
+    The first failure with a given text is logged in full; the same text again is only
+    counted, and logged as ``still failing (N times)`` when the count reaches 10, 100,
+    1000, ... A different text is logged in full at once. :meth:`recovered` logs how many
+    attempts failed in all (when any were not logged) and starts over.
+    """
+
+    def __init__(self, logger: logging.Logger, url: str) -> None:
+        self._log = logger
+        self._url = url
+        self._text: str | None = None
+        self._same = 0
+        self._total = 0
+        self._report_at = 10
+
+    def failed(self, text: str, retry_in: float) -> None:
+        """Account one failed attempt with error ``text``; the next try is in ``retry_in`` s."""
+        self._total += 1
+        if text != self._text:
+            self._text, self._same, self._report_at = text, 1, 10
+            self._log.warning("%s; retrying in %.2fs (attempt %d)", text, retry_in, self._total)
+            return
+        self._same += 1
+        if self._same >= self._report_at:
+            self._report_at *= 10
+            self._log.warning(
+                "still failing (%d times in a row): %s; retrying in %.2fs", self._same, text, retry_in
+            )
+
+    def recovered(self) -> None:
+        """The failures are over (connected): say how many attempts failed unlogged, reset."""
+        if self._total > 1 and self._same > 1:
+            self._log.info("%s: connected after %d failed attempts", self._url, self._total)
+        self._text, self._same, self._total, self._report_at = None, 0, 0, 10
 
 
 class BaseConnector(Connector):
@@ -549,6 +589,7 @@ class BaseConnector(Connector):
     async def _loop_forever(self) -> None:
         attempt = 0
         down_since = time.monotonic()
+        failures = RepeatedFailureLog(_log, self.url)
         while True:
             self._set_state("connecting")
             try:
@@ -567,7 +608,7 @@ class BaseConnector(Connector):
                     self._set_state("failed")
                     raise err from exc
                 delay = self.reconnect.delay(attempt, time.monotonic() - down_since)
-                _log.warning("%s: %s; retrying in %.2fs (attempt %d)", self.url, err, delay, attempt)
+                failures.failed(str(err), delay)
                 self._set_state("disconnected")
                 await asyncio.sleep(delay)
                 continue
@@ -579,6 +620,7 @@ class BaseConnector(Connector):
                 self.stats.reconnects += 1
             self.stats.connected_since = time.time()
             connected_at = time.monotonic()
+            failures.recovered()
             _log.info("%s: connected", self.url)
             self._set_state("connected")
             try:

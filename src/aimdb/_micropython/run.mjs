@@ -2,16 +2,17 @@
 // Run a Python script under the MicroPython 1.27 WebAssembly port on Node.js.
 //
 // Usage:
-//   node tools/micropython/run.mjs [--path DIR]... [--heap SIZE] [--timeout SECONDS]
-//                                  (SCRIPT.py | --exec CODE) [ARGS...]
+//   node run.mjs [--modules DIR] [--path DIR]... [--heap SIZE] [--timeout SECONDS]
+//                (SCRIPT.py | --exec CODE) [ARGS...]
 //
-// Install the interpreter first (reproducible, from the lock file):
-//   npm ci --prefix tools/micropython
+// Ships inside the aimdb package (aimdb/_micropython/).  Install the interpreter first
+// (reproducibly, from the lock file beside this script, into a per-user directory):
+//   aimdb micropython install
 //
 // Exit codes: 0 success; 1 the Python code raised; N from SystemExit(N);
 // 2 usage error; 3 runner/interpreter failure (e.g. package not installed);
 // 4 deadlock (the main code still awaits but nothing is left that could wake
-// it: Node's event loop ran empty); 124 timeout.  See tools/micropython/README.md.
+// it: Node's event loop ran empty); 124 timeout.  See README.md beside this file.
 
 import { spawn } from "node:child_process";
 import fs from "node:fs";
@@ -30,9 +31,12 @@ const SKIP_DIRS = new Set([
   ".pytest_cache", ".ruff_cache", ".tox", "build", "dist", "site",
 ]);
 
-const USAGE = `usage: node run.mjs [--path DIR]... [--heap SIZE] [--timeout SECONDS]
+const USAGE = `usage: node run.mjs [--modules DIR] [--path DIR]... [--heap SIZE] [--timeout SECONDS]
                    (SCRIPT.py | --exec CODE) [ARGS...]
 
+  --modules DIR      the directory whose node_modules holds the interpreter
+                     (what "aimdb micropython install" prints; default: the
+                     directory of this script)
   --path DIR         make DIR importable (repeatable, searched in order).
                      A directory containing __init__.py is mounted as a
                      package named after the directory (--path src/aimdb ->
@@ -65,7 +69,7 @@ function parseSize(text) {
 
 function parseArgs(argv) {
   const opts = {
-    paths: [], heap: 8 * 1024 * 1024, timeout: 60, exec: null, script: null, args: [], child: false, eofExit: false,
+    paths: [], modules: HERE, heap: 8 * 1024 * 1024, timeout: 60, exec: null, script: null, args: [], child: false, eofExit: false,
   };
   let i = 0;
   const need = (name) => {
@@ -76,6 +80,8 @@ function parseArgs(argv) {
     const a = argv[i];
     if (a === "--path") opts.paths.push(need(a));
     else if (a.startsWith("--path=")) opts.paths.push(a.slice(7));
+    else if (a === "--modules") opts.modules = path.resolve(need(a));
+    else if (a.startsWith("--modules=")) opts.modules = path.resolve(a.slice(10));
     else if (a === "--heap") opts.heap = parseSize(need(a));
     else if (a.startsWith("--heap=")) opts.heap = parseSize(a.slice(7));
     else if (a === "--timeout" || a.startsWith("--timeout=")) {
@@ -267,10 +273,10 @@ function pyStr(s) {
 }
 
 async function runChild(opts) {
-  const modPath = path.join(HERE, "node_modules", PACKAGE, "micropython.mjs");
+  const modPath = path.join(opts.modules, "node_modules", PACKAGE, "micropython.mjs");
   if (!fs.existsSync(modPath)) {
     process.stderr.write(
-      `run.mjs: ${PACKAGE} is not installed; run: npm ci --prefix ${path.relative(process.cwd(), HERE) || "."}\n`,
+      `run.mjs: ${PACKAGE} is not installed in ${opts.modules}; run: aimdb micropython install\n`,
     );
     process.exit(EXIT_INTERNAL);
   }
