@@ -314,23 +314,28 @@ async def test_shutdown_drains_pending_values_to_taps(rt: Any) -> None:
 
 
 async def test_ticker_is_drift_free(rt: Any) -> None:
-    ticks: list[int] = []
+    ticks: list[tuple[int, int]] = []
+    missed: list[int] = []
 
     async def src(ctx: Any, producer: Any) -> None:
         start = ctx.time.now_ns()  # before the ticker: its ticks are due from its creation on
         t = ctx.time.ticker(0.01)
         async for n in t:
-            ticks.append(ctx.time.now_ns() - start)
-            if n == 5:
+            ticks.append((n, ctx.time.now_ns() - start))
+            if n >= 5:  # on a loaded machine ticks may be skipped: tick 5 itself may never come
+                missed.append(t.missed)
                 ctx.db.stop()
                 return
 
     b = AimDbBuilder()
     b.configure(int, "n", lambda r: r.buffer(BufferCfg.SingleLatest()).source(src))
     await b.run()
-    assert len(ticks) == 5
-    # the 5th tick is due at 50 ms after start, independent of per-tick overhead
-    assert ticks[-1] >= 50_000_000
+    # every tick number is accounted for: fired or counted as missed
+    assert ticks[-1][0] == len(ticks) + missed[0]
+    assert [n for n, _ in ticks] == sorted({n for n, _ in ticks})
+    # tick n is due n periods after the start, independent of per-tick overhead, never early
+    for n, at in ticks:
+        assert at >= n * 10_000_000, (n, at)
 
 
 async def test_memory_connector_links(rt: Any) -> None:
