@@ -171,18 +171,40 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], name: str | Non
     return "\n".join(out)
 
 
-def write_results(path: Path, page: str, source: str) -> None:
-    """Write the named tables of this run as a results file (the format ``bench/plots.py`` reads).
+def write_results(
+    path: Path, page: str, source: str, tables: dict[str, dict[str, list[Any]]] | None = None
+) -> None:
+    """Write tables as a results file (the format ``bench/plots.py`` reads).
 
-    ``page`` is the docs page that shows the tables, ``source`` says which run they came from.
-    The cells are the text of the markdown tables, so a page and its plots show the same numbers.
+    ``tables`` maps a name to ``{"headers": [...], "rows": [[...], ...]}`` with the cells as
+    the page shows them; without it, the tables made with ``table(..., name=...)`` in this
+    process. ``page`` is the docs page that shows them, ``source`` says which run they came
+    from. A file already there for the same page keeps its other tables and its ``source``
+    (each replaced table then records its own), so scripts that fill one page share a file.
     """
+    new = {
+        k: {
+            "headers": [str(h) for h in t["headers"]],
+            "rows": [[str(c) for c in r] for r in t["rows"]],
+            "source": source,
+        }
+        for k, t in (RESULT_TABLES if tables is None else tables).items()
+    }
+    merged: dict[str, dict[str, Any]] = {}
+    if path.exists():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if old.get("page") == page:
+            merged, source = old["tables"], old["source"]
+    merged.update(new)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(results_json(page, source, RESULT_TABLES), encoding="utf-8")
+    path.write_text(results_json(page, source, merged), encoding="utf-8")
 
 
-def results_json(page: str, source: str, tables: dict[str, dict[str, list[Any]]]) -> str:
-    """A results file's text: JSON with one line per table row, so diffs show changed rows."""
+def results_json(page: str, source: str, tables: dict[str, dict[str, Any]]) -> str:
+    """A results file's text: JSON with one line per table row, so diffs show changed rows.
+
+    A table's own ``source`` (the run it came from) is written when it differs from the file's.
+    """
 
     def dumps(v: Any) -> str:
         return json.dumps(v, ensure_ascii=False)
@@ -190,6 +212,8 @@ def results_json(page: str, source: str, tables: dict[str, dict[str, list[Any]]]
     out = ["{", f' "page": {dumps(page)},', f' "source": {dumps(source)},', ' "tables": {']
     for n, (name, t) in enumerate(tables.items()):
         out.append(f"  {dumps(name)}: {{")
+        if t.get("source", source) != source:
+            out.append(f'   "source": {dumps(t["source"])},')
         out.append(f'   "headers": {dumps(t["headers"])},')
         out.append('   "rows": [')
         out.extend(

@@ -195,27 +195,10 @@ async def connect_times(url: str, trials: int) -> dict[str, Any]:
         conn = NatsConnector(url)
         b = AimDbBuilder().with_connector(conn)
         for i in range(3):
-            b.configure(
-                bytes,
-                f"core{i}",
-                lambda r, i=i: (
-                    r.buffer(BufferCfg.SpmcRing(16))
-                    .link_from(f"nats://{subject}.core{i}")
-                    .with_deserializer(bytes)
-                    .finish()
-                ),
-            )
-        b.configure(
-            bytes,
-            "js",
-            lambda r: (
-                r.buffer(BufferCfg.SpmcRing(16))
-                .link_from(f"nats://{subject}.js")
-                .option("jetstream", True)
-                .with_deserializer(bytes)
-                .finish()
-            ),
-        )
+            b.configure(bytes, f"core{i}", lambda r, i=i: r.buffer(BufferCfg.SpmcRing(16))
+                        .link_from(f"nats://{subject}.core{i}").with_deserializer(bytes).finish())
+        b.configure(bytes, "js", lambda r: r.buffer(BufferCfg.SpmcRing(16)).link_from(f"nats://{subject}.js")
+                    .option("jetstream", True).with_deserializer(bytes).finish())
         t0 = time.perf_counter_ns()
         async with b.build():
             await conn.wait_connected(10)

@@ -1,7 +1,8 @@
 """Draw the benchmark plots in ``docs/images/`` from the results files in ``bench/results/``.
 
 Each results file holds the tables of one benchmarks page, cell by cell as the page shows
-them (``bench/core.py`` and ``bench/demo.py`` write theirs when they update the docs; the
+them (``bench/core.py``, ``bench/demo.py`` and ``bench/remote.py`` write theirs when they
+update the docs, ``bench/sync_api.py`` and ``bench/trio_fanout.py`` with ``--json``; the
 others were taken from the runs their pages describe, see each file's ``source``). Every
 plot is drawn from those cells and labels its bars with the cell text, so a plot shows the
 numbers of the table beside it; ``tests/test_bench_plots.py`` checks that each results table

@@ -1,8 +1,10 @@
 """Remote-access benchmarks: record.get round trip, subscribe throughput, produce() cost.
 
-Run: ``python bench/remote.py [--seconds 3] [--write]`` (``--write`` updates
-docs/benchmarks-remote.md). The server runs in its own process, clients in another, so
-the numbers are not two event loops fighting over one GIL.
+Run: ``python bench/remote.py [--seconds 3] [--write] [--json PATH]`` (``--write`` updates
+docs/benchmarks-remote.md and bench/results/remote.json, from which ``python bench/plots.py``
+draws the page's plot; ``--json`` writes the tables to another results file). The server
+runs in its own process, clients in another, so the numbers are not two event loops fighting
+over one GIL.
 """
 
 from __future__ import annotations
@@ -210,6 +212,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--seconds", type=float, default=3.0, help="duration of each throughput run")
     ap.add_argument("--gets", type=int, default=5000, help="record.get round trips")
     ap.add_argument("--write", action="store_true", help="write docs/benchmarks-remote.md")
+    ap.add_argument("--json", type=Path, help="also write the tables to this results file")
     args = ap.parse_args(argv)
 
     proc, path, d = _start_server("idle")
@@ -238,14 +241,62 @@ def main(argv: list[str]) -> int:
             f"produce() with {c['subscribers']} remote subscriber(s): {c['tight_ns']:.0f} ns tight loop, "
             f"{c['produce_ns']:.0f} ns inside produce, {c['wall_per_value_ns']:.0f} ns wall per value"
         )
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _common import RESULTS, write_results
+
+    tables = _tables(get, subs, cost)
+    source = f"python bench/remote.py --seconds {args.seconds:g} --gets {args.gets}"
+    if args.json:
+        write_results(args.json, "benchmarks-remote.md", source, tables)
     if args.write:
-        _write_doc(get, subs, cost, args)
+        _write_doc(tables, args)
+        write_results(RESULTS / "remote.json", "benchmarks-remote.md", source + " --write", tables)
     return 0
 
 
-def _write_doc(
-    get: dict[str, float], subs: list[dict[str, float]], cost: list[dict[str, float]], args: Any
-) -> None:
+def _tables(
+    get: dict[str, float], subs: list[dict[str, float]], cost: list[dict[str, float]]
+) -> dict[str, dict[str, list[Any]]]:
+    """The page's three tables: headers and rows of cell texts."""
+    return {
+        "get": {
+            "headers": ["requests", "median", "p99"],
+            "rows": [[f"{get['n']:,}", f"{get['median_us']:.1f} µs", f"{get['p99_us']:.1f} µs"]],
+        },
+        "subscribe": {
+            "headers": ["clients", "events/s total", "events/s per client", "lost"],
+            "rows": [
+                [
+                    f"{s['clients']:.0f}",
+                    f"{s['events_per_s_total']:,.0f}",
+                    f"{s['events_per_s_per_client']:,.0f}",
+                    f"{s['lost_pct']:.1f} %",
+                ]
+                for s in subs
+            ],
+        },
+        "produce-cost": {
+            "headers": ["remote subscribers", "tight loop", "inside produce", "wall per value"],
+            "rows": [
+                [
+                    f"{c['subscribers']:.0f}",
+                    f"{c['tight_ns']:.0f} ns",
+                    f"{c['produce_ns']:.0f} ns",
+                    f"{c['wall_per_value_ns']:.0f} ns",
+                ]
+                for c in cost
+            ],
+        },
+    }
+
+
+def _md(t: dict[str, list[Any]]) -> list[str]:
+    """A table as markdown lines, every column right-aligned."""
+    lines = ["| " + " | ".join(t["headers"]) + " |", "|" + "---:|" * len(t["headers"])]
+    return lines + ["| " + " | ".join(r) + " |" for r in t["rows"]]
+
+
+def _write_doc(tables: dict[str, dict[str, list[Any]]], args: Any) -> None:
     cpu = platform.processor() or platform.machine()
     lines = [
         "# Remote access benchmarks",
@@ -260,11 +311,15 @@ def _write_doc(
         f"{platform.machine()} {cpu}, {os.cpu_count()} CPUs, asyncio loop. Server and clients run in "
         "separate processes and talk over a Unix socket.",
         "",
+        "![Subscribe event throughput, and the cost per value a remote subscriber adds to produce()]"
+        "(images/bench-remote.svg)",
+        "",
+        "The plot shows the tables below, drawn by `python bench/plots.py` from `bench/results/remote.json`",
+        "(the tables of this page as data; bar labels are the table's cells).",
+        "",
         "## record.get round trip (target: p99 under 1 ms)",
         "",
-        "| requests | median | p99 |",
-        "|---:|---:|---:|",
-        f"| {get['n']:,} | {get['median_us']:.1f} µs | {get['p99_us']:.1f} µs |",
+        *_md(tables["get"]),
         "",
         "## Subscribe event throughput (target: at least 20k events/s to one client)",
         "",
@@ -272,14 +327,8 @@ def _write_doc(
         "turn; each client subscribes to that record with a server-side queue of 4096. `lost` counts",
         "events the server dropped for a slow client (visible to it as sequence-number gaps).",
         "",
-        "| clients | events/s total | events/s per client | lost |",
-        "|---:|---:|---:|---:|",
+        *_md(tables["subscribe"]),
     ]
-    for s in subs:
-        lines.append(
-            f"| {s['clients']:.0f} | {s['events_per_s_total']:,.0f} | {s['events_per_s_per_client']:,.0f} "
-            f"| {s['lost_pct']:.1f} % |"
-        )
     lines += [
         "",
         "## Cost a remote subscriber adds to produce() (must stay O(1))",
@@ -291,14 +340,8 @@ def _write_doc(
         "",
         "`tight loop` is 100,000 produces with no loop turn at all: the producer's own code path.",
         "",
-        "| remote subscribers | tight loop | inside produce | wall per value |",
-        "|---:|---:|---:|---:|",
+        *_md(tables["produce-cost"]),
     ]
-    for c in cost:
-        lines.append(
-            f"| {c['subscribers']:.0f} | {c['tight_ns']:.0f} ns | {c['produce_ns']:.0f} ns "
-            f"| {c['wall_per_value_ns']:.0f} ns |"
-        )
     lines += [
         "",
         "The producer's code path does not depend on the number of subscribers (tight loop): the server",

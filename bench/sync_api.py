@@ -23,7 +23,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import command_line, write_results
 
 import aimdb.sync
 from aimdb import AimDbBuilder, BufferCfg
@@ -136,6 +141,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20000, help="values per round and method")
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop"])
+    ap.add_argument(
+        "--json",
+        type=Path,
+        help="also write the table to this results file as sync-LOOP (docs: bench/results/runtimes.json)",
+    )
     args = ap.parse_args()
     n_ping = max(1, args.n // 10)
 
@@ -159,14 +169,23 @@ def main() -> None:
         f"Sync API vs queue.Queue — Python {platform.python_version()}, {sys.platform}, "
         f"loop={args.loop}, {args.rounds} rounds x {n_ping} ping-pongs / {args.n} streamed values\n"
     )
-    print("| measurement | aimdb.sync | queue.Queue | ratio |")
-    print("|---|---:|---:|---:|")
     ma, mq = pct(ping_a, 50), pct(ping_q, 50)
-    print(f"| ping-pong median (µs per value) | {ma:.1f} | {mq:.1f} | {ma / mq:.2f}x |")
     pa, pq = pct(ping_a, 99), pct(ping_q, 99)
-    print(f"| ping-pong p99 (µs per value) | {pa:.1f} | {pq:.1f} | {pa / pq:.2f}x |")
     sa, sq = pct(stream_a, 50), pct(stream_q, 50)
-    print(f"| stream, median of rounds (µs per value) | {sa:.2f} | {sq:.2f} | {sa / sq:.2f}x |")
+    rows = [
+        ["ping-pong median (µs per value)", f"{ma:.1f}", f"{mq:.1f}", f"{ma / mq:.2f}x"],
+        ["ping-pong p99 (µs per value)", f"{pa:.1f}", f"{pq:.1f}", f"{pa / pq:.2f}x"],
+        ["stream, median of rounds (µs per value)", f"{sa:.2f}", f"{sq:.2f}", f"{sa / sq:.2f}x"],
+    ]
+    loop_name = "asyncio loop" if args.loop == "asyncio" else args.loop
+    headers = [f"measurement ({loop_name})", "aimdb.sync", "queue.Queue", "ratio"]
+    print("| " + " | ".join(headers) + " |")
+    print("|---|---:|---:|---:|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    if args.json:
+        table = {"sync-" + args.loop: {"headers": headers, "rows": rows}}
+        write_results(args.json, "benchmarks-runtimes.md", command_line(), table)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,16 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import command_line, write_results
 
 from aimdb import AimDbBuilder, BufferCfg
 
@@ -102,6 +108,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200_000)
     ap.add_argument("--readers", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--json",
+        type=Path,
+        help="also write the table to this results file (bench/results/runtimes.json for the docs)",
+    )
     args = ap.parse_args()
     a: list[float] = []
     c: list[float] = []
@@ -114,10 +125,19 @@ def main() -> None:
         f"W1 on trio {trio.__version__}, Python {platform.python_version()}: 1 producer, "
         f"{args.readers} readers, {args.n} values, yield every {BATCH}; best of {args.rounds}\n"
     )
-    print("| implementation | total (s) | values/s (producer) | ns per delivery | speed-up |")
+    headers = ["implementation", "total (s)", "values/s (producer)", "ns per delivery", "speed-up"]
+    rows = [
+        [name, f"{t:.3f}", f"{args.n / t:,.0f}", f"{t / deliveries * 1e9:.0f}", f"{best_c / t:.2f}x"]
+        for name, t in (("aimdb SpmcRing (trio backend)", best_a), ("trio memory channel per reader", best_c))
+    ]
+    print("| " + " | ".join(headers) + " |")
     print("|---|---:|---:|---:|---:|")
-    for name, t in (("aimdb SpmcRing (trio backend)", best_a), ("trio memory channel per reader", best_c)):
-        print(f"| {name} | {t:.3f} | {args.n / t:,.0f} | {t / deliveries * 1e9:.0f} | {best_c / t:.2f}x |")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    if args.json:
+        write_results(
+            args.json, "benchmarks-runtimes.md", command_line(), {"trio": {"headers": headers, "rows": rows}}
+        )
 
 
 if __name__ == "__main__":

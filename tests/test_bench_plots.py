@@ -113,3 +113,27 @@ def test_cells_are_read_as_numbers(plots: ModuleType, cell: str, value: float) -
 
 def test_a_dash_is_no_number(plots: ModuleType) -> None:
     assert re.match("nan", str(plots.num("-")))
+
+
+def test_results_files_shared_by_scripts_keep_the_other_tables(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("bench_common", ROOT / "bench" / "_common.py")
+    assert spec is not None and spec.loader is not None
+    common = importlib.util.module_from_spec(spec)
+    sys.modules["bench_common"] = common
+    spec.loader.exec_module(common)
+    path = tmp_path / "runtimes.json"
+    shutil.copy(RESULTS / "runtimes.json", path)
+    before = json.loads(path.read_text(encoding="utf-8"))
+    fresh = {"headers": ["implementation", "ns per delivery"], "rows": [["aimdb", 300]]}
+    common.write_results(path, "benchmarks-runtimes.md", "python bench/trio_fanout.py", {"trio": fresh})
+    after = json.loads(path.read_text(encoding="utf-8"))
+    assert after["source"] == before["source"]
+    assert after["tables"]["sync-asyncio"] == before["tables"]["sync-asyncio"]
+    assert after["tables"]["trio"] == {
+        "source": "python bench/trio_fanout.py",
+        "headers": ["implementation", "ns per delivery"],
+        "rows": [["aimdb", "300"]],
+    }
+    # another page's file is replaced, not merged
+    common.write_results(path, "benchmarks-remote.md", "python bench/remote.py", {"get": fresh})
+    assert list(json.loads(path.read_text(encoding="utf-8"))["tables"]) == ["get"]
