@@ -173,8 +173,12 @@ async def _produce_cost(subscribers: int, n_values: int) -> dict[str, float]:
                 ready = ctx.Event()
                 proc = ctx.Process(target=_subscriber_main, args=(path, subscribers, ready), daemon=True)
                 proc.start()
-                while not ready.is_set():
+                for _ in range(1200):  # at most 60 s for the subscriber process to connect
+                    if ready.is_set() or not proc.is_alive():
+                        break
                     await asyncio.sleep(0.05)
+                if not ready.is_set():
+                    raise RuntimeError(f"the subscriber process never got ready (exit code {proc.exitcode})")
             p = db.producer(Reading, "bench.cost")
             v = Reading(1, 20.0)
             inside = 0
