@@ -145,7 +145,7 @@ async def test_a_real_prometheus_scrapes_the_instance() -> None:
                 "scrape_configs:\n  - job_name: aimdb\n    scrape_interval: 1s\n"
                 f"    static_configs:\n      - targets: ['{target}']\n"
             )
-        log = open(os.path.join(work, "prometheus.log"), "wb")  # noqa: SIM115 - closed below
+        log = open(os.path.join(work, "prometheus.log"), "wb")
         proc = await asyncio.create_subprocess_exec(
             PROMETHEUS,
             f"--config.file={work}/prometheus.yml",
