@@ -320,3 +320,47 @@ async def test_closing_the_server_closes_websockets_with_going_away() -> None:
             assert await c.closed() == 1001
             await asyncio.wait_for(closing, 10)
         assert server.http_url is None
+
+
+# ------------------------------------------------------------------ aiohttp only when asked for
+
+_NO_HTTP = """
+import asyncio, sys, tempfile, os
+from aimdb import AimDbBuilder
+from aimdb.remote import RemoteConfig, start_server
+import aimdb.connectors
+
+async def main():
+    d = tempfile.mkdtemp()
+    async with AimDbBuilder().build() as db:
+        await start_server(db, RemoteConfig(unix=os.path.join(d, "s.sock"), tcp="127.0.0.1:0"))
+    print("aiohttp" in sys.modules, "prometheus_client" in sys.modules)
+
+asyncio.run(main())
+"""
+
+_MISSING = """
+import asyncio, sys
+sys.modules["aiohttp"] = None  # as if not installed
+from aimdb import AimDbBuilder
+from aimdb.remote import RemoteConfig, start_server
+
+async def main():
+    async with AimDbBuilder().build() as db:
+        try:
+            await start_server(db, RemoteConfig(unix=None, http="127.0.0.1:0"))
+        except ImportError as exc:
+            print(exc)
+
+asyncio.run(main())
+"""
+
+
+def test_aiohttp_is_imported_only_when_http_is_configured() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _NO_HTTP], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["False", "False"], out.stderr
+    out = subprocess.run([sys.executable, "-c", _MISSING], capture_output=True, text=True, timeout=60)
+    assert "pip install 'aimdb[dashboard]'" in out.stdout, out.stdout + out.stderr
