@@ -160,6 +160,16 @@ async def test_static_files_and_index_are_served() -> None:
                     assert r.status == 404
 
 
+@aio
+async def test_a_websocket_that_never_says_hello_is_closed_after_the_handshake_timeout() -> None:
+    async with http_served(handshake_timeout=0.3) as (_, server):
+        async with ws_client(server) as c:
+            err = await c.message()
+            assert err["id"] is None and err["error"]["code"] == "handshake_required"
+            assert await c.closed() == 1000
+        assert server.statistics().handshake_timeouts == 1
+
+
 # ------------------------------------------------------------------ Origin check
 
 
