@@ -170,6 +170,17 @@ async def test_a_websocket_that_never_says_hello_is_closed_after_the_handshake_t
         assert server.statistics().handshake_timeouts == 1
 
 
+def test_bad_http_settings_are_configuration_problems() -> None:
+    from aimdb.remote import RemoteConfig
+
+    assert RemoteConfig(http="127.0.0.1:0").problems() == []
+    assert any("http" in p for p in RemoteConfig(http="unix:///tmp/x.sock").problems())
+    assert any("http" in p for p in RemoteConfig(http="127.0.0.1:notaport").problems())
+    assert any("allowed_origins" in p for p in RemoteConfig(allowed_origins="http://a").problems())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="http"):
+        RemoteServer(None, RemoteConfig(http="nohost:"))  # type: ignore[arg-type]
+
+
 # ------------------------------------------------------------------ Origin check
 
 
