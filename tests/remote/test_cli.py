@@ -87,7 +87,7 @@ def test_wrong_token(capsys: pytest.CaptureFixture[str]) -> None:
 def test_instance_commands(server: ServerThread, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = cli(capsys, "-c", server.endpoint, "-f", "json", "instance", "info")
     info = json.loads(out)
-    assert code == 0 and info["protocol"] == "1.2" and info["server"]["connections"] >= 1
+    assert code == 0 and info["protocol"] == "1.3" and info["server"]["connections"] >= 1
     code, out, _ = cli(capsys, "-c", server.endpoint, "instance", "ping", "--count", "3")
     assert code == 0 and out.count("ms") == 3
 

@@ -47,7 +47,7 @@ async def test_socat_unix_session() -> None:
             ],
         )
         by_id = {r.get("id"): r for r in replies if "event" not in r}
-        assert by_id[1]["result"]["protocol"] == "1.2"
+        assert by_id[1]["result"]["protocol"] == "1.3"
         assert by_id[2]["result"] == {"key": "station.1.temp", "value": {"celsius": 21.5}}
         assert by_id[None]["error"]["code"] == "parse_error"
         assert by_id[3]["result"]["value"] == {"celsius": 19.0}
@@ -72,7 +72,7 @@ async def test_socat_tcp() -> None:
         host, port = server.tcp_address
         replies = await socat(
             f"TCP:{host}:{port}",
-            ['{"id":"a","method":"record.list"}', '{"id":"b","method":"hello","params":{"version":"1.2"}}'],
+            ['{"id":"a","method":"record.list"}', '{"id":"b","method":"hello","params":{"version":"1.3"}}'],
         )
         assert replies[0]["error"]["code"] == "handshake_required"
         assert replies[1]["id"] == "b" and replies[1]["result"]["server"] == "aimdb-python"

@@ -48,6 +48,8 @@ from ._config import RemoteConfig as RemoteConfig
 from ._connector import AimdbConnector as AimdbConnector
 from ._discovery import default_socket_path as default_socket_path
 from ._discovery import runtime_dir as runtime_dir
+from ._history import HistoryPage as HistoryPage
+from ._history import HistoryRow as HistoryRow
 from ._methods import METHODS as METHODS
 from ._protocol import (
     ERROR_CODES as ERROR_CODES,
@@ -96,6 +98,8 @@ __all__ = (
     "Event",
     "FrameDecoder",
     "FrameError",
+    "HistoryPage",
+    "HistoryRow",
     "RemoteAccess",
     "RemoteConfig",
     "RemoteError",

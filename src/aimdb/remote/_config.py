@@ -44,6 +44,8 @@ class RemoteConfig:
             subscription event the connection accepts; a client whose socket stays full
             (it does not read) is idle.
         socket_mode: file mode of the Unix socket.
+        max_history: most rows one ``record.history`` request may ask for (its
+            ``limit``, also the default); a larger ``limit`` gets ``invalid_params``.
     """
 
     name: str = "aimdb"
@@ -60,11 +62,19 @@ class RemoteConfig:
     handshake_timeout: float = 10.0
     idle_timeout: float | None = 300.0
     socket_mode: int = 0o600
+    max_history: int = 1000
 
     def problems(self) -> list[str]:
         """Return what is wrong with this configuration (empty when valid)."""
         out = []
-        for name in ("max_connections", "max_subscriptions", "max_frame", "max_depth", "queue_size"):
+        for name in (
+            "max_connections",
+            "max_subscriptions",
+            "max_frame",
+            "max_depth",
+            "queue_size",
+            "max_history",
+        ):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 out.append(f"{name} must be a positive int, got {v!r}")
