@@ -115,7 +115,10 @@ async def test_history_reply_shape_on_the_wire() -> None:
         r = await raw.call("record.history", {"key": "t.kept", "limit": 2, "newest_first": True})
         assert r["result"] == {
             "key": "t.kept",
-            "rows": [{"ts": ts[-1], "value": {"celsius": N - 1.0}}, {"ts": ts[-2], "value": {"celsius": N - 2.0}}],
+            "rows": [
+                {"ts": ts[-1], "value": {"celsius": N - 1.0}},
+                {"ts": ts[-2], "value": {"celsius": N - 2.0}},
+            ],
             "count": 2,
             "more": True,
         }
@@ -124,7 +127,7 @@ async def test_history_reply_shape_on_the_wire() -> None:
 
 @aio
 async def test_history_errors_and_max_history() -> None:
-    async with _served(max_history=5) as (db, server, backend, ts):
+    async with _served(max_history=5) as (_db, server, backend, _ts):
         raw = await Raw.open(str(server.unix_path))
         hello = (await raw.hello())["result"]
         assert hello["limits"]["max_history"] == 5
@@ -191,7 +194,7 @@ async def test_history_from_a_stopped_database_is_shutting_down() -> None:
 
 @aio
 async def test_a_slow_history_query_keeps_replies_in_order_and_the_loop_free() -> None:
-    async with _served() as (_, server, backend, ts):
+    async with _served() as (_, server, backend, _ts):
         backend.gate = asyncio.Event()
         raw = await Raw.open(str(server.unix_path))
         await raw.hello()
