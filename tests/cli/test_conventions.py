@@ -205,6 +205,7 @@ def test_plain_output_in_a_pipe(server: ServerThread, runtime_dir: str) -> None:
         "BUFFER",
         "WRITER",
         "W",
+        "P",
         "VALUE",
         "PRODUCED",
         "READERS",
