@@ -432,6 +432,9 @@ class SqliteBackend:
                 finally:
                     self._writer_running = False
                     current.close()
+                if self._stopping.is_set():  # died while stopping: what is queued is lost (counted)
+                    self._give_up()
+                    return
                 if self._commits > commits:  # it had worked since the last restart
                     delay = RESTART_BACKOFF[0]
             if self._stopping.wait(delay):  # stopping: one last run takes the queue to _STOP
@@ -473,7 +476,7 @@ class SqliteBackend:
                 break
             if isinstance(item, list):
                 n += len(item)
-            elif isinstance(item, tuple):
+            elif isinstance(item, tuple) and item[1].set_running_or_notify_cancel():
                 item[1].set_exception(PersistenceError("writer stopped", self.path))
         self._lost += n
         self._done += n
