@@ -94,3 +94,27 @@ def test_no_persist_stores_nothing_and_a_bad_db_is_one_line(tmp_path: Path) -> N
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot persist" in lines[0] and "--no-persist" in lines[0], p.stderr
     assert bad.read_bytes().startswith(b"this is not SQLite")  # left alone
+
+
+@pytest.mark.parametrize(("width", "status"), [(80, "last"), (160, "restored")])
+def test_restored_rows_fit_the_live_table(width: int, status: str) -> None:
+    import io
+
+    from rich.console import Console
+
+    from aimdb._demo._hub import StationView, _render
+    from aimdb._demo._procs import StationSpec
+
+    views = {}
+    for name, runtime in (("alpine", "asyncio"), ("coast", "trio"), ("valley", "micropython")):
+        v = StationView(StationSpec(name, runtime, "pipe"))
+        v.restored = True
+        v.last = {"temperature": -12.34, "humidity": 100.0}
+        v.dewpoint = -13.55
+        views[name] = v
+    buf = io.StringIO()
+    Console(file=buf, width=width).print(_render(views, 123.4, "Ctrl-C stops", width))
+    text = buf.getvalue()
+    assert "…" not in text and max(len(ln) for ln in text.splitlines()) <= width, text
+    rows = [ln for ln in text.splitlines() if ln.strip(" │").startswith(STATIONS)]
+    assert len(rows) == 3 and all(ln.rstrip(" ┃│").endswith(status) for ln in rows), text

@@ -289,6 +289,7 @@ def _status(view: StationView) -> str:
 
 
 _SHORT_RUNTIME = {"micropython": "mpy", "asyncio": "aio"}
+_NARROW_STATUS = {"waiting": "wait", "restored": "last"}
 
 WIDE_TABLE = 110
 """Terminal columns from which the table also shows each station's runtime and link."""
@@ -348,7 +349,7 @@ def _render(
             _fmt(v.rate, 1),
             "/".join(_fmt(x, 1) for x in v.latency_ms(0.5, 0.99, recent=LIVE_WINDOW)),
             f"{v.lost}/{v.lag}",
-            status if wide or status != "waiting" else "wait",
+            status if wide else _NARROW_STATUS.get(status, status),
             style=style,
         )
     return table
