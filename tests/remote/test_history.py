@@ -9,6 +9,7 @@ import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -81,6 +82,13 @@ async def test_history_since_until_limit_order_and_more() -> None:
             assert [r.ts for r in page.rows] == ts[3:7] and not page.more
             assert (await c.history("t.kept", since=ts[-1] + 1)).rows == ()
             assert (await c.history("t.kept", until=ts[0])).rows == ()
+            # datetime (naive is local time, aware in its zone) and timedelta bounds
+            local = datetime.fromtimestamp(ts[3] // 1000 / 1e6)
+            aware = datetime.fromtimestamp(ts[5] // 1000 / 1e6, timezone.utc)
+            page = await c.history("t.kept", since=local, until=aware)
+            assert [r.ts for r in page.rows] == ts[3:5]
+            assert len((await c.history("t.kept", since=timedelta(minutes=5))).rows) == N
+            assert (await c.history("t.kept", until=timedelta(minutes=5))).rows == ()
             # limit cuts: more says so
             page = await c.history("t.kept", limit=3)
             assert [r.ts for r in page.rows] == ts[:3] and page.more
@@ -234,3 +242,25 @@ async def test_a_client_cancelled_during_a_slow_history_query_leaves_the_server_
         async with await AsyncClient.connect("unix://" + str(server.unix_path)) as c:
             assert len((await c.history("t.kept")).rows) == N
         assert server.statistics().failures == 0
+
+
+@aio
+async def test_sync_client_history_and_config_check() -> None:
+    from aimdb.remote import SyncClient
+
+    with pytest.raises(ValueError, match="max_history"):
+        RemoteServer(None, RemoteConfig(max_history=0))  # type: ignore[arg-type]
+    async with _served() as (_, server, _b, ts):
+        endpoint = "unix://" + str(server.unix_path)
+
+        def blocking() -> tuple[list[int], bool, str]:
+            with SyncClient(endpoint) as c:
+                page = c.history("t.kept", since=ts[1], limit=3, newest_first=False)
+                try:
+                    c.history("t.plain")
+                except RemoteError as exc:
+                    return [r.ts for r in page.rows], page.more, exc.code
+            raise AssertionError("t.plain answered")
+
+        rows, more, code = await asyncio.to_thread(blocking)
+        assert rows == ts[1:4] and more and code == "not_persisted"
