@@ -102,12 +102,12 @@ def test_since_and_until_forms(server: ServerThread, runtime_dir: str) -> None:
     assert _json("hub.temp", "--until", "1h", runtime_dir=runtime_dir)["count"] == 0
 
 
-@pytest.mark.parametrize("bad", ["yesterday", "10x", "-5m", "2026-13-01", ""])
+@pytest.mark.parametrize("bad", ["yesterday", "10x", "-5m", "0m", "2026-13-01", ""])
 def test_a_malformed_time_is_one_line_and_exit_2(server: ServerThread, runtime_dir: str, bad: str) -> None:
     done = aimdb("record", "history", "hub.temp", "--since", bad, runtime_dir=runtime_dir)
     assert done.code == 2, done
     assert done.out == "" and len(done.err.strip().splitlines()) == 1, done
-    assert done.err.startswith("error: --since") and "ISO-8601" in done.err, done
+    assert done.err.startswith("error: --since") and ("ISO-8601" in done.err or "positive" in done.err), done
 
 
 def test_not_persisted_and_unknown_records_are_one_line_and_exit_1(

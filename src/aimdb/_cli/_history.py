@@ -28,9 +28,11 @@ def parse_time(text: str, option: str) -> datetime | timedelta:
 
     t = text.strip()
     if t and t[0].isdigit() and t[-1] in "smhdw" and t[:-1].replace(".", "", 1).isdigit():
-        seconds = parse_duration(t)
-        assert seconds is not None
-        return timedelta(seconds=seconds)
+        try:
+            seconds = parse_duration(t)
+        except ValueError as exc:  # zero
+            raise ValueError(f"{option} {text!r}: {exc}") from None
+        return timedelta(seconds=seconds or 0.0)
     iso = t[:-1] + "+00:00" if t.endswith(("Z", "z")) else t  # fromisoformat takes Z from 3.11 on
     try:
         return datetime.fromisoformat(iso)
@@ -48,10 +50,19 @@ def local_time(ts_ns: int) -> str:
 def record_history(
     ctx: typer.Context,
     key: str = typer.Argument(..., help="Record key (a persisted record)."),
-    since: Optional[str] = typer.Option(None, "--since", help="Earliest time shown: " + _TIME_HELP + "."),
-    until: Optional[str] = typer.Option(None, "--until", help="Show rows before this time (same forms)."),
+    since: Optional[str] = typer.Option(
+        None, "--since", metavar="WHEN", help="Earliest time shown: " + _TIME_HELP + "."
+    ),
+    until: Optional[str] = typer.Option(
+        None, "--until", metavar="WHEN", help="Show rows before this time (same forms)."
+    ),
     limit: Optional[int] = typer.Option(
-        None, "--limit", "-n", min=1, help="At most N rows (default and most: the server's max_history)."
+        None,
+        "--limit",
+        "-n",
+        min=1,
+        metavar="N",
+        help="At most N rows (default and most: the server's max_history).",
     ),
     newest_first: bool = typer.Option(False, "--newest-first", help="Newest rows first."),
     output: Optional[Format] = _OUTPUT,
