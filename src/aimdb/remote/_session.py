@@ -1,7 +1,9 @@
 """One client connection: reading and dispatching requests, writing replies and events, time limits.
 
 A session runs two tasks owned by the server: the *reader* (frames in, requests handled
-in order) and the *writer* (replies first, then subscription events). The session ends
+in order; a method that has to wait, such as ``record.history``, is awaited before the
+next request is read, so replies keep request order) and the *writer* (replies first,
+then subscription events). The session ends
 when either ends; replies already queued get a bounded time to go out. A watchdog timer
 closes a connection that does not complete ``hello`` within ``handshake_timeout`` or
 stays idle longer than ``idle_timeout`` afterwards, with an error frame saying why.
