@@ -115,3 +115,22 @@ async def test_stop_during_a_restart_backoff_writes_the_queued_rows(rt: Any, tmp
     finally:
         conn.close()
     assert rows == 1
+
+
+async def test_writer_alive_is_false_while_a_dead_writer_waits_to_restart(rt: Any, tmp_path: Path) -> None:
+    backend = FlakyBackend(tmp_path / "hub.db", fail_flushes=1, fail_reopens=3)
+    b = AimDbBuilder(runtime=rt)
+    b.configure(Temp, "t", lambda r: r.buffer(SingleLatest()).persist())
+    b.with_persistence(backend)
+    db = b.build()
+    async with db:
+        assert backend.statistics().writer_alive
+        db.producer(Temp, "t").produce(Temp(1.0))  # kills the writer; three reopens then fail
+        await _until(rt, lambda: backend.statistics().writer_restarts >= 1)
+        st = backend.statistics()
+        if backend.fail_reopens > 0:  # no reopen succeeded before the snapshot: it was dead
+            assert not st.writer_alive, st
+        await _until(rt, lambda: backend.statistics().writer_alive)
+        assert backend.fail_reopens == 0 and backend.statistics().writer_restarts == 4
+        db.producer(Temp, "t").produce(Temp(2.0))
+        await _until(rt, lambda: backend.statistics().written == 1)

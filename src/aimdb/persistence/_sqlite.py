@@ -277,6 +277,7 @@ class SqliteBackend:
         self._thread = threading.Thread(
             target=self._writer_main, args=(writer,), name="aimdb-persist-writer", daemon=True
         )
+        self._writer_running = True  # from now on, not from whenever the thread gets going
         self._thread.start()
 
     # ------------------------------------------------------------ the event loop's side
