@@ -205,6 +205,7 @@ def test_plain_output_in_a_pipe(server: ServerThread, runtime_dir: str) -> None:
         "BUFFER",
         "WRITER",
         "W",
+        "P",
         "VALUE",
         "PRODUCED",
         "READERS",
@@ -232,7 +233,7 @@ def test_tables_fit_the_terminal_without_cutting_keys(
         if columns == 160:
             assert "hidden" not in text and "DROPPED" in text and "READERS" in text, text
     code, text = in_terminal(80, "record", "list", runtime_dir=runtime_dir)
-    assert "hidden at 80 columns: W, VALUE, READERS, DROPPED (-o json shows all)" in text, text
+    assert "hidden at 80 columns: W, P, VALUE, READERS, DROPPED (-o json shows all)" in text, text
     assert "WRITER" in text and "TYPE" in text
 
 

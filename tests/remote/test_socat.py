@@ -72,7 +72,7 @@ async def test_socat_tcp() -> None:
         host, port = server.tcp_address
         replies = await socat(
             f"TCP:{host}:{port}",
-            ['{"id":"a","method":"record.list"}', '{"id":"b","method":"hello","params":{"version":"1.2"}}'],
+            ['{"id":"a","method":"record.list"}', '{"id":"b","method":"hello","params":{"version":"1.3"}}'],
         )
         assert replies[0]["error"]["code"] == "handshake_required"
         assert replies[1]["id"] == "b" and replies[1]["result"]["server"] == "aimdb-python"

@@ -312,6 +312,7 @@ _RECORD_COLUMNS = [
     Column("BUFFER", drop=5),
     Column("WRITER", drop=6),
     Column("W", drop=2),
+    Column("P", drop=2),
     Column("VALUE", drop=1),
     Column("PRODUCED", drop=4),
     Column("READERS", drop=0),
@@ -328,7 +329,8 @@ def record_list(
 ) -> None:
     """List records with their buffer, writer, permissions and statistics.
 
-    At 80 columns the key is never cut: the least important columns give way first.
+    W: remote clients may set it; P: persisted (see 'aimdb record history'). At 80
+    columns the key is never cut: the least important columns give way first.
     """
     o = _opts(ctx, output)
 
@@ -357,6 +359,7 @@ def record_list(
                 str(buf),
                 writer_of(r),
                 "yes" if r.get("writable") else "",
+                "yes" if r.get("persisted") else "",
                 "yes" if r.get("has_value") else "",
                 str(s.get("produced", "")),
                 str(s.get("readers", "")),
@@ -646,7 +649,8 @@ def to_tree(g: dict[str, Any], boxed: bool = True) -> str:
         if n is None:
             return f"{key} ({via})"
         extra = f" [{via}]" if via else ""
-        return f"{key}: {n['type']} · {n['buffer']} · writer={writer_of(n)}{extra}"
+        kept = " · persisted" if n.get("persisted") else ""
+        return f"{key}: {n['type']} · {n['buffer']} · writer={writer_of(n)}{kept}{extra}"
 
     def add(prefix: str, is_last: bool, key: str, via: str | None, seen: frozenset[str]) -> None:
         lines.append(prefix + (last if is_last else tee) + label(key, via))
@@ -864,3 +868,6 @@ def run(argv: list[str]) -> int:
         out.err(f"error: {type(exc).__name__}: {exc}")
         return EXIT_ERROR
     return 0
+
+
+from . import _history as _history  # noqa: E402  (registers 'aimdb record history')

@@ -1,7 +1,8 @@
 """Pictures of a dataflow graph: Graphviz DOT written here, SVG and PNG rendered by ``dot``.
 
 The input is the reply of the remote ``graph`` method (``nodes``, ``edges``, ``order``).
-Every record is a box naming its key, value type, buffer and writer; a transform is a
+Every record is a box naming its key, value type, buffer and writer (and ``persisted``
+for a record whose values are stored); a transform is a
 labelled edge from its input, a join a small diamond its inputs meet in; a link is an
 ellipse holding the link's URL, with an edge into the record it writes (``link_from``) or
 out of the record it mirrors (``link_to``). A record written by links names them as its
@@ -92,6 +93,8 @@ def to_dot(g: dict[str, Any]) -> str:
         n = nodes[key]
         writer = writer_label(n, links_in.get(key, []))
         label = f"{key}\n{n.get('type', '?')} · {n.get('buffer', '?')}\nwriter: {writer}"
+        if n.get("persisted"):
+            label += "\npersisted"
         colour = _WRITER_COLOUR.get(writer.split(" ", 1)[0], "#f3f4f6")
         lines.append(
             f"  {dot_string(key)} [label={dot_string(label)}, fillcolor={dot_string(colour)}];"

@@ -60,6 +60,8 @@ class RecordInfo:
         inputs: keys this record is derived from (transform/join inputs).
         remote_readable: visible to remote clients.
         remote_writable: remote ``record.set`` allowed (never with a source/transform/join).
+        persisted: declared with ``reg.persist()``: its values are stored and
+            ``history()`` answers for it.
     """
 
     __slots__ = (
@@ -69,6 +71,7 @@ class RecordInfo:
         "key",
         "links_in",
         "links_out",
+        "persisted",
         "remote_readable",
         "remote_writable",
         "taps",
@@ -96,6 +99,7 @@ class RecordInfo:
         self.inputs = tuple(inputs)
         self.remote_readable = cfg.remote_readable
         self.remote_writable = cfg.remote_writable and self.writer_kind in ("none", "link")
+        self.persisted = cfg.persist is not None
 
     def as_dict(self) -> "dict[str, Any]":
         """Return the metadata as a plain dict (for JSON)."""
@@ -111,6 +115,7 @@ class RecordInfo:
             "inputs": list(self.inputs),
             "remote_readable": self.remote_readable,
             "writable": self.remote_writable,
+            "persisted": self.persisted,
         }
 
     def __repr__(self) -> str:
@@ -932,6 +937,49 @@ class AimDb:
             RuntimeError: the database is not running.
             PersistenceError: the store failed to answer.
         """
+        from .._compat import wall_ns
+
+        now = wall_ns() or 0
+        rows, _ = await self.history_ns(
+            key,
+            since_ns=_time_ns(since, now, "since"),
+            until_ns=_time_ns(until, now, "until"),
+            limit=limit,
+            newest_first=newest_first,
+        )
+        return rows
+
+    async def history_ns(
+        self,
+        key: str,
+        *,
+        since_ns: "int | None" = None,
+        until_ns: "int | None" = None,
+        limit: int = 1000,
+        newest_first: bool = False,
+    ) -> "tuple[list[Stored[Any]], bool]":
+        """Stored values of persisted record ``key`` between two exact nanosecond times.
+
+        The exact form of :meth:`history` (which is built on it), for callers that keep
+        times as integer nanoseconds since the Unix epoch (the remote ``record.history``
+        method). Returns ``(rows, more)``: ``rows`` as :meth:`history` returns them (each
+        ``Stored.ts_ns`` exact), and ``more`` True when more than ``limit`` rows matched,
+        so the limit cut the result. The query runs off the event loop.
+
+        Args:
+            key: record key.
+            since_ns: earliest time included (ns since the epoch); ``None``: no bound.
+            until_ns: first time excluded (ns since the epoch); ``None``: no bound.
+            limit: most rows returned (at least 1).
+            newest_first: order newest first (the rows kept are then the newest ones).
+
+        Raises:
+            RecordNotFound: no such key.
+            NotPersisted: the record has no ``persist()``.
+            ValueError: ``limit`` is not a positive int, or a bound is not an int.
+            RuntimeError: the database is not running.
+            PersistenceError: the store failed to answer.
+        """
         from .._errors import NotPersisted
 
         self._record(key)
@@ -941,13 +989,14 @@ class AimDb:
             raise NotPersisted(key)
         if type(limit) is not int or limit < 1:
             raise ValueError("limit must be an int of at least 1, got " + repr(limit))
+        for name, bound in (("since_ns", since_ns), ("until_ns", until_ns)):
+            if bound is not None and type(bound) is not int:
+                raise ValueError(name + " must be an int (ns since the epoch) or None, got " + repr(bound))
         if self._state != "running" or not p.started:
             raise RuntimeError("database is not running")
-        now = self._rt.wall_ns() or 0
-        rows = await p.backend.query(
-            key, _time_ns(since, now, "since"), _time_ns(until, now, "until"), limit, bool(newest_first)
-        )
-        return feed.decode_rows(rows)
+        rows = await p.backend.query(key, since_ns, until_ns, limit + 1, bool(newest_first))
+        more = len(rows) > limit
+        return feed.decode_rows(rows[:limit]), more
 
     def __repr__(self) -> str:
         return "<AimDb records=" + str(len(self._records)) + " state=" + self._state + ">"

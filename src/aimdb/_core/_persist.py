@@ -35,16 +35,19 @@ class Stored(Generic[T]):
         ts: wall-clock time it was stored, in seconds since the Unix epoch (float): the
             time of ``produce`` for single-latest and mailbox records, the time the
             persisting reader took it (normally within a millisecond) for rings.
+        ts_ns: the same time as the exact integer nanoseconds the store keeps (``ts``
+            is ``ts_ns / 1e9``); use it to page through history without losing rows.
     """
 
-    __slots__ = ("ts", "value")
+    __slots__ = ("ts", "ts_ns", "value")
 
-    def __init__(self, value: T, ts: float) -> None:
+    def __init__(self, value: T, ts: float, ts_ns: "int | None" = None) -> None:
         self.value = value
         self.ts = ts
+        self.ts_ns = int(ts * 1e9) if ts_ns is None else ts_ns
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Stored) and other.value == self.value and other.ts == self.ts
+        return isinstance(other, Stored) and other.value == self.value and other.ts_ns == self.ts_ns
 
     def __repr__(self) -> str:
         return "Stored(" + repr(self.value) + ", ts=" + repr(self.ts) + ")"
@@ -219,7 +222,7 @@ class Feed:
         dec = self.decode
         for ts, payload in rows:
             try:
-                out.append(Stored(dec(payload), ts / 1e9))
+                out.append(Stored(dec(payload), ts / 1e9, ts))
             except DeserializeError as exc:
                 self.decode_skipped += 1
                 if not self._decode_logged:

@@ -8,6 +8,10 @@ records, derives the dew point per station with a join and shows a live table.
 ``--mqtt URL``: ``alpine`` publishes to the broker itself, ``coast`` and ``valley`` go
 through a gateway process (pipe in, MQTT out), and the hub reads everything from the
 broker. ``--kafka URL``: the hub forwards every derived dew point to Kafka.
+
+The hub stores the station values and dew points in ``--db PATH`` (default
+``<runtime dir>/<name>.db``, see :mod:`._persist`); a restarted hub shows the last
+stored values at once. ``--no-persist`` turns that off.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Any
 from aimdb import AimDbBuilder, AimDbError, BufferCfg, BufferLagged, Context
 from aimdb.links import SerialLink
 
+from ._persist import default_db_path, last_stored, open_store, persistence_summary
 from ._procs import (
     StationSpec,
     Supervised,
@@ -93,6 +98,7 @@ class StationView:
     restarts: int = 0
     implementation: str | None = None
     stale: bool = False
+    restored: bool = False
     latencies_us: deque[int] = field(default_factory=lambda: deque(maxlen=200_000))
     rate: float = 0.0
     _rate_mark: tuple[float, int] = (0.0, 0)
@@ -183,14 +189,19 @@ def build_hub(
     remote: Any,
     prefix: str = "",
     brokers: dict[str, Any] | None = None,
+    store: Any = None,
 ) -> AimDbBuilder:
     """Declare the hub: per station the two mirrored records and the dew-point join.
 
     The broker connectors it creates are also put into ``brokers`` (``"mqtt"``, ``"kafka"``),
-    so the caller can watch their connection state.
+    so the caller can watch their connection state. With a ``store`` (a persistence
+    backend) every station record and dew point is persisted; the dew points are
+    restored at start.
     """
     b = AimDbBuilder(shutdown_timeout=1.0)
     b.with_connector(remote)
+    if store is not None:
+        b.with_persistence(store)
     made: dict[str, Any] = {} if brokers is None else brokers
     if mqtt is not None:
         from aimdb.connectors import MqttConnector
@@ -206,6 +217,8 @@ def build_hub(
         for field_name, kind, attr in FIELDS:
             reg = b.configure(kind, f"station.{name}.{field_name}").buffer(BufferCfg.SpmcRing(capacity=256))
             reg.tap(_view_tap(view, field_name, attr), name="view")
+            if store is not None:
+                reg.persist()
             if mqtt is not None:
                 reg.link_from("mqtt://" + topic(prefix, name, field_name)).finish()
             else:
@@ -215,6 +228,8 @@ def build_hub(
             [(Temperature, f"station.{name}.temperature"), (Humidity, f"station.{name}.humidity")], dew_point
         )
         dew.tap(_dew_tap(view), name="view")
+        if store is not None:
+            dew.persist()  # single-latest: the newest is restored at start
         if kafka is not None:
             dew.link_to("kafka://" + KAFKA_TOPIC).key(_station_key(name)).finish()
     return b
@@ -269,11 +284,12 @@ def _fmt(v: float | None, digits: int = 2) -> str:
 
 def _status(view: StationView) -> str:
     if view.last_rx is None:
-        return "waiting"
+        return "restored" if view.restored else "waiting"
     return "STALE" if view.stale else "ok"
 
 
 _SHORT_RUNTIME = {"micropython": "mpy", "asyncio": "aio"}
+_NARROW_STATUS = {"waiting": "wait", "restored": "last"}
 
 WIDE_TABLE = 110
 """Terminal columns from which the table also shows each station's runtime and link."""
@@ -333,7 +349,7 @@ def _render(
             _fmt(v.rate, 1),
             "/".join(_fmt(x, 1) for x in v.latency_ms(0.5, 0.99, recent=LIVE_WINDOW)),
             f"{v.lost}/{v.lag}",
-            status if wide or status != "waiting" else "wait",
+            status if wide else _NARROW_STATUS.get(status, status),
             style=style,
         )
     return table
@@ -450,9 +466,26 @@ async def run_hub(args: argparse.Namespace, outcome: list[dict[str, Any]]) -> in
     remote = RemoteAccess(RemoteConfig(name=args.name, writable=writable, max_connections=32, http=http))
     prefix = args.topic_prefix or f"aimdb-demo/{secrets.token_hex(3)}"
     connectors: dict[str, Any] = {}
+    store = None
+    if not args.no_persist:
+        from aimdb.remote._discovery import ensure_runtime_dir
+
+        if args.db is None:
+            ensure_runtime_dir()
+        db_path = Path(args.db) if args.db is not None else default_db_path(args.name)
+        store, problems = open_store(db_path)
+        if problems:
+            raise DemoError(f"cannot persist: {problems[0]} (use --db PATH, or --no-persist)")
+    restored = 0
     try:
         db = build_hub(
-            views, mqtt=args.mqtt, kafka=args.kafka, remote=remote, prefix=prefix, brokers=connectors
+            views,
+            mqtt=args.mqtt,
+            kafka=args.kafka,
+            remote=remote,
+            prefix=prefix,
+            brokers=connectors,
+            store=store,
         ).build()
     except (ValueError, AimDbError) as exc:
         raise DemoError(f"bad broker URL: {exc}") from None
@@ -490,6 +523,19 @@ async def run_hub(args: argparse.Namespace, outcome: list[dict[str, Any]]) -> in
         web = server.http_url
         if web is not None:
             say(f"aimdb demo: dashboard {web}  ·  metrics {web}metrics")
+        if store is not None:
+            last = await last_stored(db, [f"station.{n}.{f}" for n in views for f, _, _ in FIELDS])
+            for name, v in views.items():
+                for field_name, _, attr in FIELDS:
+                    value = last.get(f"station.{name}.{field_name}")
+                    if value is not None:
+                        v.last[field_name] = getattr(value, attr)
+                        v.restored = True
+            restored = sum(v.restored for v in views.values())
+            say(
+                f"aimdb demo: storing values in {store.path} ({restored} stations restored); "
+                f"history: {cli} record history hub.{specs[0].name}.dewpoint --since 1m"
+            )
 
         def on_line(prefix: str) -> Any:
             def emit(text: str) -> None:
@@ -601,6 +647,7 @@ async def run_hub(args: argparse.Namespace, outcome: list[dict[str, Any]]) -> in
                 mode[b.kind] = b.summary()
             for kind in ("mqtt", "kafka"):
                 mode.setdefault(kind, {"requested": False})
+            mode["persistence"] = persistence_summary(store, restored)
             if live is not None:
                 live.stop()
             await stop_all(supervisors, tasks)
@@ -616,6 +663,8 @@ async def run_hub(args: argparse.Namespace, outcome: list[dict[str, Any]]) -> in
                     f"produce-to-hub latency p50 {_fmt(lat['p50'])} ms, p99 {_fmt(lat['p99'])} ms; "
                     f"hub CPU {result['hub_cpu_percent']:.1f} %"
                 )
+    if outcome:  # the store is closed: its last commit is counted
+        outcome[-1]["persistence"] = persistence_summary(store, restored)
     say("aimdb demo: stopped cleanly")
     return 0
 
@@ -761,6 +810,12 @@ def _parser() -> argparse.ArgumentParser:
         "when aiohttp is installed, i.e. with the 'dashboard' extra)",
     )
     web.add_argument("--no-http", action="store_true", help="no HTTP listener (no dashboard, no /metrics)")
+    p.add_argument(
+        "--db",
+        metavar="PATH",
+        help="SQLite file the hub stores values in (default: <runtime dir>/<name>.db, beside its socket)",
+    )
+    p.add_argument("--no-persist", action="store_true", help="store nothing (no history, no restore)")
     p.add_argument(
         "--topic-prefix",
         metavar="PREFIX",

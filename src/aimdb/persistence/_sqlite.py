@@ -31,6 +31,9 @@ _HEADER = b"SQLite format 3\x00"
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _STOP = object()
 
+RESTART_BACKOFF = (0.05, 5.0)
+"""First and largest delay (seconds) before a writer that died is restarted; doubles in between."""
+
 
 def parse_duration(value: str | float | timedelta | None) -> float | None:
     """Seconds of a retention or interval setting: ``"7d"``, ``"90m"``, ``"30s"``, a timedelta or seconds.
@@ -68,8 +71,11 @@ class SqliteStatistics(Statistics):
             are lost and counted in ``lost``.
         lost: rows lost to failed writes or to a writer that did not finish at stop.
         deleted: rows deleted by retention.
-        last_error: ``repr`` of the most recent write failure, or ``None``.
-        writer_alive: whether the writer thread runs.
+        last_error: ``repr`` of the most recent write failure or writer death, or ``None``.
+        writer_alive: whether the writer runs (False before start, after stop and while a
+            writer that died waits out its restart backoff).
+        writer_restarts: times the writer died (an unexpected exception) and was
+            restarted.
     """
 
     __slots__ = (
@@ -81,6 +87,7 @@ class SqliteStatistics(Statistics):
         "pending",
         "write_failures",
         "writer_alive",
+        "writer_restarts",
         "written",
     )
 
@@ -93,6 +100,7 @@ class SqliteStatistics(Statistics):
     deleted: int
     last_error: str | None
     writer_alive: bool
+    writer_restarts: int
 
     def __init__(self, b: SqliteBackend) -> None:
         t = b._thread
@@ -106,7 +114,8 @@ class SqliteStatistics(Statistics):
                 "lost": b._lost,
                 "deleted": b._deleted,
                 "last_error": b._last_error,
-                "writer_alive": t is not None and t.is_alive(),
+                "writer_alive": t is not None and t.is_alive() and b._writer_running,
+                "writer_restarts": b._writer_restarts,
             }
         )
 
@@ -124,6 +133,12 @@ class SqliteBackend:
     A failed write (disk full, I/O error) rolls its transaction back: its rows are
     counted as ``lost``, the failure is counted and logged once (and once more when
     writes succeed again), and the writer goes on with the next rows.
+
+    A writer that dies of any other exception is restarted on a fresh connection after
+    a backoff of 0.05 s, doubling up to 5 s while restarts keep failing (reset by the
+    first commit after a restart); each death is logged once with its cause and counted
+    in ``writer_restarts``, and the rows it held are counted as ``lost``. Rows handed
+    over meanwhile wait in the queue and are written after the restart.
 
     Args:
         path: the database file (created when missing; its directory must exist).
@@ -182,6 +197,10 @@ class SqliteBackend:
         self._deleted = 0
         self._last_error: str | None = None
         self._failing = False
+        self._held: list[tuple[str, int, bytes]] = []  # rows the writer took, not yet committed
+        self._writer_running = False
+        self._writer_restarts = 0
+        self._stopping = threading.Event()  # close() was called: cut a restart backoff short
 
     # ------------------------------------------------------------ checks and opening
 
@@ -258,6 +277,7 @@ class SqliteBackend:
         self._thread = threading.Thread(
             target=self._writer_main, args=(writer,), name="aimdb-persist-writer", daemon=True
         )
+        self._writer_running = True  # from now on, not from whenever the thread gets going
         self._thread.start()
 
     # ------------------------------------------------------------ the event loop's side
@@ -372,6 +392,7 @@ class SqliteBackend:
         if t is None:
             return
         self._queue.put(_STOP)
+        self._stopping.set()
         rt = self._rt
         deadline = time.monotonic() + max(timeout, 0.05)
         while t.is_alive() and time.monotonic() < deadline:
@@ -397,18 +418,76 @@ class SqliteBackend:
     # ------------------------------------------------------------ the writer thread
 
     def _writer_main(self, conn: sqlite3.Connection) -> None:
-        try:
-            self._writer_loop(conn)
-        except Exception as exc:  # the owner sees it in the log and in statistics (writer_alive)
-            self._last_error = repr(exc)
-            _log.exception("persistence: writer thread of %r died", self.path)
-        finally:
-            conn.close()
+        """The writer thread: run the writer loop, restart it with backoff when it dies."""
+        delay = RESTART_BACKOFF[0]
+        current: sqlite3.Connection | None = conn
+        while True:
+            if current is not None:
+                commits = self._commits
+                self._writer_running = True
+                try:
+                    self._writer_loop(current)
+                    return  # stopped
+                except Exception as exc:  # counted, logged once with its cause, restarted below
+                    self._writer_died(exc, "died")
+                finally:
+                    self._writer_running = False
+                    current.close()
+                if self._stopping.is_set():  # died while stopping: what is queued is lost (counted)
+                    self._give_up()
+                    return
+                if self._commits > commits:  # it had worked since the last restart
+                    delay = RESTART_BACKOFF[0]
+            if self._stopping.wait(delay):  # stopping: one last run takes the queue to _STOP
+                delay = 0.0
+            else:
+                delay = min(delay * 2, RESTART_BACKOFF[1])
+            self._writer_restarts += 1
+            try:
+                current = self._open_writer()
+            except Exception as exc:
+                current = None
+                self._writer_died(exc, "could not be reopened")
+                if self._stopping.is_set():
+                    self._give_up()
+                    return
+
+    def _writer_died(self, exc: Exception, what: str) -> None:
+        """Count the rows the writer held as lost and log the failure once, with its cause."""
+        held, self._held = self._held, []
+        n = len(held)
+        self._lost += n
+        self._done += n
+        self._last_error = repr(exc)
+        _log.error(
+            "persistence: writer of %r %s (%d rows lost); restarting",
+            self.path,
+            what,
+            n,
+            exc_info=exc,
+        )
+
+    def _give_up(self) -> None:
+        """At stop with no usable connection: count every queued row as lost."""
+        n = 0
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, list):
+                n += len(item)
+            elif isinstance(item, tuple) and item[1].set_running_or_notify_cancel():
+                item[1].set_exception(PersistenceError("writer stopped", self.path))
+        self._lost += n
+        self._done += n
+        if n:
+            _log.error("persistence: %d rows queued for %r lost at stop (no writer)", n, self.path)
 
     def _writer_loop(self, conn: sqlite3.Connection) -> None:
         q = self._queue
-        rows: list[tuple[str, int, bytes]] = []
-        deadline = 0.0
+        rows = self._held = []
+        deadline = time.monotonic() + self.commit_interval
         next_cleanup = time.monotonic() + self.cleanup_interval
         cleans = self.retention is not None or self.max_rows is not None
         while True:
@@ -428,7 +507,6 @@ class SqliteBackend:
             elif isinstance(item, tuple):
                 fn, fut = item
                 self._flush(conn, rows)
-                rows = []
                 if fut.set_running_or_notify_cancel():
                     try:
                         fut.set_result(fn(conn))
@@ -436,7 +514,6 @@ class SqliteBackend:
                         fut.set_exception(exc)
             if rows and (len(rows) >= self.commit_every or time.monotonic() >= deadline):
                 self._flush(conn, rows)
-                rows = []
             if cleans and time.monotonic() >= next_cleanup:
                 next_cleanup = time.monotonic() + self.cleanup_interval
                 try:
@@ -445,6 +522,11 @@ class SqliteBackend:
                     _log.warning("persistence: retention cleanup of %r failed: %r", self.path, exc)
 
     def _flush(self, conn: sqlite3.Connection, rows: list[tuple[str, int, bytes]]) -> None:
+        """Commit ``rows`` (the writer's held list) in one transaction and empty the list.
+
+        A failed transaction counts its rows as lost; an exception other than
+        ``sqlite3.Error`` propagates with the rows still held (the writer died).
+        """
         if not rows:
             return
         n = len(rows)
@@ -476,8 +558,9 @@ class SqliteBackend:
             if self._failing:
                 self._failing = False
                 _log.warning("persistence: writes to %r succeed again", self.path)
-        finally:
-            self._done += n
+        # written or given up (any other exception leaves them held: the writer's death counts them)
+        self._done += n
+        del rows[:]
 
     def _cleanup(self, conn: sqlite3.Connection) -> int:
         deleted = 0

@@ -52,6 +52,8 @@ from ._config import RemoteConfig as RemoteConfig
 from ._connector import AimdbConnector as AimdbConnector
 from ._discovery import default_socket_path as default_socket_path
 from ._discovery import runtime_dir as runtime_dir
+from ._history import HistoryPage as HistoryPage
+from ._history import HistoryRow as HistoryRow
 from ._methods import METHODS as METHODS
 from ._metrics import AimDbCollector as AimDbCollector
 from ._metrics import Family as Family
@@ -105,6 +107,8 @@ __all__ = (
     "Family",
     "FrameDecoder",
     "FrameError",
+    "HistoryPage",
+    "HistoryRow",
     "MetricsRenderer",
     "RemoteAccess",
     "RemoteConfig",

@@ -17,6 +17,7 @@ from .._aio import wait_for
 from .._errors import AimDbError, PermissionDenied, ProtocolError
 from . import _protocol as P
 from ._discovery import socket_files
+from ._history import HistoryPage, TimeBound, page_from_reply, to_ns
 
 CLIENT_MAX_FRAME = 64 * 1024 * 1024
 CLIENT_MAX_DEPTH = 64
@@ -660,6 +661,45 @@ class AsyncClient:
         res = await self._call("record.drain", params)
         values: builtins.list[Any] = res["values"]
         return values
+
+    async def history(
+        self,
+        key: str,
+        *,
+        since: TimeBound = None,
+        until: TimeBound = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> HistoryPage:
+        """Return stored values of persisted record ``key`` (``record.history``).
+
+        Rows with ``since <= ts < until`` by the server's clock, oldest first (newest
+        first with ``newest_first``), at most ``limit`` of them (``None``: the server's
+        ``max_history``, 1000 by default); ``page.more`` says the limit cut the result.
+
+        Args:
+            key: record key.
+            since: earliest time included: integer ns since the epoch, a ``datetime``
+                (naive is local time) or a ``timedelta`` meaning that long ago; ``None``:
+                no bound.
+            until: first time excluded, same forms; ``None``: no bound.
+            limit: most rows (1 up to the server's ``max_history``).
+            newest_first: newest rows first (and the newest kept when the limit cuts).
+
+        Raises:
+            TypeError: ``since`` or ``until`` has another type.
+            RemoteError: ``not_found``, ``not_persisted``, ``invalid_params`` (a
+                ``limit`` above ``max_history``), ``persistence_error`` or
+                ``shutting_down``.
+        """
+        params: dict[str, Any] = {"key": key, "newest_first": newest_first}
+        for name, bound in (("since", since), ("until", until)):
+            ns = to_ns(bound, name)
+            if ns is not None:
+                params[name] = ns
+        if limit is not None:
+            params["limit"] = limit
+        return page_from_reply(await self._call("record.history", params))
 
     async def graph(self) -> dict[str, Any]:
         """Return the dependency graph (``nodes``, ``edges``, ``order``)."""

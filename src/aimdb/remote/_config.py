@@ -58,6 +58,8 @@ class RemoteConfig:
         metrics: serve ``/metrics`` on the HTTP listener.
         static_dir: folder served at ``/`` on the HTTP listener; ``"auto"`` (default) for
             the dashboard page shipped with aimdb, ``None`` for no files.
+        max_history: most rows one ``record.history`` request may ask for (its
+            ``limit``, also the default); a larger ``limit`` gets ``invalid_params``.
     """
 
     name: str = "aimdb"
@@ -78,11 +80,19 @@ class RemoteConfig:
     allowed_origins: Sequence[str] = field(default_factory=tuple)
     metrics: bool = True
     static_dir: str | None = AUTO
+    max_history: int = 1000
 
     def problems(self) -> list[str]:
         """Return what is wrong with this configuration (empty when valid)."""
         out = []
-        for name in ("max_connections", "max_subscriptions", "max_frame", "max_depth", "queue_size"):
+        for name in (
+            "max_connections",
+            "max_subscriptions",
+            "max_frame",
+            "max_depth",
+            "queue_size",
+            "max_history",
+        ):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 out.append(f"{name} must be a positive int, got {v!r}")

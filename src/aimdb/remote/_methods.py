@@ -1,7 +1,11 @@
 """The remote methods: one table, used by dispatch, ``method_not_found`` replies, docs and tests.
 
 Each handler takes the session and the request's ``params`` object and returns the
-``result`` (any JSON-encodable value) or raises :class:`RemoteFailure`.
+``result`` (any JSON-encodable value) or raises :class:`RemoteFailure`. A handler that
+has to wait (``record.history`` queries the store off the event loop) checks its params
+at once and returns an awaitable giving the result (or raising :class:`RemoteFailure`);
+the session awaits it before it handles the connection's next request, so replies stay
+in request order.
 """
 
 from __future__ import annotations
@@ -9,12 +13,20 @@ from __future__ import annotations
 import hmac
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from .._errors import BufferClosed, BufferLagged, DeserializeError, TypeMismatch
+from .. import RecordInfo
+from .._errors import (
+    BufferClosed,
+    BufferLagged,
+    DeserializeError,
+    NotPersisted,
+    PersistenceError,
+    TypeMismatch,
+)
 from . import _protocol as P
 from ._fanout import Subscription, latest_value
 from ._records import RemoteFailure
@@ -93,6 +105,7 @@ def hello(session: Session, params: dict[str, Any]) -> Any:
             "max_depth": cfg.max_depth,
             "queue_size": cfg.queue_size,
             "idle_timeout": session.idle_timeout,
+            "max_history": cfg.max_history,
         },
     }
 
@@ -239,6 +252,68 @@ def record_drain(session: Session, params: dict[str, Any]) -> Any:
     return {"key": key, "values": raws, "count": len(raws), "lagged": lagged}
 
 
+_NS_MAX = (1 << 63) - 1
+
+
+def _opt_ns(params: dict[str, Any], name: str) -> int | None:
+    v = params.get(name)
+    if v is None:
+        return None
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= _NS_MAX:
+        raise RemoteFailure(P.INVALID_PARAMS, f"{name!r} must be integer nanoseconds since the epoch")
+    return v
+
+
+def record_history(session: Session, params: dict[str, Any]) -> Awaitable[Any]:
+    """Stored values of a persisted record between two times (read-only, off the event loop)."""
+    records = session.server.records
+    cap = session.server.config.max_history
+    key = _need_str(params, "key", "name")
+    since = _opt_ns(params, "since")
+    until = _opt_ns(params, "until")
+    limit = params.get("limit")
+    if limit is None:
+        limit = cap
+    elif not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise RemoteFailure(P.INVALID_PARAMS, "'limit' must be a positive integer")
+    elif limit > cap:
+        raise RemoteFailure(
+            P.INVALID_PARAMS,
+            f"'limit' {limit} is above this server's max_history {cap}",
+            {"max_history": cap},
+        )
+    newest_first = params.get("newest_first", False)
+    if not isinstance(newest_first, bool):
+        raise RemoteFailure(P.INVALID_PARAMS, "'newest_first' must be true or false")
+    info = records.info(key)
+    if not info.persisted:
+        raise RemoteFailure(P.NOT_PERSISTED, f"record {key!r} is not persisted", {"key": key})
+    return _history(session, info, since, until, limit, newest_first)
+
+
+async def _history(
+    session: Session, info: RecordInfo, since: int | None, until: int | None, limit: int, newest_first: bool
+) -> Any:
+    records = session.server.records
+    db = records.db
+    key = info.key
+    try:
+        rows, more = await db.history_ns(
+            key, since_ns=since, until_ns=until, limit=limit, newest_first=newest_first
+        )
+    except NotPersisted:  # a server without the store the record was declared for
+        raise RemoteFailure(P.NOT_PERSISTED, f"record {key!r} is not persisted", {"key": key}) from None
+    except PersistenceError as exc:
+        raise RemoteFailure(P.PERSISTENCE_ERROR, str(exc), {"key": key}) from None
+    except RuntimeError:
+        if db.state == "running":
+            raise
+        raise RemoteFailure(P.SHUTTING_DOWN, "the database is stopping") from None
+    enc = records.encoder(info)
+    out = [{"ts": s.ts_ns, "value": msgspec.Raw(enc(s.value))} for s in rows]
+    return {"key": key, "rows": out, "count": len(out), "more": more}
+
+
 def graph(session: Session, params: dict[str, Any]) -> Any:
     """The dataflow graph, restricted to readable records."""
     records = session.server.records
@@ -296,6 +371,7 @@ HANDLERS: dict[str, Handler] = {
     "record.subscribe": record_subscribe,
     "record.unsubscribe": record_unsubscribe,
     "record.drain": record_drain,
+    "record.history": record_history,
     "graph": graph,
     "stats": stats,
     "stats.reset": stats_reset,

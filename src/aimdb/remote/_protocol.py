@@ -43,6 +43,8 @@ INVALID_VALUE = "invalid_value"
 TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
 TOO_MANY_CONNECTIONS = "too_many_connections"
 SHUTTING_DOWN = "shutting_down"
+NOT_PERSISTED = "not_persisted"
+PERSISTENCE_ERROR = "persistence_error"
 INTERNAL_ERROR = "internal_error"
 
 ERROR_CODES = (
@@ -62,6 +64,8 @@ ERROR_CODES = (
     TOO_MANY_SUBSCRIPTIONS,
     TOO_MANY_CONNECTIONS,
     SHUTTING_DOWN,
+    NOT_PERSISTED,
+    PERSISTENCE_ERROR,
     IDLE_TIMEOUT,
     INTERNAL_ERROR,
 )

@@ -1,7 +1,9 @@
 """One client connection: reading and dispatching requests, writing replies and events, time limits.
 
 A session runs two tasks owned by the server: the *reader* (frames in, requests handled
-in order) and the *writer* (replies first, then subscription events). The session ends
+in order; a method that has to wait, such as ``record.history``, is awaited before the
+next request is read, so replies keep request order) and the *writer* (replies first,
+then subscription events). The session ends
 when either ends; replies already queued get a bounded time to go out. A watchdog timer
 closes a connection that does not complete ``hello`` within ``handshake_timeout`` or
 stays idle longer than ``idle_timeout`` afterwards, with an error frame saying why.
@@ -10,8 +12,10 @@ stays idle longer than ``idle_timeout`` afterwards, with an error frame saying w
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections import deque
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from .. import Reader
@@ -217,7 +221,10 @@ class Session:
                     if isinstance(item, P.FrameError):
                         self._bad_frame(item)
                     else:
-                        self._handle(item)
+                        waiting = self._handle(item)
+                        if waiting is not None:  # the next request waits: replies stay in order
+                            await waiting
+                            self.last_activity = loop.time()
                     if self.closing:
                         return
                 if self.reply_bytes > REPLY_BACKLOG:
@@ -233,27 +240,28 @@ class Session:
             counters.frames_too_deep += 1
         self.send(P.error_frame(None, err.code, err.message))
 
-    def _handle(self, frame: bytes) -> None:
+    def _handle(self, frame: bytes) -> Awaitable[None] | None:
+        """Handle one request frame; returns what to await when the method has to wait."""
         server = self.server
         obj = P.parse_frame(frame, server.config.max_depth)
         if isinstance(obj, P.FrameError):
             self._bad_frame(obj)
-            return
+            return None
         notify = "id" not in obj  # a notification: never answered, failures only counted
         req_id = obj.get("id")
         if isinstance(req_id, (dict, list)):
             self.send(P.error_frame(None, P.INVALID_REQUEST, "'id' must be a number, string or null"))
-            return
+            return None
         method = obj.get("method")
         if not isinstance(method, str):
             self._fail(notify, req_id, P.INVALID_REQUEST, "missing 'method' (a string)")
-            return
+            return None
         params = obj.get("params")
         if params is None:
             params = {}
         if not isinstance(params, dict):
             self._fail(notify, req_id, P.INVALID_PARAMS, "'params' must be an object")
-            return
+            return None
         self.requests += 1
         server.counters.requests += 1
         handler = HANDLERS.get(method)
@@ -261,25 +269,43 @@ class Session:
             self._fail(
                 notify, req_id, P.METHOD_NOT_FOUND, f"unknown method {method!r}", {"methods": list(METHODS)}
             )
-            return
+            return None
         if not self.ready and method != "hello":
             self._fail(notify, req_id, P.HANDSHAKE_REQUIRED, "send 'hello' first")
-            return
+            return None
         was_ready = self.ready
         try:
             result = handler(self, params)
         except RemoteFailure as f:
             self._fail(notify, req_id, f.code, f.message, f.details)
-            return
+            return None
         except Exception as exc:  # a bug must not end the session: answered, logged and counted
             server.counters.failed(f"method {method}", exc)
             _log.exception("remote method %s failed", method)
             self._fail(notify, req_id, P.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
-            return
+            return None
+        if inspect.isawaitable(result):
+            return self._finish(notify, req_id, method, result)
         if self.ready and not was_ready:  # handshake done: from now on the idle limit applies
             if self._watchdog is not None:
                 self._watchdog.cancel()
             self._arm_watchdog()
+        if not notify:
+            self.send(P.result_frame(req_id, result))
+        return None
+
+    async def _finish(self, notify: bool, req_id: Any, method: str, waiting: Awaitable[Any]) -> None:
+        """Await a waiting method's result and answer it (cancellation propagates)."""
+        try:
+            result = await waiting
+        except RemoteFailure as f:
+            self._fail(notify, req_id, f.code, f.message, f.details)
+            return
+        except Exception as exc:  # a bug must not end the session: answered, logged and counted
+            self.server.counters.failed(f"method {method}", exc)
+            _log.exception("remote method %s failed", method)
+            self._fail(notify, req_id, P.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+            return
         if not notify:
             self.send(P.result_frame(req_id, result))
 

@@ -10,6 +10,7 @@ from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 from ._client import AsyncClient, Event, RemoteError, Subscription
+from ._history import HistoryPage, TimeBound
 
 R = TypeVar("R")
 
@@ -160,6 +161,23 @@ class SyncClient:
     def drain(self, key: str, limit: int | None = None) -> builtins.list[Any]:
         """Values produced since the previous drain of ``key`` on this connection."""
         return self._run(self._client.drain(key, limit))
+
+    def history(
+        self,
+        key: str,
+        *,
+        since: TimeBound = None,
+        until: TimeBound = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> HistoryPage:
+        """Blocking :meth:`AsyncClient.history`: stored values of persisted record ``key``.
+
+        Same arguments, result and errors.
+        """
+        return self._run(
+            self._client.history(key, since=since, until=until, limit=limit, newest_first=newest_first)
+        )
 
     def graph(self) -> dict[str, Any]:
         """The dependency graph."""
