@@ -44,6 +44,20 @@ class RemoteConfig:
             subscription event the connection accepts; a client whose socket stays full
             (it does not read) is idle.
         socket_mode: file mode of the Unix socket.
+        http: ``"HOST:PORT"`` to also serve HTTP (port 0 picks a free port): the remote
+            protocol over WebSocket at ``/ws``, Prometheus metrics at ``/metrics`` and the
+            dashboard page at ``/``; ``None`` (default) for none. Needs
+            ``pip install 'aimdb[dashboard]'``. Use ``127.0.0.1`` unless you mean to
+            expose it: the token, the read-only default and the limits apply as on the
+            sockets, but ``/metrics`` and the page are served to anyone who can connect.
+        allowed_origins: browser origins (``"http://host:port"``, or ``"*"`` for any)
+            allowed to open ``/ws`` besides the listener's own origin (and, on a loopback
+            host, its ``localhost``/``127.0.0.1``/``[::1]`` equivalents). A WebSocket
+            request from any other origin gets HTTP 403 and is counted in
+            ``origin_refused``; one without an ``Origin`` header (not a browser) is allowed.
+        metrics: serve ``/metrics`` on the HTTP listener.
+        static_dir: folder served at ``/`` on the HTTP listener; ``"auto"`` (default) for
+            the dashboard page shipped with aimdb, ``None`` for no files.
     """
 
     name: str = "aimdb"
@@ -60,6 +74,10 @@ class RemoteConfig:
     handshake_timeout: float = 10.0
     idle_timeout: float | None = 300.0
     socket_mode: int = 0o600
+    http: str | None = None
+    allowed_origins: Sequence[str] = field(default_factory=tuple)
+    metrics: bool = True
+    static_dir: str | None = AUTO
 
     def problems(self) -> list[str]:
         """Return what is wrong with this configuration (empty when valid)."""
@@ -83,6 +101,15 @@ class RemoteConfig:
                     out.append(f"tcp must be HOST:PORT, got {self.tcp!r}")
             except ValueError as exc:
                 out.append(str(exc))
+        if self.http is not None:
+            try:
+                ep = P.parse_endpoint(self.http if "://" in self.http else "tcp://" + self.http)
+                if ep.kind != "tcp":
+                    out.append(f"http must be HOST:PORT, got {self.http!r}")
+            except ValueError as exc:
+                out.append(f"http: {exc}")
+        if isinstance(self.allowed_origins, str):
+            out.append("allowed_origins must be a list of origins, not a string")
         if isinstance(self.writable, str):
             out.append("writable must be a list of keys, not a string")
         return out

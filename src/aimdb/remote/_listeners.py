@@ -14,11 +14,9 @@ from .._aio import wait_for
 from . import _protocol as P
 from ._config import AUTO, RemoteConfig
 from ._discovery import default_socket_path, ensure_runtime_dir, someone_listens
+from ._transport import READ_CHUNK
 
 _log = logging.getLogger("aimdb.remote")
-
-READ_CHUNK = 64 * 1024
-"""Bytes a session reads at once (also the stream reader's buffer limit)."""
 
 OnConnect = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -86,6 +86,7 @@ def hello(session: Session, params: dict[str, Any]) -> Any:
         "writable": writable,
         "authenticated": authenticated,
         "records": len(server.records.readable_infos()),
+        "dashboard": server.http_url,
         "limits": {
             "max_connections": cfg.max_connections,
             "max_subscriptions": cfg.max_subscriptions,

@@ -10,21 +10,28 @@ task it starts (:mod:`._tasks`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import AimDb
 from .._aio import wait_for
 from .._core._connector import Connector
 from . import _protocol as P
-from ._config import RemoteConfig
+from ._config import AUTO, RemoteConfig
 from ._fanout import FanOut
-from ._listeners import READ_CHUNK, Listeners
+from ._listeners import Listeners
 from ._records import RecordAccess
-from ._session import Session, StreamWriterLike
+from ._session import Session
 from ._stats import RemoteServerStatistics, ServerCounters
 from ._tasks import TaskOwner
+from ._transport import StreamTransport, StreamWriterLike, Transport, WebSocketTransport
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from ._http import HttpListener
 
 _log = logging.getLogger("aimdb.remote")
 
@@ -66,6 +73,7 @@ class RemoteServer:
         self.records = RecordAccess(db, config)
         self.fanout = FanOut(db, self.records.encoder, self.counters, self.tasks)
         self._listeners = Listeners(config, self._on_connect)
+        self._http: HttpListener | None = None
         self._sessions: set[Session] = set()
         self._no_sessions = asyncio.Event()
         self._no_sessions.set()
@@ -95,6 +103,15 @@ class RemoteServer:
         """Connect strings (``unix://...``, ``tcp://...``) of every listener."""
         return self._listeners.endpoints
 
+    @property
+    def http_url(self) -> str | None:
+        """``http://HOST:PORT/`` of the HTTP listener once listening (``RemoteConfig.http``), else ``None``.
+
+        The dashboard page is at this URL, the WebSocket at ``ws://HOST:PORT/ws`` and
+        the metrics at ``<url>metrics``.
+        """
+        return self._http.url if self._http is not None else None
+
     async def wait_started(self) -> None:
         """Wait until every listener is bound."""
         await self._started.wait()
@@ -110,11 +127,60 @@ class RemoteServer:
         """
         try:
             await self._listeners.start()
+            if self.config.http is not None:
+                self._http = self._http_listener(self.config.http)
+                await self._http.start()
         except BaseException:
             await self.aclose()
             raise
         self._started.set()
-        _log.info("remote access listening on %s", ", ".join(self.endpoints) or "(streams only)")
+        where = [*self.endpoints, *([self.http_url] if self.http_url else [])]
+        _log.info("remote access listening on %s", ", ".join(where) or "(streams only)")
+
+    def _http_listener(self, address: str) -> HttpListener:
+        from ._http import HttpListener  # aiohttp only when HTTP is configured
+
+        cfg = self.config
+        static = cfg.static_dir
+        if static == AUTO:
+            try:
+                from ..dashboard import STATIC_DIR
+            except ImportError:
+                static = None
+            else:
+                static = STATIC_DIR
+        metrics = None
+        if cfg.metrics:
+            from ._metrics import MetricsRenderer
+
+            metrics = MetricsRenderer(self.db, self.statistics).render
+        return HttpListener(
+            address,
+            on_websocket=self._on_websocket,
+            allowed_origins=cfg.allowed_origins,
+            max_msg_size=cfg.max_frame,
+            static_dir=static,
+            metrics=metrics,
+            on_origin_refused=self._origin_refused,
+        )
+
+    def _origin_refused(self, origin: str) -> None:
+        self.counters.origin_refused += 1
+
+    async def _on_websocket(self, ws: web.WebSocketResponse, request: web.Request) -> None:
+        peer = f"ws:{request.remote}"
+        transport = request.transport
+        t = WebSocketTransport(ws, transport.abort if transport is not None else lambda: None)
+        try:
+            await self.serve_transport(t, peer, self.config.idle_timeout)
+        except Exception as exc:  # the end of this handler is seen here: logged and counted
+            self.counters.failed(f"session {peer}", exc)
+            _log.error("remote session %s failed", peer, exc_info=exc)
+        finally:
+            if not t.aborted and not ws.closed:
+                code = 1001 if self._closed and t.close_code == 1000 else t.close_code
+                with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
+                    await wait_for(ws.close(code=code), _REJECT_TIMEOUT)
 
     async def serve_forever(self) -> None:
         """Start (unless started) and serve until cancelled; then close everything.
@@ -156,6 +222,9 @@ class RemoteServer:
             self.fanout.close()
         await self.tasks.cancel_all(_CLOSE_TIMEOUT)
         await self._listeners.wait_closed(_CLOSE_TIMEOUT)
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
 
     async def __aenter__(self) -> RemoteServer:
         await self.start()
@@ -168,8 +237,9 @@ class RemoteServer:
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = str(writer.get_extra_info("peername") or "unix")
+        transport = StreamTransport(reader, writer, self.config.max_frame)
         try:
-            await self._serve(reader, writer, peer, self.config.idle_timeout)
+            await self.serve_transport(transport, peer, self.config.idle_timeout)
         except Exception as exc:  # the end of this task is seen here: logged and counted
             self.counters.failed(f"session {peer}", exc)
             _log.error("remote session %s failed", peer, exc_info=exc)
@@ -195,15 +265,24 @@ class RemoteServer:
             asyncio.CancelledError: the calling task was cancelled (the session is closed
                 and released first).
         """
-        await self._serve(reader, writer, peer, self.config.idle_timeout if idle_limit else None)
+        transport = StreamTransport(reader, writer, self.config.max_frame)
+        await self.serve_transport(transport, peer, self.config.idle_timeout if idle_limit else None)
 
-    async def _serve(
-        self, reader: asyncio.StreamReader, writer: StreamWriterLike, peer: str, idle_timeout: float | None
-    ) -> None:
+    async def serve_transport(self, transport: Transport, peer: str, idle_timeout: float | None) -> None:
+        """Serve one session over ``transport`` (see :mod:`aimdb.remote._transport`) until it ends.
+
+        Used by the stream listeners and the WebSocket endpoint alike: the connection
+        limit, time limits and counters are the same. A refused connection gets
+        ``too_many_connections`` (or ``shutting_down``) and is closed.
+
+        Raises:
+            asyncio.CancelledError: the calling task was cancelled (the session is closed
+                and released first).
+        """
         if self._closed or len(self._sessions) >= self.config.max_connections:
-            await self._refuse(reader, writer)
+            await self._refuse(transport)
             return
-        session = Session(self, reader, writer, peer, idle_timeout)
+        session = Session(self, transport, peer, idle_timeout)
         self._sessions.add(session)
         self._no_sessions.clear()
         self.counters.connections_total += 1
@@ -214,7 +293,7 @@ class RemoteServer:
             if not self._sessions:
                 self._no_sessions.set()
 
-    async def _refuse(self, reader: asyncio.StreamReader, writer: StreamWriterLike) -> None:
+    async def _refuse(self, transport: Transport) -> None:
         self.counters.rejected += 1
         code, msg = (
             (P.SHUTTING_DOWN, "server is shutting down")
@@ -222,20 +301,13 @@ class RemoteServer:
             else (P.TOO_MANY_CONNECTIONS, f"at most {self.config.max_connections} connections")
         )
         try:
-            writer.write(P.error_frame(None, code, msg))
-            await wait_for(writer.drain(), _REJECT_TIMEOUT)
-            if isinstance(writer, asyncio.StreamWriter) and writer.can_write_eof():
-                writer.write_eof()
-            # Read what the client already sent until it hangs up (bounded), so closing
-            # does not reset the connection before it read the reply.
-            await wait_for(_discard_until_eof(reader), _REJECT_TIMEOUT)
+            transport.write(P.error_frame(None, code, msg))
+            await wait_for(transport.drain(), _REJECT_TIMEOUT)
+            await transport.end_output(_REJECT_TIMEOUT)
         except (ConnectionError, OSError, asyncio.TimeoutError):
             pass  # the peer is gone or slow: it is refused either way
         finally:
-            try:
-                writer.close()
-            except (ConnectionError, OSError, RuntimeError) as exc:
-                _log.debug("remote: closing a refused connection: %r", exc)
+            transport.close(abort=False)
 
     # -------------------------------------------------------------- statistics
 
@@ -250,12 +322,6 @@ class RemoteServer:
             feeds=len(self.fanout.feeds),
             counters=self.counters,
         )
-
-
-async def _discard_until_eof(reader: asyncio.StreamReader) -> None:
-    for _ in range(64):
-        if not await reader.read(READ_CHUNK):
-            return
 
 
 async def serve(db: AimDb, config: RemoteConfig | None = None) -> None:

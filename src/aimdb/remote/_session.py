@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from .. import Reader
 from . import _protocol as P
 from ._fanout import Subscription
-from ._listeners import READ_CHUNK
 from ._methods import HANDLERS, METHODS
 from ._records import RemoteFailure
+from ._transport import Transport
 
 if TYPE_CHECKING:
     from ._server import RemoteServer
@@ -33,23 +33,12 @@ FLUSH_TIMEOUT = 1.0
 _EVENT_BATCH = 512
 
 
-class StreamWriterLike(Protocol):
-    """What a session needs of the writing side of a byte stream."""
-
-    def write(self, data: bytes) -> None: ...
-
-    async def drain(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
 class Session:
     """One connection: handshake state, subscriptions, drain cursors, reader and writer tasks.
 
     Args:
         server: the server it belongs to.
-        reader: the stream's read side.
-        writer: the stream's write side.
+        transport: the connection (byte stream or WebSocket, see :mod:`._transport`).
         peer: a name for the peer in logs.
         idle_timeout: seconds of inactivity after ``hello`` before the session is closed;
             ``None`` for never.
@@ -58,15 +47,13 @@ class Session:
     def __init__(
         self,
         server: RemoteServer,
-        reader: asyncio.StreamReader,
-        writer: StreamWriterLike,
+        transport: Transport,
         peer: str,
         idle_timeout: float | None,
     ) -> None:
         self.server = server
         self.idle_timeout = idle_timeout
-        self.reader = reader
-        self.writer = writer
+        self.transport = transport
         self.peer = peer
         self.ready = False
         self.client = ""
@@ -114,7 +101,7 @@ class Session:
             reader.cancel()
             writer.cancel()
             self.cleanup()
-            self._close_transport(abort=stuck)
+            self.transport.close(abort=stuck)
 
     def stop(self) -> None:
         """Ask the session to end (its queued replies still get :data:`FLUSH_TIMEOUT`)."""
@@ -139,20 +126,6 @@ class Session:
             if r is not None:
                 r.close()
         self.drains.clear()
-
-    def _close_transport(self, abort: bool) -> None:
-        """Close the stream; ``abort`` drops unsent bytes (a peer that does not read).
-
-        Closing a socket transport with unsent bytes waits for the peer to take them,
-        which a peer that never reads does not: its connection would stay open.
-        """
-        try:
-            if abort and isinstance(self.writer, asyncio.StreamWriter):
-                self.writer.transport.abort()
-            else:
-                self.writer.close()
-        except (ConnectionError, OSError, RuntimeError) as exc:  # already gone: nothing to release
-            _log.debug("remote peer %s: close: %r", self.peer, exc)
 
     # -------------------------------------------------------------- time limits
 
@@ -198,7 +171,7 @@ class Session:
         self._wake.set()
 
     async def _write_loop(self) -> None:
-        w = self.writer
+        w = self.transport
         loop = self._loop
         try:
             while True:
@@ -231,17 +204,16 @@ class Session:
     # -------------------------------------------------------------- input
 
     async def _read_loop(self) -> None:
-        cfg = self.server.config
-        decoder = P.FrameDecoder(cfg.max_frame)
+        transport = self.transport
         loop = self._loop
         try:
             while not self.closing:
-                data = await self.reader.read(READ_CHUNK)
-                if not data:
+                got = await transport.receive()
+                if got is None:
                     return
-                if b"\n" in data:  # a whole line (a frame or a keep-alive): trickled bytes are not
+                if got.active:  # a whole frame or keep-alive: trickled bytes are not
                     self.last_activity = loop.time()
-                for item in decoder.feed(data):
+                for item in got.items:
                     if isinstance(item, P.FrameError):
                         self._bad_frame(item)
                     else:

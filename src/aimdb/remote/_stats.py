@@ -22,6 +22,7 @@ _COUNTERS = (
     "events_dropped",
     "handshake_timeouts",
     "idle_closed",
+    "origin_refused",
     "failures",
 )
 
@@ -62,6 +63,7 @@ class ServerCounters:
     events_dropped: int
     handshake_timeouts: int
     idle_closed: int
+    origin_refused: int
     failures: int
 
 
@@ -90,6 +92,7 @@ class RemoteServerStatistics(Statistics):
         encode_errors: values that could not be encoded for subscribers.
         handshake_timeouts: connections closed for not completing ``hello`` in time.
         idle_closed: connections closed after ``idle_timeout`` without activity.
+        origin_refused: WebSocket requests refused (HTTP 403) for a foreign ``Origin``.
         failures: server tasks (sessions, feeds, writers) that ended with an unexpected
             error; each is logged once with its traceback.
         last_error: ``"<task>: <type>: <message>"`` of the newest failure, or ``None``.
@@ -151,4 +154,5 @@ class RemoteServerStatistics(Statistics):
     events_dropped: int
     handshake_timeouts: int
     idle_closed: int
+    origin_refused: int
     failures: int
