@@ -29,7 +29,7 @@ import msgspec
 from aimdb import AimDbBuilder, BufferCfg, BufferEmpty
 from aimdb.remote import AimdbConnector, RemoteConfig, start_server
 
-HTML_KEY = "html.<img src=x onerror=alert(1)>"
+HTML_KEY = "html.<i>key<i>"
 
 
 @dataclass
