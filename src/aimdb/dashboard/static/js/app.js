@@ -105,6 +105,7 @@ async function ready(hello) {
   setText($("instance-protocol"), String(hello.protocol));
   setText($("instance-access"), hello.writable && hello.writable.length ? `read, write (${hello.writable.length})` : "read-only");
   await syncClock();
+  tickUptime();
   const [list, graph] = await Promise.all([conn.call("record.list"), conn.call("graph")]);
   if (session !== state.session) return;
   state.records = new Map(list.records.map((r) => [r.key, r]));

@@ -11,6 +11,11 @@ const HISTORY_SPAN_NS = 15 * 60 * 1e9; // the last 15 minutes
 const HISTORY_LIMIT = 2000;
 const COLOURS = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563"];
 
+// A single point (or equal x values) gets a one-minute window instead of uPlot's years.
+function xRange(u, min, max) {
+  return min === max ? [min - 30, max + 30] : [min, max];
+}
+
 export class ChartPanel {
   /**
    * @param {HTMLElement} box the chart container (its data-points attribute counts points)
@@ -141,7 +146,7 @@ export class ChartPanel {
     if (!this.plot) {
       const series = [{}, ...this.fields.map((f, i) => ({ label: f, stroke: COLOURS[i % COLOURS.length], width: 1.5 }))];
       this.plot = new uPlot(
-        { width: this.width(), height: 240, series, scales: { x: { time: true } }, legend: { live: true } },
+        { width: this.width(), height: 240, series, scales: { x: { time: true, range: xRange } }, legend: { live: true } },
         data,
         this.box,
       );

@@ -3,8 +3,8 @@
 // Nodes: every record (a box: key, type · buffer, writer), every link URL (a rounded pill)
 // and one small diamond per join, which the join's inputs meet in. Layout: a layered
 // ("Sugiyama-style", simplified) drawing: each node's layer is its longest path from a node
-// without inputs, so sources and inbound links sit on the left and sinks and outbound links
-// on the right; within a layer nodes are ordered by the mean position of their
+// without inputs, so sources and inbound links sit on the left and every record or outbound
+// link lies right of what it is derived from; within a layer nodes are ordered by the mean position of their
 // predecessors (two sweeps), which keeps most edges short and uncrossed. All text is set
 // with textContent.
 
@@ -83,8 +83,6 @@ export function layout(nodes, edges) {
   let maxLayer = 0;
   for (const v of layer.values()) maxLayer = Math.max(maxLayer, v);
   for (const id of nodes.keys()) if (!layer.has(id) || indeg.get(id) > 0) layer.set(id, maxLayer + 1);
-  // Outbound links go to the last layer (sinks on the right).
-  for (const [id, n] of nodes) if (n.kind === "link" && succs.get(id).length === 0) layer.set(id, Math.max(layer.get(id), maxLayer));
   let layers = 0;
   for (const v of layer.values()) layers = Math.max(layers, v + 1);
   const cols = Array.from({ length: layers }, () => []);
