@@ -369,3 +369,25 @@ def _group_alive(pgid: int) -> bool:
     # Zombies of the dead hub are reaped by init; only a running member counts.
     out = subprocess.run(["ps", "-o", "stat=", "-g", str(pgid)], capture_output=True, text=True).stdout
     return any(not s.startswith("Z") for s in out.split())
+
+
+def test_dashboard_and_metrics_urls_are_printed_and_served(demos: Any) -> None:
+    pytest.importorskip("aiohttp", reason="needs the dashboard extra (aiohttp)")
+    import urllib.request
+
+    d = demos("--duration", "4")
+    _, line = d.wait_line(lambda s: s.startswith("aimdb demo: dashboard http://"))
+    url = line.split("dashboard ", 1)[1].split()[0]
+    assert line.endswith(f"metrics {url}metrics")
+    d.wait_line(lambda s: s.startswith("[") and " alpine " in s)
+    with urllib.request.urlopen(url + "metrics", timeout=10) as r:
+        text = r.read().decode()
+    assert 'aimdb_record_produced_total{key="station.alpine.temperature"}' in text
+    with urllib.request.urlopen(url, timeout=10) as r:
+        assert r.status == 200
+    summary = d.finish()
+    assert summary["dashboard"] == url and summary["metrics"] == url + "metrics"
+    off = demos("--duration", "1", "--no-http")
+    summary = off.finish()
+    assert summary["dashboard"] is None and summary["metrics"] is None
+    assert not [ln for ln in off.lines if ln.startswith("aimdb demo: dashboard")]

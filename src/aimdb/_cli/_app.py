@@ -238,6 +238,7 @@ def instance_list(ctx: typer.Context, output: Optional[Format] = _OUTPUT) -> Non
                 str(i["endpoint"]),
                 str(i.get("pid", "-")),
                 str(i.get("records", "-")),
+                str(i.get("dashboard") or "-"),
                 status,
             ]
         )
@@ -245,8 +246,9 @@ def instance_list(ctx: typer.Context, output: Optional[Format] = _OUTPUT) -> Non
         Column("NAME"),
         Column("ENDPOINT", wrap=True),
         Column("PID", drop=1),
-        Column("RECORDS", drop=2),
-        Column("STATUS", drop=3),
+        Column("RECORDS", drop=3),
+        Column("DASHBOARD", drop=2),
+        Column("STATUS", drop=4),
     ]
     out.table(cols, rows, fmt)
 
@@ -764,6 +766,56 @@ def micropython_status() -> None:
 def _fail(message: str) -> int:
     out.err(message)
     return EXIT_ERROR
+
+
+# ------------------------------------------------------------------ dashboard
+
+
+_ALLOW_ORIGIN: Any = typer.Option(
+    [], "--allow-origin", help="Another browser origin allowed to connect (repeatable; '*' for any)."
+)
+
+
+@app.command("dashboard")
+def dashboard(
+    ctx: typer.Context,
+    connect: Optional[str] = typer.Option(
+        None, "--connect", "-c", help="Instance name or endpoint (default: as for every command)."
+    ),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to serve the page on."),
+    port: int = typer.Option(0, "--port", help="Port to serve the page on (0: a free port)."),
+    allow_origin: list[str] = _ALLOW_ORIGIN,
+    open_browser: bool = typer.Option(False, "--open", help="Open the page in the default browser."),
+) -> None:
+    """Serve the live dashboard page and relay it to a running instance (prints the URL)."""
+    o = _opts(ctx)
+    try:
+        from ..remote import _relay
+    except ImportError as exc:
+        out.err(f"error: {exc}")
+        raise typer.Exit(EXIT_ERROR) from None
+    shown = f"[{host}]" if ":" in host else host
+
+    target: list[str] = []
+
+    def announce(url: str) -> None:
+        out.line(f"dashboard: {url}  (relaying to {target[0]}; Ctrl-C to stop)")
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+
+    async def go() -> None:
+        from ..remote import resolve_endpoint
+
+        text = await resolve_connect(connect or o.connect, o.token, o.timeout)
+        endpoint = await resolve_endpoint(text)
+        target.append(str(endpoint))
+        await _relay.run_dashboard(
+            endpoint, f"{shown}:{port}", allowed_origins=allow_origin, announce=announce
+        )
+
+    _execute(go)
 
 
 # ------------------------------------------------------------------ demo

@@ -444,7 +444,10 @@ async def run_hub(args: argparse.Namespace, outcome: list[dict[str, Any]]) -> in
     specs, notes = plan(args.mqtt is not None)
     views = {s.name: StationView(s) for s in specs}
     writable = () if args.mqtt else ("station.#",)
-    remote = RemoteAccess(RemoteConfig(name=args.name, writable=writable, max_connections=32))
+    http = http_address(args)
+    if http is None and not args.no_http:
+        notes.append("no dashboard: it needs aiohttp (pip install 'aimdb[dashboard]')")
+    remote = RemoteAccess(RemoteConfig(name=args.name, writable=writable, max_connections=32, http=http))
     prefix = args.topic_prefix or f"aimdb-demo/{secrets.token_hex(3)}"
     connectors: dict[str, Any] = {}
     try:
@@ -473,6 +476,8 @@ async def run_hub(args: argparse.Namespace, outcome: list[dict[str, Any]]) -> in
     async with db:
         try:
             server = await remote.wait_started()
+        except ImportError as exc:  # --http asked for, aiohttp missing
+            raise DemoError(f"{exc}; or run without --http") from None
         except OSError as exc:  # lost a race with another hub starting under the same name
             raise DemoError(f"cannot serve remote access ({exc}); start this one with --name OTHER") from None
         sock = server.unix_path
@@ -482,6 +487,9 @@ async def run_hub(args: argparse.Namespace, outcome: list[dict[str, Any]]) -> in
             f"  from another terminal:  {cli} record list\n"
             f"                          {cli} watch 'station.#'"
         )
+        web = server.http_url
+        if web is not None:
+            say(f"aimdb demo: dashboard {web}  ·  metrics {web}metrics")
 
         def on_line(prefix: str) -> Any:
             def emit(text: str) -> None:
@@ -544,7 +552,12 @@ async def run_hub(args: argparse.Namespace, outcome: list[dict[str, Any]]) -> in
                 gw += ["--hz", f"{args.hz:g}", "--stations", ",".join(f"{s.name}:{s.runtime}" for s in piped)]
                 supervisors.append(Supervised("gateway", gw, on_line("gateway")))
         tasks = [asyncio.ensure_future(s.run()) for s in supervisors]
-        mode: dict[str, Any] = {"mode": "mqtt" if args.mqtt else "default", "hz": args.hz}
+        mode: dict[str, Any] = {
+            "mode": "mqtt" if args.mqtt else "default",
+            "hz": args.hz,
+            "dashboard": web,
+            "metrics": web + "metrics" if web is not None else None,
+        }
         if not headless:
             try:
                 from rich.live import Live
@@ -605,6 +618,23 @@ async def run_hub(args: argparse.Namespace, outcome: list[dict[str, Any]]) -> in
                 )
     say("aimdb demo: stopped cleanly")
     return 0
+
+
+def http_address(args: argparse.Namespace) -> str | None:
+    """Return the hub's HTTP listener address, or ``None`` for none.
+
+    ``--http`` when given; else ``127.0.0.1:0`` when aiohttp is installed; ``None`` with
+    ``--no-http`` or without aiohttp (the hub then says so in one line).
+    """
+    if args.no_http:
+        return None
+    if args.http is not None:
+        return str(args.http)
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        return None
+    return "127.0.0.1:0"
 
 
 def unconnected_brokers(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -723,6 +753,14 @@ def _parser() -> argparse.ArgumentParser:
         help="the hub forwards derived dew points to this Kafka broker (kafka://HOST:PORT or HOST:PORT)",
     )
     p.add_argument("--name", default="aimdb-demo", help="instance name of the hub (remote access)")
+    web = p.add_mutually_exclusive_group()
+    web.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help="serve the dashboard, /ws and /metrics here (default: 127.0.0.1 on a free port "
+        "when aiohttp is installed, i.e. with the 'dashboard' extra)",
+    )
+    web.add_argument("--no-http", action="store_true", help="no HTTP listener (no dashboard, no /metrics)")
     p.add_argument(
         "--topic-prefix",
         metavar="PREFIX",

@@ -1,0 +1,193 @@
+"""``/metrics``: the Prometheus text format, checked with prometheus_client's parser and a real Prometheus."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+aiohttp = pytest.importorskip("aiohttp", reason="needs the dashboard extra (aiohttp)")
+prometheus_client = pytest.importorskip("prometheus_client", reason="needs the dashboard extra")
+
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from aimdb import AimDbBuilder, BufferCfg  # noqa: E402
+from aimdb.remote._metrics import AimDbCollector, MetricsRenderer, format_value, render_text  # noqa: E402
+from aimdb.testing import MemoryConnector  # noqa: E402
+
+from ._helpers import aio, served, wait_until  # noqa: E402
+
+PROMETHEUS = "/usr/bin/prometheus"
+
+
+@dataclass
+class Reading:
+    value: float
+
+
+async def _ticks(ctx: Any, producer: Any) -> None:
+    for i in range(3):
+        producer.produce(Reading(float(i)))
+    await ctx.time.sleep(3600)
+
+
+def metered_builder() -> AimDbBuilder:
+    b = AimDbBuilder()
+    b.with_connector(MemoryConnector())
+    b.configure(
+        Reading,
+        'plant"a"\\b',  # a key that needs escaping in label values
+        lambda r: r.buffer(BufferCfg.SpmcRing(capacity=16)).source(_ticks).link_to("memory://out").finish(),
+    )
+    b.configure(Reading, "plant.b", lambda r: r.buffer(BufferCfg.SingleLatest()))
+    return b
+
+
+def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+@aio
+async def test_metrics_parse_and_match_statistics() -> None:
+    async with served(metered_builder(), http="127.0.0.1:0") as (db, server):
+        key = 'plant"a"\\b'
+        assert await wait_until(lambda: db.record_statistics(key)["links"][0]["sent"] == 3, 5)
+        url = server.http_url
+        assert url is not None
+        async with aiohttp.ClientSession() as s:
+            async with s.get(url + "metrics") as r:
+                assert r.status == 200
+                assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+                text = await r.text()
+        got = _samples(text)
+        st = db.record_statistics(key)
+        buf = st["buffer"]
+        k = frozenset({("key", key)})
+        assert got[("aimdb_record_produced_total", k)] == buf["produced"] == 3
+        assert got[("aimdb_record_occupancy", k)] == buf["occupancy"]
+        assert got[("aimdb_record_capacity", k)] == 16
+        assert got[("aimdb_record_dropped_total", k)] == buf["dropped"]
+        stage = frozenset({("key", key), ("stage", "source"), ("kind", "source")})
+        assert got[("aimdb_stage_values_total", stage)] == st["stages"][0]["values"] == 3
+        assert got[("aimdb_stage_running", stage)] == 1
+        assert got[("aimdb_stage_failures_total", stage)] == 0
+        link = frozenset({("key", key), ("url", "memory://out"), ("direction", "out")})
+        assert got[("aimdb_link_sent_total", link)] == 3
+        state = st["links"][0]["state"]
+        assert got[("aimdb_link_state", link | {("state", state)})] == 1
+        assert got[("aimdb_link_up", link)] == (1 if state in ("connected", "running") else 0)
+        assert got[("aimdb_record_produced_total", frozenset({("key", "plant.b")}))] == 0
+        assert got[("aimdb_remote_connections", frozenset())] == 0
+        assert got[("aimdb_remote_events_dropped_total", frozenset())] == 0
+
+
+@aio
+async def test_text_writer_is_byte_identical_to_generate_latest() -> None:
+    async with served(metered_builder(), http="127.0.0.1:0") as (db, server):
+        assert await wait_until(lambda: db.record_statistics("plant.b")["buffer"] is not None, 5)
+        renderer = MetricsRenderer(db, server.statistics)
+        fams = renderer.families()
+        registry = prometheus_client.CollectorRegistry()
+        registry.register(AimDbCollector(lambda: fams))
+        assert render_text(fams) == prometheus_client.generate_latest(registry)
+
+
+def test_value_formatting_matches_prometheus_client() -> None:
+    from prometheus_client.utils import floatToGoString
+
+    for v in (0, 1, 3, 0.5, 123456.0, 1234567.0, 12345678, 1e20, 2.5e-7, float("inf"), float("nan"), -3.0):
+        assert format_value(v) == floatToGoString(v), v
+
+
+@aio
+async def test_metrics_can_be_turned_off() -> None:
+    async with served(http="127.0.0.1:0", metrics=False) as (_, server):
+        assert server.http_url is not None
+        async with aiohttp.ClientSession() as s:
+            async with s.get(server.http_url + "metrics") as r:
+                assert r.status == 404
+
+
+# ------------------------------------------------------------------ a real Prometheus server
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.path.exists(PROMETHEUS), reason=f"{PROMETHEUS} missing (Debian package prometheus)"
+)
+@aio
+async def test_a_real_prometheus_scrapes_the_instance() -> None:
+    async with served(metered_builder(), http="127.0.0.1:0") as (_, server):
+        url = server.http_url
+        assert url is not None
+        target = url[len("http://") :].rstrip("/")
+        work = tempfile.mkdtemp(prefix="aimdb-prom-")
+        port = _free_port()
+        with open(os.path.join(work, "prometheus.yml"), "w") as fh:
+            fh.write(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                "scrape_configs:\n  - job_name: aimdb\n    scrape_interval: 1s\n"
+                f"    static_configs:\n      - targets: ['{target}']\n"
+            )
+        log = open(os.path.join(work, "prometheus.log"), "wb")
+        proc = await asyncio.create_subprocess_exec(
+            PROMETHEUS,
+            f"--config.file={work}/prometheus.yml",
+            f"--storage.tsdb.path={work}/data",
+            f"--web.listen-address=127.0.0.1:{port}",
+            stdout=log,
+            stderr=log,
+        )
+        try:
+            api = f"http://127.0.0.1:{port}/api/v1/query"
+            query = 'aimdb_record_produced_total{key="plant.b"}'
+            result: list[Any] = []
+            async with aiohttp.ClientSession() as s:
+                for _ in range(120):  # bounded: Prometheus starts, scrapes every 1 s
+                    if proc.returncode is not None:
+                        break
+                    try:
+                        async with s.get(api, params={"query": query}) as r:
+                            if r.status == 200:
+                                body = await r.json()
+                                result = body["data"]["result"]
+                                if result:
+                                    break
+                    except aiohttp.ClientConnectionError:
+                        pass
+                    await asyncio.sleep(0.5)
+                assert result, "Prometheus never returned the series"
+                assert result[0]["metric"]["job"] == "aimdb"
+                assert float(result[0]["value"][1]) == 0.0
+                async with s.get(api, params={"query": "up"}) as r:
+                    up = (await r.json())["data"]["result"]
+                assert up and up[0]["value"][1] == "1"
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), 10)
+                except asyncio.TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+            log.close()
+            with open(os.path.join(work, "prometheus.log"), "rb") as fh:
+                err = fh.read()
+            shutil.rmtree(work, ignore_errors=True)
+        assert proc.returncode in (0, -15), err.decode(errors="replace")[-2000:]
