@@ -9,6 +9,9 @@ import { numericFields, pick } from "./format.js";
 const MAX_POINTS = 3000;
 const HISTORY_SPAN_NS = 15 * 60 * 1e9; // the last 15 minutes
 const HISTORY_LIMIT = 2000;
+// Fields that look like timestamps, sequence numbers or ids start hidden (their scale would
+// flatten the others); a click on the legend shows them.
+const AUX_FIELD = /(^|[._])(ts|t|seq|n|id|count|time|timestamp)$|_(ns|us|ms)$/i;
 const COLOURS = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563"];
 
 // A single point (or equal x values) gets a one-minute window instead of uPlot's years.
@@ -144,7 +147,12 @@ export class ChartPanel {
     if (!this.fields || this.fields.length === 0) return;
     const data = [this.xs, ...this.ys];
     if (!this.plot) {
-      const series = [{}, ...this.fields.map((f, i) => ({ label: f, stroke: COLOURS[i % COLOURS.length], width: 1.5 }))];
+      const aux = this.fields.map((f) => AUX_FIELD.test(f));
+      const allAux = aux.every(Boolean);
+      const series = [
+        {},
+        ...this.fields.map((f, i) => ({ label: f, stroke: COLOURS[i % COLOURS.length], width: 1.5, show: allAux || !aux[i] })),
+      ];
       this.plot = new uPlot(
         { width: this.width(), height: 240, series, scales: { x: { time: true, range: xRange } }, legend: { live: true } },
         data,

@@ -35,7 +35,8 @@ export class RecordTable {
       row.info = info;
       setText(row.cells.type, String(info.type));
       setText(row.cells.buffer, info.buffer === "spmc_ring" ? `ring(${info.capacity})` : String(info.buffer));
-      setText(row.cells.writer, info.writable ? `${info.writer} · writable` : String(info.writer));
+      const writer = info.writable ? (info.writer === "none" ? "writable" : `${info.writer} · writable`) : String(info.writer);
+      setText(row.cells.writer, writer);
       keep.set(info.key, row);
       frag.appendChild(row.tr);
     }
