@@ -10,7 +10,8 @@ listening, then obeys JSON lines on stdin, answering each with one JSON line:
   remote protocol): ``{"ok": true, "value": ...}`` or ``{"ok": false}`` without a value.
 
 Records: passive, ring, writable config, a ticking source, a transform, a join, a string
-record whose key and values look like HTML, and an outbound ``aimdb://`` link to a peer
+record whose key and values look like HTML, a persisted ring holding ``HISTORY`` values
+stored before the server starts, and an outbound ``aimdb://`` link to a peer
 that does not exist (so the link is never connected).
 """
 
@@ -19,14 +20,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import socket
 import sys
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from aimdb import AimDbBuilder, BufferCfg, BufferEmpty
+from aimdb.persistence import SqliteBackend
 from aimdb.remote import AimdbConnector, RemoteConfig, start_server
 
 HTML_KEY = "html.<i>key<i>"
@@ -66,11 +70,14 @@ TYPES: dict[str, type] = {
     "derived.join": Temp,
     HTML_KEY: str,
     "hidden.secret": Temp,
+    "sensor.hist": Temp,
 }
+HISTORY = 40  # values stored in sensor.hist before the server starts
 
 
-def build() -> AimDbBuilder:
+def build(store: str) -> AimDbBuilder:
     b = AimDbBuilder()
+    b.with_persistence(SqliteBackend(store))
     b.with_connector(AimdbConnector(f"tcp://127.0.0.1:{_dead_port()}"))
     b.configure(
         Temp, "station.1.temp", lambda r: r.buffer(BufferCfg.SingleLatest()).link_to("aimdb://peer.temp").finish()
@@ -96,12 +103,18 @@ def build() -> AimDbBuilder:
     )
     b.configure(str, HTML_KEY, lambda r: r.buffer(BufferCfg.SingleLatest()))
     b.configure(Temp, "hidden.secret", lambda r: r.buffer(BufferCfg.SingleLatest()).remote(readable=False))
+    b.configure(Temp, "sensor.hist", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=64)).persist())
     return b
 
 
 async def main(port: int, token: str | None) -> None:
-    async with build().build() as db:
+    async with build(os.path.join(tempfile.mkdtemp(prefix="aimdb-dash-"), "store.db")).build() as db:
         db.producer(Setpoint, "config.setpoint").produce(Setpoint(20.0))
+        hist = db.producer(Temp, "sensor.hist")
+        for i in range(HISTORY):
+            hist.produce(Temp(float(i % 7)))
+        while len(await db.history("sensor.hist", limit=HISTORY)) < HISTORY:  # committed every 0.1 s
+            await asyncio.sleep(0.05)
         cfg = RemoteConfig(name="dash-test", unix=None, http=f"127.0.0.1:{port}", writable=["config.#"], token=token)
         server = await start_server(db, cfg)
         print(json.dumps({"url": server.http_url}), flush=True)

@@ -161,6 +161,7 @@ def test_instance_and_every_readable_record_listed(page: Any) -> None:
         "derived.double",
         "derived.join",
         HTML_KEY,
+        "sensor.hist",
     ]  # declaration order; hidden.secret (remote(readable=False)) is not there
     assert page.text_content("#instance-name") == "dash-test"
     assert page.text_content("#instance-version").startswith("aimdb-python ")
@@ -210,6 +211,21 @@ def test_chart_of_a_ticking_record_has_points(page: Any) -> None:
     assert page.locator("#write-form").is_hidden()
     assert "written by its source" in page.text_content("#write-policy")
     _shot(page, "chart")
+
+
+@pytest.mark.skipif(
+    "record.history" not in __import__("aimdb.remote").remote.METHODS,
+    reason="record.history (protocol 1.3) is not in this build of aimdb",
+)
+def test_chart_of_a_persisted_record_starts_from_its_history(page: Any) -> None:
+    _row(page, "sensor.hist").click()
+    page.wait_for_function(
+        "document.getElementById('chart-note').textContent.includes('stored value')", timeout=WAIT_MS
+    )
+    assert page.text_content("#chart-note").startswith("celsius: 40 stored values"), page.text_content("#chart-note")
+    assert int(page.get_attribute("#chart", "data-points")) == 40  # nothing produced since
+    assert page.locator("#chart canvas").count() == 1
+    _shot(page, "history")
 
 
 def test_graph_shows_transform_join_and_link_edges(page: Any) -> None:
