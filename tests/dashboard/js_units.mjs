@@ -102,3 +102,11 @@ test("ages and uptimes are short", () => {
   assert.equal(formatUptime(90_061_000), "1 d 1 h 1 min");
   assert.equal(formatUptime(500), "0 s");
 });
+
+test("history requests stay within the server's max_history", async () => {
+  const { historyLimit } = await import(new URL("chart.js", STATIC));
+  assert.equal(historyLimit({ limits: { max_history: 1000 } }), 1000);
+  assert.equal(historyLimit({ limits: { max_history: 50 } }), 50);
+  assert.equal(historyLimit({ limits: { max_history: 100000 } }), 2000);
+  assert.equal(historyLimit({ limits: {} }), 1000); // not announced: the documented default
+});

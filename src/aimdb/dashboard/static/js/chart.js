@@ -8,7 +8,7 @@ import { numericFields, pick } from "./format.js";
 
 const MAX_POINTS = 3000;
 const HISTORY_SPAN_NS = 15 * 60 * 1e9; // the last 15 minutes
-const HISTORY_LIMIT = 2000;
+const HISTORY_LIMIT = 2000; // capped at the server's limits.max_history (1000 by default)
 // Fields that look like timestamps, sequence numbers or ids start hidden (their scale would
 // flatten the others); a click on the legend shows them.
 const AUX_FIELD = /(^|[._])(ts|t|seq|n|id|count|time|timestamp)$|_(ns|us|ms)$/i;
@@ -17,6 +17,12 @@ const COLOURS = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2
 // A single point (or equal x values) gets a one-minute window instead of uPlot's years.
 function xRange(u, min, max) {
   return min === max ? [min - 30, max + 30] : [min, max];
+}
+
+/** Rows to ask record.history for: HISTORY_LIMIT, at most the server's announced max_history. */
+export function historyLimit(hello) {
+  const cap = hello && hello.limits && Number.isInteger(hello.limits.max_history) ? hello.limits.max_history : 1000;
+  return Math.max(1, Math.min(HISTORY_LIMIT, cap));
 }
 
 export class ChartPanel {
@@ -53,7 +59,7 @@ export class ChartPanel {
     this.note.textContent = "";
     if (current !== undefined) this.ensureFields(current);
     const canHistory = info && info.persisted === true && hello && versionAtLeast(hello.protocol, "1.3");
-    if (canHistory) this.loadHistory(key, conn, this.generation);
+    if (canHistory) this.loadHistory(key, conn, this.generation, historyLimit(hello));
     else this.describe("live values since the page opened");
   }
 
@@ -64,7 +70,7 @@ export class ChartPanel {
     else this.note.textContent = `${this.fields.join(", ")}: ${source}`;
   }
 
-  async loadHistory(key, conn, gen) {
+  async loadHistory(key, conn, gen, limit) {
     this.describe("loading stored history…");
     const nowNs = Date.now() * 1e6;
     let reply;
@@ -72,7 +78,7 @@ export class ChartPanel {
       reply = await conn.call("record.history", {
         key,
         since: Math.round(nowNs - HISTORY_SPAN_NS),
-        limit: HISTORY_LIMIT,
+        limit,
         newest_first: true,
       });
     } catch (err) {
