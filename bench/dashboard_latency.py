@@ -11,7 +11,7 @@ second) and one probe record produced at 10 Hz whose value carries its produce t
 1. Latency: the page is open in headless Chromium (Debian's /usr/bin/chromium) and a
    MutationObserver on the probe row's value cell takes the browser's wall clock when the
    new value is written into the DOM (the page writes it in its next animation frame);
-   latency = that time − ``t_us``. In the same run, an ``AsyncClient`` on the Unix socket
+   latency = that time minus ``t_us``. In the same run, an ``AsyncClient`` on the Unix socket
    subscribed to the probe takes its receive time the same way.
 2. Server CPU: user+system time of the server process (``/proc/PID/stat``) over
    ``--seconds``, first with no client, then with the page open (subscribed to every
@@ -31,7 +31,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks-dashboard.md"
@@ -172,7 +171,8 @@ def main() -> None:
             page.goto(info["url"])
             page.wait_for_selector("body[data-conn='connected']", timeout=30_000)
             page.wait_for_function(
-                f"document.querySelectorAll('#records tbody tr').length === {args.records + 1}", timeout=30_000
+                f"document.querySelectorAll('#records tbody tr').length === {args.records + 1}",
+                timeout=30_000,
             )
             page.evaluate(OBSERVE)
             time.sleep(2.0)
@@ -192,8 +192,20 @@ def main() -> None:
     print(f"server CPU, page open: {page_cpu:.1f} % of one core; page events {events}, lost {lost}")
 
     lat_rows = [
-        ["dashboard page (WebSocket, DOM written)", len(page_lat), _ms(_pct(page_lat, 50)), _ms(_pct(page_lat, 99)), _ms(max(page_lat))],
-        ["AsyncClient (Unix socket, event received)", len(sock_lat), _ms(_pct(sock_lat, 50)), _ms(_pct(sock_lat, 99)), _ms(max(sock_lat))],
+        [
+            "dashboard page (WebSocket, DOM written)",
+            len(page_lat),
+            _ms(_pct(page_lat, 50)),
+            _ms(_pct(page_lat, 99)),
+            _ms(max(page_lat)),
+        ],
+        [
+            "AsyncClient (Unix socket, event received)",
+            len(sock_lat),
+            _ms(_pct(sock_lat, 50)),
+            _ms(_pct(sock_lat, 99)),
+            _ms(max(sock_lat)),
+        ],
     ]
     cpu_rows = [
         ["no client", f"{idle_cpu:.1f} %"],

@@ -113,7 +113,12 @@ def test_wheel_installs_and_runs_quickstart(installed: Path, tmp_path: Path) -> 
     )
     assert str(installed) in check.stdout
     static = subprocess.run(
-        [str(py), "-c", "import os, aimdb.dashboard as d; print(os.path.isfile(os.path.join(d.STATIC_DIR, 'index.html')))"],
+        [
+            str(py),
+            "-c",
+            "import os, aimdb.dashboard as d;"
+            " print(os.path.isfile(os.path.join(d.STATIC_DIR, 'index.html')))",
+        ],
         capture_output=True,
         text=True,
         timeout=60,

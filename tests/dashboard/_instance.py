@@ -80,7 +80,9 @@ def build(store: str) -> AimDbBuilder:
     b.with_persistence(SqliteBackend(store))
     b.with_connector(AimdbConnector(f"tcp://127.0.0.1:{_dead_port()}"))
     b.configure(
-        Temp, "station.1.temp", lambda r: r.buffer(BufferCfg.SingleLatest()).link_to("aimdb://peer.temp").finish()
+        Temp,
+        "station.1.temp",
+        lambda r: r.buffer(BufferCfg.SingleLatest()).link_to("aimdb://peer.temp").finish(),
     )
     b.configure(Temp, "station.2.temp", lambda r: r.buffer(BufferCfg.SingleLatest()))
     b.configure(Temp, "station.1.log", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=8)))
@@ -91,7 +93,9 @@ def build(store: str) -> AimDbBuilder:
     b.configure(
         Temp,
         "derived.double",
-        lambda r: r.buffer(BufferCfg.SingleLatest()).transform(Temp, "station.1.temp", lambda t: Temp(t.celsius * 2)),
+        lambda r: r.buffer(BufferCfg.SingleLatest()).transform(
+            Temp, "station.1.temp", lambda t: Temp(t.celsius * 2)
+        ),
     )
     b.configure(
         Temp,
@@ -115,7 +119,9 @@ async def main(port: int, token: str | None) -> None:
             hist.produce(Temp(float(i % 7)))
         while len(await db.history("sensor.hist", limit=HISTORY)) < HISTORY:  # committed every 0.1 s
             await asyncio.sleep(0.05)
-        cfg = RemoteConfig(name="dash-test", unix=None, http=f"127.0.0.1:{port}", writable=["config.#"], token=token)
+        cfg = RemoteConfig(
+            name="dash-test", unix=None, http=f"127.0.0.1:{port}", writable=["config.#"], token=token
+        )
         server = await start_server(db, cfg)
         print(json.dumps({"url": server.http_url}), flush=True)
         while True:

@@ -144,7 +144,8 @@ def _cell_text(page: Any, key: str, col: str) -> str:
 def _wait_cell(page: Any, key: str, col: str, needle: str) -> None:
     page.wait_for_function(
         "([k, c, n]) => { for (const tr of document.querySelectorAll('#records tbody tr'))"
-        " if (tr.dataset.key === k) return tr.querySelector('td.c-' + c).textContent.includes(n); return false; }",
+        " if (tr.dataset.key === k) return tr.querySelector('td.c-' + c).textContent.includes(n);"
+        " return false; }",
         arg=[key, col, needle],
         timeout=WAIT_MS,
     )
@@ -165,13 +166,16 @@ def test_instance_and_every_readable_record_listed(page: Any) -> None:
     ]  # declaration order; hidden.secret (remote(readable=False)) is not there
     assert page.text_content("#instance-name") == "dash-test"
     assert page.text_content("#instance-version").startswith("aimdb-python ")
-    page.wait_for_function("document.getElementById('instance-uptime').textContent.endsWith(' s')", timeout=WAIT_MS)
+    page.wait_for_function(
+        "document.getElementById('instance-uptime').textContent.endsWith(' s')", timeout=WAIT_MS
+    )
     assert _cell_text(page, "station.1.log", "buffer") == "ring(8)"
     assert _cell_text(page, "sensor.tick", "writer") == "source"
     assert _cell_text(page, "config.setpoint", "writer") == "writable"
     # rates come from two stats polls: the ticking source (10 values/s) gets a non-zero one
     page.wait_for_function(
-        "() => { const tr = [...document.querySelectorAll('#records tbody tr')].find(t => t.dataset.key === 'sensor.tick');"
+        "() => { const tr = [...document.querySelectorAll('#records tbody tr')]"
+        ".find(t => t.dataset.key === 'sensor.tick');"
         " const r = parseFloat(tr.querySelector('td.c-rate').textContent); return r > 0; }",
         timeout=WAIT_MS,
     )
@@ -222,7 +226,9 @@ def test_chart_of_a_persisted_record_starts_from_its_history(page: Any) -> None:
     page.wait_for_function(
         "document.getElementById('chart-note').textContent.includes('stored value')", timeout=WAIT_MS
     )
-    assert page.text_content("#chart-note").startswith("celsius: 40 stored values"), page.text_content("#chart-note")
+    assert page.text_content("#chart-note").startswith("celsius: 40 stored values"), page.text_content(
+        "#chart-note"
+    )
     assert int(page.get_attribute("#chart", "data-points")) == 40  # nothing produced since
     assert page.locator("#chart canvas").count() == 1
     _shot(page, "history")
@@ -269,7 +275,9 @@ def test_permitted_write_lands(page: Any, instance: Instance) -> None:
     page.wait_for_selector("#write-form:not([hidden])", timeout=WAIT_MS)
     page.fill("#write-value", '{"celsius": 17.5}')
     page.click("#write-submit")
-    page.wait_for_function("document.getElementById('write-result').textContent.startsWith('stored')", timeout=WAIT_MS)
+    page.wait_for_function(
+        "document.getElementById('write-result').textContent.startsWith('stored')", timeout=WAIT_MS
+    )
     assert instance.call("get", "config.setpoint") == {"ok": True, "value": {"celsius": 17.5}}
     _wait_cell(page, "config.setpoint", "value", "celsius: 17.5")
     _shot(page, "write")
@@ -281,7 +289,9 @@ def test_refused_write_shows_the_servers_reason(page: Any, instance: Instance) -
     before = instance.call("get", "config.setpoint")
     page.fill("#write-value", '{"celsius": "hot"}')
     page.click("#write-submit")
-    page.wait_for_function("document.getElementById('write-result').textContent.startsWith('refused')", timeout=WAIT_MS)
+    page.wait_for_function(
+        "document.getElementById('write-result').textContent.startsWith('refused')", timeout=WAIT_MS
+    )
     text = page.text_content("#write-result")
     assert text.startswith("refused (invalid_value): value does not fit Setpoint"), text
     assert instance.call("get", "config.setpoint") == before
@@ -301,7 +311,9 @@ def test_token_prompt_then_connected(browser: Any) -> None:
         assert p.locator("#records tbody tr").count() == 0
         p.fill("#token-input", "wrong")
         p.click("#token-form button")
-        p.wait_for_function("document.getElementById('token-error').textContent.startsWith('refused')", timeout=WAIT_MS)
+        p.wait_for_function(
+            "document.getElementById('token-error').textContent.startsWith('refused')", timeout=WAIT_MS
+        )
         p.fill("#token-input", "s3cret")
         p.click("#token-form button")
         p.wait_for_selector("body[data-conn='connected']", timeout=WAIT_MS)

@@ -27,7 +27,11 @@ def test_static_dir_holds_the_page() -> None:
 def test_uplot_is_the_vendored_release_unchanged() -> None:
     for name, digest in UPLOT_SHA256.items():
         assert hashlib.sha256((UPLOT / name).read_bytes()).hexdigest() == digest, name
-    assert (UPLOT / "uPlot.iife.min.js").read_text().startswith("/*! https://github.com/leeoniya/uPlot (v1.6.32) */")
+    assert (
+        (UPLOT / "uPlot.iife.min.js")
+        .read_text()
+        .startswith("/*! https://github.com/leeoniya/uPlot (v1.6.32) */")
+    )
     notes = (UPLOT / "VENDORED.md").read_text()
     assert "1.6.32" in notes and "MIT" in notes
     for digest in UPLOT_SHA256.values():
