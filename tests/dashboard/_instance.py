@@ -1,6 +1,6 @@
 """A database with remote access over HTTP, run as a subprocess by the dashboard tests.
 
-``python _instance.py PORT [--token T]`` serves the dashboard page and ``/ws`` on
+``python _instance.py PORT [--token T] [--unix PATH]`` serves the dashboard page and ``/ws`` on
 127.0.0.1:PORT (0 picks a free port), prints one JSON line ``{"url": ...}`` once
 listening, then obeys JSON lines on stdin, answering each with one JSON line:
 
@@ -111,7 +111,7 @@ def build(store: str) -> AimDbBuilder:
     return b
 
 
-async def main(port: int, token: str | None) -> None:
+async def main(port: int, token: str | None, unix: str | None) -> None:
     async with build(os.path.join(tempfile.mkdtemp(prefix="aimdb-dash-"), "store.db")).build() as db:
         db.producer(Setpoint, "config.setpoint").produce(Setpoint(20.0))
         hist = db.producer(Temp, "sensor.hist")
@@ -120,7 +120,7 @@ async def main(port: int, token: str | None) -> None:
         while len(await db.history("sensor.hist", limit=HISTORY)) < HISTORY:  # committed every 0.1 s
             await asyncio.sleep(0.05)
         cfg = RemoteConfig(
-            name="dash-test", unix=None, http=f"127.0.0.1:{port}", writable=["config.#"], token=token
+            name="dash-test", unix=unix, http=f"127.0.0.1:{port}", writable=["config.#"], token=token
         )
         server = await start_server(db, cfg)
         print(json.dumps({"url": server.http_url}), flush=True)
@@ -146,5 +146,6 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("port", type=int)
     ap.add_argument("--token")
+    ap.add_argument("--unix", help="also serve this Unix socket (for aimdb dashboard)")
     args = ap.parse_args()
-    asyncio.run(main(args.port, args.token))
+    asyncio.run(main(args.port, args.token, args.unix))

@@ -20,6 +20,7 @@ import os
 import selectors
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,7 @@ CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "build" / "screenshots"
 INSTANCE = Path(__file__).with_name("_instance.py")
 HTML_KEY = "html.<i>key<i>"
+CLI = [sys.executable, "-c", "import sys; from aimdb._cli import main; sys.exit(main())"]
 WAIT_MS = 10_000  # bound of every DOM poll (a noisy shared machine; never a speed claim)
 
 
@@ -50,8 +52,9 @@ pytestmark = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
 class Instance:
     """``_instance.py`` in a subprocess: its page URL, and produce/get through its stdin."""
 
-    def __init__(self, port: int = 0, token: str | None = None) -> None:
-        argv = [sys.executable, str(INSTANCE), str(port)] + (["--token", token] if token else [])
+    def __init__(self, port: int = 0, token: str | None = None, unix: str | None = None) -> None:
+        argv = [sys.executable, str(INSTANCE), str(port)]
+        argv += (["--token", token] if token else []) + (["--unix", unix] if unix else [])
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
@@ -119,8 +122,10 @@ def page(browser: Any, instance: Instance) -> Iterator[Any]:
     p.wait_for_selector("body[data-conn='connected']", timeout=WAIT_MS)
     p.wait_for_selector("#records tbody tr", timeout=WAIT_MS)
     yield p
+    problem = p.text_content("#page-error") if p.locator("#page-error-item").is_visible() else ""
     p.close()
     assert errors == [], errors  # no script error, and no alert() from record data
+    assert problem == ""  # no failed request shown in the header
 
 
 def _shot(page: Any, name: str) -> None:
@@ -345,5 +350,50 @@ def test_instance_gone_banner_then_reconnects(browser: Any) -> None:
         _wait_cell(p, "station.2.temp", "value", "celsius: -4.5")
         p.close()
     finally:
+        inst.stop()
+    assert errors == [], errors
+
+
+def test_page_served_by_aimdb_dashboard_relay(browser: Any) -> None:
+    """``aimdb dashboard --connect unix://...`` serves the same page for a socket-only instance."""
+    sock = os.path.join(tempfile.mkdtemp(prefix="aimdb-d-"), "i.sock")
+    inst = Instance(unix=sock)
+    relay = subprocess.Popen(
+        [*CLI, "dashboard", "--connect", f"unix://{sock}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    errors: list[str] = []
+    try:
+        assert relay.stdout is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(relay.stdout, selectors.EVENT_READ)
+            assert sel.select(30.0), "aimdb dashboard printed nothing within 30 s"
+        line = relay.stdout.readline()
+        assert line.startswith("dashboard: http://127.0.0.1:"), line
+        url = line.split()[1]
+        assert url != inst.url
+        p = _open(browser, url, errors)
+        p.wait_for_selector("body[data-conn='connected']", timeout=WAIT_MS)
+        assert p.text_content("#instance-name") == "dash-test"
+        p.wait_for_selector("#records tbody tr", timeout=WAIT_MS)
+        assert inst.call("produce", "station.2.temp", {"celsius": 61.5})["ok"]
+        _wait_cell(p, "station.2.temp", "value", "celsius: 61.5")
+        _row(p, "config.setpoint").click()
+        p.fill("#write-value", '{"celsius": 3.25}')
+        p.click("#write-submit")
+        p.wait_for_function(
+            "document.getElementById('write-result').textContent.startsWith('stored')", timeout=WAIT_MS
+        )
+        assert inst.call("get", "config.setpoint") == {"ok": True, "value": {"celsius": 3.25}}
+        p.close()
+    finally:
+        relay.terminate()
+        try:
+            relay.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            relay.kill()
+            relay.communicate()
         inst.stop()
     assert errors == [], errors

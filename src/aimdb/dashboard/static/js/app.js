@@ -37,7 +37,7 @@ function wsUrl() {
 }
 
 const conn = new Connection(wsUrl(), {
-  onReady: (hello) => ready(hello).catch((err) => report(`loading the instance failed: ${err.message}`)),
+  onReady: (hello) => ready(hello).catch(failed("loading the instance")),
   onEvent: (frame) => onEvent(frame),
   onState: (s) => onState(s),
   onError: (text) => report(text),
@@ -83,9 +83,20 @@ function onState(s) {
   }
 }
 
+// A problem that is not the connection's state (a request that failed, a frame that was
+// not JSON, a connection-level error from the server) is shown in the header with its
+// time, and logged to the console once.
 function report(text) {
   console.warn("aimdb dashboard:", text);
+  const at = new Date().toLocaleTimeString();
+  setText($("page-error"), `${at} ${text}`);
+  $("page-error-item").hidden = false;
 }
+
+// A request that failed because the connection went away is not reported: the banner says so.
+const failed = (what) => (err) => {
+  if (conn.hello) report(`${what}: ${err.message}`);
+};
 
 $("token-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
@@ -116,9 +127,9 @@ async function ready(hello) {
   await subscribe(session);
   await pollStats(session);
   // A second poll soon after the first gives every record a rate without waiting.
-  setTimeout(() => pollStats(session).catch((err) => report(`stats: ${err.message}`)), 1000);
+  setTimeout(() => pollStats(session).catch(failed("stats")), 1000);
   clearInterval(state.statsTimer);
-  state.statsTimer = setInterval(() => pollStats(session).catch((err) => report(`stats: ${err.message}`)), STATS_EVERY_MS);
+  state.statsTimer = setInterval(() => pollStats(session).catch(failed("stats")), STATS_EVERY_MS);
 }
 
 async function syncClock() {
