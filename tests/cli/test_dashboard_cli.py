@@ -141,6 +141,7 @@ def test_dashboard_relays_to_an_instance_and_closes_1012_when_it_dies(workdir: s
         _, err = dash.communicate(timeout=15)
         assert dash.returncode in (0, 130), err
         assert "Traceback" not in err, err
+        assert "relaying 3 connection(s); 2 closed because the instance was gone, 1 refused" in err, err
     finally:
         _stop(inst)
         if dash is not None:

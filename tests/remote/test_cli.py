@@ -87,7 +87,7 @@ def test_wrong_token(capsys: pytest.CaptureFixture[str]) -> None:
 def test_instance_commands(server: ServerThread, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = cli(capsys, "-c", server.endpoint, "-f", "json", "instance", "info")
     info = json.loads(out)
-    assert code == 0 and info["protocol"] == "1.2" and info["server"]["connections"] >= 1
+    assert code == 0 and info["protocol"] == "1.3" and info["server"]["connections"] >= 1
     code, out, _ = cli(capsys, "-c", server.endpoint, "instance", "ping", "--count", "3")
     assert code == 0 and out.count("ms") == 3
 
@@ -108,6 +108,31 @@ def test_instance_list_discovers_runtime_dir(
             assert code == 0 and [(i["name"], i["alive"]) for i in found] == [("disc", True)]
             code, out, _ = cli(capsys, "record", "list")  # discovery picks the only instance
             assert code == 0 and "station.1.temp" in out
+
+
+def test_instance_list_shows_the_dashboard_url(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("aiohttp", reason="needs the dashboard extra (aiohttp)")
+    from ._helpers import short_tmpdir
+
+    with short_tmpdir() as d:
+        monkeypatch.setenv("AIMDB_RUNTIME_DIR", d)
+        with (
+            ServerThread(name="web", unix="auto", http="127.0.0.1:0") as st,
+            ServerThread(name="plain", unix="auto"),
+        ):
+            url = st.server.http_url if st.server is not None else None
+            assert url is not None
+            code, out, _ = cli(capsys, "-f", "json", "instance", "list")
+            found = {i["name"]: i for i in json.loads(out)}
+            assert code == 0 and found["web"]["dashboard"] == url and found["plain"]["dashboard"] is None
+            code, out, _ = cli(capsys, "-f", "plain", "instance", "list")
+            lines = out.splitlines()
+            assert "DASHBOARD" in lines[0]
+            web = next(ln for ln in lines if ln.startswith("web "))
+            plain = next(ln for ln in lines if ln.startswith("plain "))
+            assert url in web and " - " in plain
 
 
 def test_graph_text_and_dot(server: ServerThread, capsys: pytest.CaptureFixture[str]) -> None:

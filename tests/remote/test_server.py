@@ -26,7 +26,7 @@ async def test_hello_first_then_everything_else() -> None:
         assert r["error"]["code"] == "handshake_required"
         r = await raw.hello(client="t")
         res = r["result"]
-        assert res["protocol"] == "1.2" and res["permissions"] == ["read"] and res["writable"] == []
+        assert res["protocol"] == "1.3" and res["permissions"] == ["read"] and res["writable"] == []
         assert res["limits"]["max_connections"] == 16
         assert (await raw.call("ping"))["result"]["pong"] is True
         raw.close()
@@ -38,7 +38,7 @@ async def test_incompatible_major_is_refused_and_closed() -> None:
         raw = await Raw.open(server.unix_path)
         r = await raw.call("hello", {"version": "2.0"})
         assert r["error"]["code"] == "version_mismatch"
-        assert r["error"]["details"]["server_version"] == "1.2"
+        assert r["error"]["details"]["server_version"] == "1.3"
         assert await raw.closed()
         raw2 = await Raw.open(server.unix_path)
         assert (await raw2.call("hello", {}))["error"]["code"] == "version_mismatch"
@@ -519,7 +519,7 @@ async def test_tcp_default_loopback_and_ipv6() -> None:
         host, port = server.tcp_address
         assert host == "127.0.0.1" and port > 0
         async with await AsyncClient.connect(f"tcp://127.0.0.1:{port}") as c:
-            assert c.server_info["protocol"] == "1.2"
+            assert c.server_info["protocol"] == "1.3"
     if socket.has_ipv6:
         try:
             async with served(unix=None, tcp="[::1]:0") as (_, server):

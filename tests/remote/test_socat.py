@@ -47,7 +47,7 @@ async def test_socat_unix_session() -> None:
             ],
         )
         by_id = {r.get("id"): r for r in replies if "event" not in r}
-        assert by_id[1]["result"]["protocol"] == "1.2"
+        assert by_id[1]["result"]["protocol"] == "1.3"
         assert by_id[2]["result"] == {"key": "station.1.temp", "value": {"celsius": 21.5}}
         assert by_id[None]["error"]["code"] == "parse_error"
         assert by_id[3]["result"]["value"] == {"celsius": 19.0}

@@ -160,6 +160,27 @@ async def test_static_files_and_index_are_served() -> None:
                     assert r.status == 404
 
 
+@aio
+async def test_a_websocket_that_never_says_hello_is_closed_after_the_handshake_timeout() -> None:
+    async with http_served(handshake_timeout=0.3) as (_, server):
+        async with ws_client(server) as c:
+            err = await c.message()
+            assert err["id"] is None and err["error"]["code"] == "handshake_required"
+            assert await c.closed() == 1000
+        assert server.statistics().handshake_timeouts == 1
+
+
+def test_bad_http_settings_are_configuration_problems() -> None:
+    from aimdb.remote import RemoteConfig
+
+    assert RemoteConfig(http="127.0.0.1:0").problems() == []
+    assert any("http" in p for p in RemoteConfig(http="unix:///tmp/x.sock").problems())
+    assert any("http" in p for p in RemoteConfig(http="127.0.0.1:notaport").problems())
+    assert any("allowed_origins" in p for p in RemoteConfig(allowed_origins="http://a").problems())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="http"):
+        RemoteServer(None, RemoteConfig(http="nohost:"))  # type: ignore[arg-type]
+
+
 # ------------------------------------------------------------------ Origin check
 
 
@@ -320,3 +341,47 @@ async def test_closing_the_server_closes_websockets_with_going_away() -> None:
             assert await c.closed() == 1001
             await asyncio.wait_for(closing, 10)
         assert server.http_url is None
+
+
+# ------------------------------------------------------------------ aiohttp only when asked for
+
+_NO_HTTP = """
+import asyncio, sys, tempfile, os
+from aimdb import AimDbBuilder
+from aimdb.remote import RemoteConfig, start_server
+import aimdb.connectors
+
+async def main():
+    d = tempfile.mkdtemp()
+    async with AimDbBuilder().build() as db:
+        await start_server(db, RemoteConfig(unix=os.path.join(d, "s.sock"), tcp="127.0.0.1:0"))
+    print("aiohttp" in sys.modules, "prometheus_client" in sys.modules)
+
+asyncio.run(main())
+"""
+
+_MISSING = """
+import asyncio, sys
+sys.modules["aiohttp"] = None  # as if not installed
+from aimdb import AimDbBuilder
+from aimdb.remote import RemoteConfig, start_server
+
+async def main():
+    async with AimDbBuilder().build() as db:
+        try:
+            await start_server(db, RemoteConfig(unix=None, http="127.0.0.1:0"))
+        except ImportError as exc:
+            print(exc)
+
+asyncio.run(main())
+"""
+
+
+def test_aiohttp_is_imported_only_when_http_is_configured() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _NO_HTTP], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["False", "False"], out.stderr
+    out = subprocess.run([sys.executable, "-c", _MISSING], capture_output=True, text=True, timeout=60)
+    assert "pip install 'aimdb[dashboard]'" in out.stdout, out.stdout + out.stderr

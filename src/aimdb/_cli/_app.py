@@ -798,6 +798,12 @@ def dashboard(
 
     target: list[str] = []
 
+    def report(c: Any) -> None:
+        out.err(
+            f"dashboard: stopped after relaying {c.connections} connection(s); {c.instance_lost} closed "
+            f"because the instance was gone, {c.origin_refused} refused for their origin"
+        )
+
     def announce(url: str) -> None:
         out.line(f"dashboard: {url}  (relaying to {target[0]}; Ctrl-C to stop)")
         if open_browser:
@@ -812,7 +818,7 @@ def dashboard(
         endpoint = await resolve_endpoint(text)
         target.append(str(endpoint))
         await _relay.run_dashboard(
-            endpoint, f"{shown}:{port}", allowed_origins=allow_origin, announce=announce
+            endpoint, f"{shown}:{port}", allowed_origins=allow_origin, announce=announce, report=report
         )
 
     _execute(go)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from ._connector import ConnectorRoutes
 
-PROTOCOL_VERSION = "1.2"
+PROTOCOL_VERSION = "1.3"
 """Remote-access protocol version (``MAJOR.MINOR``); the one definition, also used by
 :mod:`aimdb.remote` (this module is importable on MicroPython, that one is not)."""
 

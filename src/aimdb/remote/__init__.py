@@ -12,6 +12,10 @@ as a service: ``db.add_service("remote", aimdb.remote.serve, db, cfg)``.
 Client side: :class:`AsyncClient` (``await aimdb.remote.connect("unix:///...")``) and
 :class:`SyncClient`. Instance-to-instance links: :class:`AimdbConnector` (scheme
 ``aimdb``). The wire protocol is documented in ``docs/remote-protocol.md``.
+
+Over HTTP (``RemoteConfig(http="127.0.0.1:0")``, needs ``pip install 'aimdb[dashboard]'``):
+the same protocol over WebSocket at ``/ws``, Prometheus metrics at ``/metrics``
+(:class:`MetricsRenderer`, :class:`AimDbCollector`) and the dashboard page at ``/``.
 """
 
 from ._client import (
@@ -49,6 +53,9 @@ from ._connector import AimdbConnector as AimdbConnector
 from ._discovery import default_socket_path as default_socket_path
 from ._discovery import runtime_dir as runtime_dir
 from ._methods import METHODS as METHODS
+from ._metrics import AimDbCollector as AimDbCollector
+from ._metrics import Family as Family
+from ._metrics import MetricsRenderer as MetricsRenderer
 from ._protocol import (
     ERROR_CODES as ERROR_CODES,
 )
@@ -90,12 +97,15 @@ __all__ = (
     "ERROR_CODES",
     "METHODS",
     "PROTOCOL_VERSION",
+    "AimDbCollector",
     "AimdbConnector",
     "AsyncClient",
     "Endpoint",
     "Event",
+    "Family",
     "FrameDecoder",
     "FrameError",
+    "MetricsRenderer",
     "RemoteAccess",
     "RemoteConfig",
     "RemoteError",

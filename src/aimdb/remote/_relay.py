@@ -46,7 +46,7 @@ _BINARY = P.error_frame(None, P.PARSE_ERROR, "binary message: frames are JSON te
 
 
 class RelayCounters:
-    """What a relay counts (shown by its log, kept for tests).
+    """What a relay counts (``aimdb dashboard`` prints them when it stops).
 
     Attributes:
         connections: WebSockets relayed since start.
@@ -88,6 +88,7 @@ class DashboardRelay:
         self.endpoint = endpoint
         self.counters = RelayCounters()
         self._sockets: set[web.WebSocketResponse] = set()
+        self._unreachable = False
         self._http = HttpListener(
             address,
             on_websocket=self._relay,
@@ -169,8 +170,13 @@ class DashboardRelay:
         try:
             reader, writer = await self.open_instance()
         except (OSError, asyncio.TimeoutError) as exc:
-            _log.warning("dashboard relay: cannot reach %s for %s: %s", self.endpoint, peer, exc)
+            if not self._unreachable:  # once per outage: a page retries every few seconds
+                self._unreachable = True
+                _log.warning("dashboard relay: cannot reach %s: %r (pages will retry)", self.endpoint, exc)
             return WS_SERVICE_RESTART
+        if self._unreachable:
+            self._unreachable = False
+            _log.warning("dashboard relay: %s is reachable again", self.endpoint)
         up = asyncio.ensure_future(self._browser_to_instance(ws, writer))
         down = asyncio.ensure_future(self._instance_to_browser(reader, ws))
         try:
@@ -252,11 +258,12 @@ async def run_dashboard(
     *,
     allowed_origins: Sequence[str] = (),
     announce: Callable[[str], None],
+    report: Callable[[RelayCounters], None] | None = None,
 ) -> None:
     """Serve the dashboard for ``endpoint`` on ``address`` until cancelled (``aimdb dashboard``).
 
     Checks first that the instance accepts connections, then binds, calls ``announce``
-    with the page's URL, and serves.
+    with the page's URL, and serves; when it stops, ``report`` gets the relay's counters.
 
     Raises:
         OSError: the instance cannot be reached, or ``address`` cannot be bound.
@@ -281,4 +288,8 @@ async def run_dashboard(
     await relay.start()
     assert relay.url is not None
     announce(relay.url)
-    await relay.serve_forever()
+    try:
+        await relay.serve_forever()
+    finally:
+        if report is not None:
+            report(relay.counters)
