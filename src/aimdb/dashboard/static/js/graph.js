@@ -3,10 +3,11 @@
 // Nodes: every record (a box: key, type · buffer, writer), every link URL (a rounded pill)
 // and one small diamond per join, which the join's inputs meet in. Layout: a layered
 // ("Sugiyama-style", simplified) drawing: each node's layer is its longest path from a node
-// without inputs, so sources and inbound links sit on the left and every record or outbound
-// link lies right of what it is derived from; within a layer nodes are ordered by the mean position of their
-// predecessors (two sweeps), which keeps most edges short and uncrossed. All text is set
-// with textContent.
+// without inputs, so sources and inbound links sit on the left and every record or
+// outbound link lies right of what it is derived from; within a layer nodes are ordered by
+// the mean position of their neighbours (sweeps left to right by inputs and right to left
+// by outputs), which keeps most edges short and uncrossed. All text is set with
+// textContent.
 
 const SVG = "http://www.w3.org/2000/svg";
 const COL_W = 270;
@@ -89,17 +90,24 @@ export function layout(nodes, edges) {
   for (const id of nodes.keys()) cols[layer.get(id)].push(id);
   const pos = new Map();
   cols.forEach((col) => col.forEach((id, i) => pos.set(id, i)));
+  // Order each layer by the mean row of its neighbours in the layer just visited: left to
+  // right by inputs, then right to left by outputs, twice, then once more left to right.
+  const order = (col, nbrs, before) => {
+    const bary = new Map(
+      col.map((id) => {
+        const p = nbrs.get(id).filter((q) => before(layer.get(q), layer.get(id)));
+        return [id, p.length ? p.reduce((s, q) => s + pos.get(q), 0) / p.length : pos.get(id)];
+      }),
+    );
+    col.sort((a, b) => bary.get(a) - bary.get(b));
+    col.forEach((id, i) => pos.set(id, i));
+  };
+  const down = () => cols.forEach((col) => order(col, preds, (q, me) => q < me));
+  const up = () => [...cols].reverse().forEach((col) => order(col, succs, (q, me) => q > me));
+  down();
   for (let sweep = 0; sweep < 2; sweep++) {
-    for (const col of cols) {
-      const bary = new Map(
-        col.map((id) => {
-          const p = preds.get(id).filter((q) => layer.get(q) < layer.get(id));
-          return [id, p.length ? p.reduce((s, q) => s + pos.get(q), 0) / p.length : pos.get(id)];
-        }),
-      );
-      col.sort((a, b) => bary.get(a) - bary.get(b));
-      col.forEach((id, i) => pos.set(id, i));
-    }
+    up();
+    down();
   }
   for (const [id, n] of nodes) {
     n.layer = layer.get(id);
