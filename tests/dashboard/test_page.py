@@ -273,6 +273,7 @@ def test_links_and_connectors_with_state(page: Any) -> None:
     assert conn.locator("td.c-scheme").text_content() == "aimdb"
     assert conn.locator("td.c-links").text_content() == "1"
     assert page.locator("#links-empty").is_hidden()
+    assert page.locator("#links").is_visible() and page.locator("#connectors").is_visible()
 
 
 def test_permitted_write_lands(page: Any, instance: Instance) -> None:

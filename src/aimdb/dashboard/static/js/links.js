@@ -86,7 +86,10 @@ export class LinksView {
         this.connRows.delete(s);
       }
     }
-    this.emptyNote.hidden = this.linkRows.size > 0;
+    const none = this.linkRows.size === 0;
+    this.emptyNote.hidden = !none;
+    this.linksBody.closest("table").hidden = none;
+    this.connectorsBody.closest("table").hidden = none;
   }
 
   makeRow(cols, cls) {
