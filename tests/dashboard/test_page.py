@@ -28,6 +28,8 @@ from typing import Any
 
 import pytest
 
+from aimdb.remote import METHODS
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "build" / "screenshots"
@@ -223,7 +225,7 @@ def test_chart_of_a_ticking_record_has_points(page: Any) -> None:
 
 
 @pytest.mark.skipif(
-    "record.history" not in __import__("aimdb.remote").remote.METHODS,
+    "record.history" not in METHODS,
     reason="record.history (protocol 1.3) is not in this build of aimdb",
 )
 def test_chart_of_a_persisted_record_starts_from_its_history(page: Any) -> None:

@@ -85,9 +85,11 @@ function onState(s) {
 
 // A problem that is not the connection's state (a request that failed, a frame that was
 // not JSON, a connection-level error from the server) is shown in the header with its
-// time, and logged to the console once.
+// time, and logged to the console (once while it repeats).
+let lastReported = "";
 function report(text) {
-  console.warn("aimdb dashboard:", text);
+  if (text !== lastReported) console.warn("aimdb dashboard:", text); // a repeat is not logged again
+  lastReported = text;
   const at = new Date().toLocaleTimeString();
   setText($("page-error"), `${at} ${text}`);
   $("page-error-item").hidden = false;
