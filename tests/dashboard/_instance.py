@@ -46,6 +46,13 @@ class Setpoint:
     celsius: float
 
 
+@dataclass
+class Weather:
+    celsius: float
+    humidity: float
+    ts_ns: int
+
+
 async def _tick(ctx: Any, producer: Any) -> None:
     n = 0
     while True:
@@ -71,6 +78,7 @@ TYPES: dict[str, type] = {
     HTML_KEY: str,
     "hidden.secret": Temp,
     "sensor.hist": Temp,
+    "station.1.weather": Weather,
 }
 HISTORY = 40  # values stored in sensor.hist before the server starts
 
@@ -108,6 +116,7 @@ def build(store: str) -> AimDbBuilder:
     b.configure(str, HTML_KEY, lambda r: r.buffer(BufferCfg.SingleLatest()))
     b.configure(Temp, "hidden.secret", lambda r: r.buffer(BufferCfg.SingleLatest()).remote(readable=False))
     b.configure(Temp, "sensor.hist", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=64)).persist())
+    b.configure(Weather, "station.1.weather", lambda r: r.buffer(BufferCfg.SingleLatest()))
     return b
 
 

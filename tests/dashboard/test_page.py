@@ -170,6 +170,7 @@ def test_instance_and_every_readable_record_listed(page: Any) -> None:
         "derived.join",
         HTML_KEY,
         "sensor.hist",
+        "station.1.weather",
     ]  # declaration order; hidden.secret (remote(readable=False)) is not there
     assert page.text_content("#instance-name") == "dash-test"
     assert page.text_content("#instance-version").startswith("aimdb-python ")
@@ -194,7 +195,7 @@ def test_produced_value_shows_up(page: Any, instance: Instance) -> None:
     assert instance.call("produce", "station.2.temp", {"celsius": 123.25})["ok"]
     _wait_cell(page, "station.2.temp", "value", "celsius: 123.25")
     print(f"station.2.temp visible {1000 * (time.perf_counter() - t0):.0f} ms after produce()")
-    assert _cell_text(page, "station.2.temp", "age").endswith(" s")  # an age in seconds, not "–"
+    assert _cell_text(page, "station.2.temp", "age").endswith(" s")  # an age in seconds, not the dash
 
 
 def test_record_data_stays_text(page: Any, instance: Instance) -> None:
@@ -222,6 +223,21 @@ def test_chart_of_a_ticking_record_has_points(page: Any) -> None:
     assert page.locator("#write-form").is_hidden()
     assert "written by its source" in page.text_content("#write-policy")
     _shot(page, "chart")
+
+
+def test_one_chart_per_numeric_field(page: Any, instance: Instance) -> None:
+    _row(page, "station.1.weather").click()
+    for i in range(3):
+        value = {"celsius": 10.0 + i, "humidity": 50.0 - i, "ts_ns": 1_700_000_000_000_000_000 + i}
+        assert instance.call("produce", "station.1.weather", value)["ok"]
+        page.wait_for_function(
+            f"Number(document.getElementById('chart').dataset.points) >= {i + 1}", timeout=WAIT_MS
+        )
+    assert page.locator("#chart .chart-field canvas").count() == 2  # celsius and humidity, own scales
+    note = page.text_content("#chart-note")
+    assert note.startswith("celsius, humidity: live values"), note
+    assert note.endswith("not charted: ts_ns"), note
+    _shot(page, "fields")
 
 
 @pytest.mark.skipif(

@@ -1,4 +1,5 @@
-// The live chart of the selected record: one uPlot line per numeric field. It starts from
+// The live charts of the selected record: one uPlot chart per numeric field (each with its
+// own scale), their cursors in sync. They start from
 // the stored history (record.history, protocol 1.3) when the record is persisted and the
 // server offers it, and otherwise fills from live events only. Redraws are batched per
 // animation frame. The number of points held is bounded (MAX_POINTS).
@@ -9,8 +10,9 @@ import { numericFields, pick } from "./format.js";
 const MAX_POINTS = 3000;
 const HISTORY_SPAN_NS = 15 * 60 * 1e9; // the last 15 minutes
 const HISTORY_LIMIT = 2000; // capped at the server's limits.max_history (1000 by default)
-// Fields that look like timestamps, sequence numbers or ids start hidden (their scale would
-// flatten the others); a click on the legend shows them.
+// Fields that look like timestamps, sequence numbers or ids are not charted (unless there is
+// nothing else); the note under the charts names them.
+const MAX_CHARTS = 6;
 const AUX_FIELD = /(^|[._])(ts|t|seq|n|id|count|time|timestamp)$|_(ns|us|ms)$/i;
 const COLOURS = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563"];
 
@@ -37,7 +39,8 @@ export class ChartPanel {
     this.fields = null; // dotted paths of the numeric fields
     this.xs = [];
     this.ys = [];
-    this.plot = null;
+    this.plots = [];
+    this.charted = []; // indexes into fields
     this.frameQueued = false;
     this.generation = 0;
     this.resizeObserver = new ResizeObserver(() => this.resize());
@@ -52,6 +55,7 @@ export class ChartPanel {
     this.generation += 1;
     this.key = key;
     this.fields = null;
+    this.charted = [];
     this.xs = [];
     this.ys = [];
     this.destroyPlot();
@@ -67,7 +71,11 @@ export class ChartPanel {
     if (!this.key) return;
     if (this.fields === null) this.note.textContent = `waiting for a value (${source})`;
     else if (this.fields.length === 0) this.note.textContent = "no numeric field to chart";
-    else this.note.textContent = `${this.fields.join(", ")}: ${source}`;
+    else {
+      const shown = this.charted.map((i) => this.fields[i]);
+      const rest = this.fields.filter((_, i) => !this.charted.includes(i));
+      this.note.textContent = `${shown.join(", ")}: ${source}${rest.length ? ` · not charted: ${rest.join(", ")}` : ""}`;
+    }
   }
 
   async loadHistory(key, conn, gen, limit) {
@@ -115,6 +123,8 @@ export class ChartPanel {
     if (this.fields !== null) return;
     this.fields = numericFields(value).map(([path]) => path);
     this.ys = this.fields.map(() => []);
+    const main = this.fields.map((f, i) => i).filter((i) => !AUX_FIELD.test(this.fields[i]));
+    this.charted = (main.length ? main : this.fields.map((f, i) => i)).slice(0, MAX_CHARTS);
   }
 
   /** A value of the selected record arrived. */
@@ -150,22 +160,26 @@ export class ChartPanel {
   }
 
   draw() {
-    if (!this.fields || this.fields.length === 0) return;
-    const data = [this.xs, ...this.ys];
-    if (!this.plot) {
-      const aux = this.fields.map((f) => AUX_FIELD.test(f));
-      const allAux = aux.every(Boolean);
-      const series = [
-        {},
-        ...this.fields.map((f, i) => ({ label: f, stroke: COLOURS[i % COLOURS.length], width: 1.5, show: allAux || !aux[i] })),
-      ];
-      this.plot = new uPlot(
-        { width: this.width(), height: 240, series, scales: { x: { time: true, range: xRange } }, legend: { live: true } },
-        data,
-        this.box,
-      );
+    if (!this.fields || this.charted.length === 0) return;
+    if (this.plots.length === 0) {
+      const height = this.charted.length === 1 ? 240 : 150;
+      const sync = `aimdb-chart-${this.generation}`;
+      for (const [n, i] of this.charted.entries()) {
+        const div = document.createElement("div");
+        div.className = "chart-field";
+        this.box.appendChild(div);
+        const opts = {
+          width: this.width(),
+          height,
+          series: [{}, { label: this.fields[i], stroke: COLOURS[n % COLOURS.length], width: 1.5 }],
+          scales: { x: { time: true, range: xRange } },
+          cursor: { sync: { key: sync } },
+          legend: { live: true },
+        };
+        this.plots.push({ plot: new uPlot(opts, [this.xs, this.ys[i]], div), field: i, height });
+      }
     } else {
-      this.plot.setData(data);
+      for (const p of this.plots) p.plot.setData([this.xs, this.ys[p.field]]);
     }
     this.box.dataset.points = String(this.xs.length);
   }
@@ -175,14 +189,12 @@ export class ChartPanel {
   }
 
   resize() {
-    if (this.plot) this.plot.setSize({ width: this.width(), height: 240 });
+    for (const p of this.plots) p.plot.setSize({ width: this.width(), height: p.height });
   }
 
   destroyPlot() {
-    if (this.plot) {
-      this.plot.destroy();
-      this.plot = null;
-    }
+    for (const p of this.plots) p.plot.destroy();
+    this.plots = [];
     this.box.replaceChildren();
   }
 }
