@@ -22,6 +22,7 @@ const state = {
   events: 0,
   selected: null,
   statsTimer: null,
+  statsPolled: false,
   session: 0, // increases on every (re)connect; late replies of older sessions are ignored
 };
 
@@ -166,6 +167,8 @@ async function subscribe(session) {
 }
 
 async function pollStats(session) {
+  if (document.hidden && state.statsPolled) return; // a hidden tab skips polls (rates use elapsed time)
+  state.statsPolled = true;
   const reply = await conn.call("stats");
   if (session !== state.session) return;
   table.setStats(reply.records || {}, serverNowMs());
