@@ -1,10 +1,11 @@
 """The remote-access server: serves one running database to remote clients.
 
-One :class:`RemoteServer` serves one running database over a Unix socket, TCP, or any
-byte stream. It puts together the listeners (:mod:`._listeners`), the sessions
-(:mod:`._session`, requests dispatched through the one method table of
-:mod:`._methods`), the subscription fan-out (:mod:`._fanout`) and the owner of every
-task it starts (:mod:`._tasks`).
+One :class:`RemoteServer` serves one running database over a Unix socket, TCP, any byte
+stream, and (with ``RemoteConfig.http``) WebSocket. It puts together the listeners
+(:mod:`._listeners`; the HTTP listener in :mod:`._http`, imported only when configured),
+the sessions (:mod:`._session` over a :mod:`._transport`, requests dispatched through the
+one method table of :mod:`._methods`), the subscription fan-out (:mod:`._fanout`) and the
+owner of every task it starts (:mod:`._tasks`).
 """
 
 from __future__ import annotations
