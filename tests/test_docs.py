@@ -33,6 +33,7 @@ GUIDES = [
     "guides/connectors.md",
     "guides/sync-api.md",
     "guides/remote-and-cli.md",
+    "guides/dashboard.md",
     "guides/persistence.md",
     "guides/micropython.md",
     "guides/testing.md",

@@ -17,11 +17,27 @@ import sys
 import sysconfig
 import tarfile
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+DASHBOARD_FILES = (
+    "index.html",
+    "style.css",
+    "js/app.js",
+    "js/chart.js",
+    "js/connection.js",
+    "js/format.js",
+    "js/graph.js",
+    "js/links.js",
+    "js/records.js",
+    "vendor/uplot/uPlot.iife.min.js",
+    "vendor/uplot/uPlot.min.css",
+    "vendor/uplot/LICENSE",
+    "vendor/uplot/VENDORED.md",
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +60,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("run.mjs", "package.json", "package-lock.json", "__init__.py"):
         assert f"src/aimdb/_micropython/{name}" in names, sorted(names)
     assert not any("node_modules" in n for n in names)
+    for name in DASHBOARD_FILES:
+        assert f"src/aimdb/dashboard/static/{name}" in names, sorted(names)
+    with zipfile.ZipFile(wheels[0]) as whl:
+        in_wheel = set(whl.namelist())
+    for name in DASHBOARD_FILES:
+        assert f"aimdb/dashboard/static/{name}" in in_wheel, sorted(in_wheel)
     env = tmp / "venv"
     venv.create(env, with_pip=True)
     py = env / "bin" / "python"
@@ -90,6 +112,20 @@ def test_wheel_installs_and_runs_quickstart(installed: Path, tmp_path: Path) -> 
         env=_env(),
     )
     assert str(installed) in check.stdout
+    static = subprocess.run(
+        [
+            str(py),
+            "-c",
+            "import os, aimdb.dashboard as d;"
+            " print(os.path.isfile(os.path.join(d.STATIC_DIR, 'index.html')))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=_env(),
+    )
+    assert static.stdout.strip() == "True", static.stderr
 
 
 @pytest.mark.slow

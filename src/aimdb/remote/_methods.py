@@ -93,6 +93,7 @@ def hello(session: Session, params: dict[str, Any]) -> Any:
         "version": _aimdb_version(),
         "name": cfg.name,
         "pid": os.getpid(),
+        "started_at": server.started_at,
         "permissions": ["read", "write"] if writable else ["read"],
         "writable": writable,
         "authenticated": authenticated,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from .. import AimDb
@@ -79,6 +80,8 @@ class RemoteServer:
         self._no_sessions.set()
         self._started = asyncio.Event()
         self._closed = False
+        self.started_at = time.time_ns()
+        """Wall-clock time (ns since the epoch) this server was created; ``hello`` reports it."""
 
     def reset_counters(self) -> None:
         """Zero the server's counters (``stats.reset``)."""

@@ -1,0 +1,418 @@
+"""The dashboard page in headless Chromium against a real instance serving HTTP and ``/ws``.
+
+The instance is ``_instance.py`` in a subprocess (remote access with ``http=``); the page is
+the one the instance serves. Checked through the DOM: records listed (HTML-looking keys and
+values stay text), a produced value shows up, the chart of a ticking record has points, the
+graph has a join's edges, links and connectors with their state, a permitted write lands
+(read back through the database), a refused one shows the server's reason, a token prompt,
+and a lost instance shows the banner and is picked up again when it is back. Screenshots go
+to ``build/screenshots/dashboard-*.png``.
+
+Needs Debian's ``chromium`` at /usr/bin/chromium and Python Playwright (no browser
+download), and aiohttp (the ``dashboard`` extra).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import selectors
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aimdb.remote import METHODS
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "build" / "screenshots"
+INSTANCE = Path(__file__).with_name("_instance.py")
+HTML_KEY = "html.<i>key<i>"
+CLI = [sys.executable, "-c", "import sys; from aimdb._cli import main; sys.exit(main())"]
+WAIT_MS = 10_000  # bound of every DOM poll (a noisy shared machine; never a speed claim)
+
+
+def _missing() -> str | None:
+    if not os.path.exists(CHROMIUM):
+        return f"{CHROMIUM} is missing (Debian's chromium package; scripts/setup-test-env installs it)"
+    for module, extra in (("playwright", "dev"), ("aiohttp", "dashboard")):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed (pip install 'aimdb[{extra}]')"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
+
+
+class Instance:
+    """``_instance.py`` in a subprocess: its page URL, and produce/get through its stdin."""
+
+    def __init__(self, port: int = 0, token: str | None = None, unix: str | None = None) -> None:
+        argv = [sys.executable, str(INSTANCE), str(port)]
+        argv += (["--token", token] if token else []) + (["--unix", unix] if unix else [])
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.url: str = self._reply(30.0)["url"]
+        self.port = int(self.url.rstrip("/").rsplit(":", 1)[1])
+
+    def _reply(self, timeout: float) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            if not sel.select(timeout):
+                self.stop()
+                raise AssertionError(f"instance said nothing within {timeout} s")
+        line = self.proc.stdout.readline()
+        if not line:
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            raise AssertionError(f"instance exited ({self.proc.wait()}): {err[-2000:]}")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def call(self, op: str, key: str, value: Any = None) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"op": op, "key": key, "value": value}) + "\n")
+        self.proc.stdin.flush()
+        return self._reply(10.0)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if f is not None:
+                f.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def instance() -> Iterator[Instance]:
+    inst = Instance()
+    yield inst
+    inst.stop()
+
+
+def _open(browser: Any, url: str, errors: list[str]) -> Any:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("dialog", lambda d: (errors.append(f"dialog: {d.message}"), d.dismiss()))
+    page.goto(url)
+    return page
+
+
+@pytest.fixture
+def page(browser: Any, instance: Instance) -> Iterator[Any]:
+    errors: list[str] = []
+    p = _open(browser, instance.url, errors)
+    p.wait_for_selector("body[data-conn='connected']", timeout=WAIT_MS)
+    p.wait_for_selector("#records tbody tr", timeout=WAIT_MS)
+    yield p
+    problem = p.text_content("#page-error") if p.locator("#page-error-item").is_visible() else ""
+    p.close()
+    assert errors == [], errors  # no script error, and no alert() from record data
+    assert problem == ""  # no failed request shown in the header
+
+
+def _shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"dashboard-{name}.png"), full_page=True)
+
+
+def _row(page: Any, key: str) -> Any:
+    return page.locator("#records tbody tr").filter(has=page.locator("td.c-key", has_text=key)).first
+
+
+def _cell_text(page: Any, key: str, col: str) -> str:
+    text: str = page.evaluate(
+        "([k, c]) => { for (const tr of document.querySelectorAll('#records tbody tr'))"
+        " if (tr.dataset.key === k) return tr.querySelector('td.c-' + c).textContent; return null; }",
+        [key, col],
+    )
+    return text
+
+
+def _wait_cell(page: Any, key: str, col: str, needle: str) -> None:
+    page.wait_for_function(
+        "([k, c, n]) => { for (const tr of document.querySelectorAll('#records tbody tr'))"
+        " if (tr.dataset.key === k) return tr.querySelector('td.c-' + c).textContent.includes(n);"
+        " return false; }",
+        arg=[key, col, needle],
+        timeout=WAIT_MS,
+    )
+
+
+def test_instance_and_every_readable_record_listed(page: Any) -> None:
+    keys = page.eval_on_selector_all("#records tbody tr", "trs => trs.map(t => t.dataset.key)")
+    assert keys == [
+        "station.1.temp",
+        "station.2.temp",
+        "station.1.log",
+        "config.setpoint",
+        "sensor.tick",
+        "derived.double",
+        "derived.join",
+        HTML_KEY,
+        "sensor.hist",
+        "station.1.weather",
+    ]  # declaration order; hidden.secret (remote(readable=False)) is not there
+    assert page.text_content("#instance-name") == "dash-test"
+    assert page.text_content("#instance-version").startswith("aimdb-python ")
+    page.wait_for_function(
+        "document.getElementById('instance-uptime').textContent.endsWith(' s')", timeout=WAIT_MS
+    )
+    assert _cell_text(page, "station.1.log", "buffer") == "ring(8)"
+    assert _cell_text(page, "sensor.tick", "writer") == "source"
+    assert _cell_text(page, "config.setpoint", "writer") == "writable"
+    # rates come from two stats polls: the ticking source (10 values/s) gets a non-zero one
+    page.wait_for_function(
+        "() => { const tr = [...document.querySelectorAll('#records tbody tr')]"
+        ".find(t => t.dataset.key === 'sensor.tick');"
+        " const r = parseFloat(tr.querySelector('td.c-rate').textContent); return r > 0; }",
+        timeout=WAIT_MS,
+    )
+    _shot(page, "records")
+
+
+def test_produced_value_shows_up(page: Any, instance: Instance) -> None:
+    t0 = time.perf_counter()
+    assert instance.call("produce", "station.2.temp", {"celsius": 123.25})["ok"]
+    _wait_cell(page, "station.2.temp", "value", "celsius: 123.25")
+    print(f"station.2.temp visible {1000 * (time.perf_counter() - t0):.0f} ms after produce()")
+    assert _cell_text(page, "station.2.temp", "age").endswith(" s")  # an age in seconds, not the dash
+
+
+def test_record_data_stays_text(page: Any, instance: Instance) -> None:
+    value = "<b id=injected>bold</b><img src=x onerror=alert(2)><script>alert(3)</script>"
+    assert instance.call("produce", HTML_KEY, value)["ok"]
+    _wait_cell(page, HTML_KEY, "value", "<b id=injected>")
+    assert _cell_text(page, HTML_KEY, "key") == HTML_KEY
+    assert _cell_text(page, HTML_KEY, "value") == value
+    assert page.locator("#injected").count() == 0
+    assert page.locator("main img, main i, main script").count() == 0
+    # the graph draws the key as text too
+    labels = page.eval_on_selector_all("#graph g.node", "gs => gs.map(g => g.dataset.key)")
+    assert HTML_KEY in labels
+
+
+def test_chart_of_a_ticking_record_has_points(page: Any) -> None:
+    _row(page, "sensor.tick").click()
+    assert page.text_content("#detail-title") == "sensor.tick"
+    page.wait_for_function("Number(document.getElementById('chart').dataset.points) >= 5", timeout=WAIT_MS)
+    assert page.locator("#chart canvas").count() == 1
+    assert "celsius" in page.text_content("#chart-note")
+    # not persisted: the chart fills from live events and says so
+    assert "live values" in page.text_content("#chart-note")
+    # a record with a source has no write form; the reason is shown
+    assert page.locator("#write-form").is_hidden()
+    assert "written by its source" in page.text_content("#write-policy")
+    _shot(page, "chart")
+
+
+def test_one_chart_per_numeric_field(page: Any, instance: Instance) -> None:
+    _row(page, "station.1.weather").click()
+    for i in range(3):
+        value = {"celsius": 10.0 + i, "humidity": 50.0 - i, "ts_ns": 1_700_000_000_000_000_000 + i}
+        assert instance.call("produce", "station.1.weather", value)["ok"]
+        page.wait_for_function(
+            f"Number(document.getElementById('chart').dataset.points) >= {i + 1}", timeout=WAIT_MS
+        )
+    assert page.locator("#chart .chart-field canvas").count() == 2  # celsius and humidity, own scales
+    note = page.text_content("#chart-note")
+    assert note.startswith("celsius, humidity: live values"), note
+    assert note.endswith("not charted: ts_ns"), note
+    _shot(page, "fields")
+
+
+@pytest.mark.skipif(
+    "record.history" not in METHODS,
+    reason="record.history (protocol 1.3) is not in this build of aimdb",
+)
+def test_chart_of_a_persisted_record_starts_from_its_history(page: Any) -> None:
+    _row(page, "sensor.hist").click()
+    page.wait_for_function(
+        "document.getElementById('chart-note').textContent.includes('stored value')", timeout=WAIT_MS
+    )
+    assert page.text_content("#chart-note").startswith("celsius: 40 stored values"), page.text_content(
+        "#chart-note"
+    )
+    assert int(page.get_attribute("#chart", "data-points")) == 40  # nothing produced since
+    assert page.locator("#chart canvas").count() == 1
+    _shot(page, "history")
+
+
+def test_graph_shows_transform_join_and_link_edges(page: Any) -> None:
+    page.wait_for_selector("#graph svg g.node", timeout=WAIT_MS)
+    edges = page.eval_on_selector_all(
+        "#graph path.edge", "ps => ps.map(p => [p.dataset.from, p.dataset.to, p.dataset.kind])"
+    )
+    assert ["station.1.temp", "derived.join", "join"] in edges
+    assert ["config.setpoint", "derived.join", "join"] in edges
+    assert ["derived.join", "derived.join", "join_out"] in edges  # the diamond into the record
+    assert ["station.1.temp", "derived.double", "transform"] in edges
+    assert ["station.1.temp", "aimdb://peer.temp", "link_out"] in edges
+    # sources left, sinks right: the join's inputs lie left of the join, the join left of its record
+    x = page.evaluate(
+        "() => Object.fromEntries([...document.querySelectorAll('#graph g.node')].map("
+        "g => [g.dataset.kind + ':' + g.dataset.key, g.getBoundingClientRect().x]))"
+    )
+    assert x["record:station.1.temp"] < x["join:derived.join"] < x["record:derived.join"]
+    assert x["record:config.setpoint"] < x["join:derived.join"]
+    assert x["record:station.1.temp"] < x["link:aimdb://peer.temp"]
+    page.locator("#graph-section").screenshot(path=str(SHOTS / "dashboard-graph.png"))
+
+
+def test_links_and_connectors_with_state(page: Any) -> None:
+    page.wait_for_selector("#links tbody tr", timeout=WAIT_MS)
+    row = page.locator("#links tbody tr").first
+    assert row.locator("td.c-record").text_content() == "station.1.temp"
+    assert row.locator("td.c-url").text_content() == "aimdb://peer.temp"
+    assert row.locator("td.c-dir").text_content() == "out →"
+    state = row.locator("td.c-state").text_content()
+    assert state not in ("", "connected")  # the peer does not exist
+    assert "bad" in (row.get_attribute("class") or "")
+    conn = page.locator("#connectors tbody tr").first
+    assert conn.locator("td.c-scheme").text_content() == "aimdb"
+    assert conn.locator("td.c-links").text_content() == "1"
+    assert page.locator("#links-empty").is_hidden()
+    assert page.locator("#links").is_visible() and page.locator("#connectors").is_visible()
+
+
+def test_permitted_write_lands(page: Any, instance: Instance) -> None:
+    _row(page, "config.setpoint").click()
+    page.wait_for_selector("#write-form:not([hidden])", timeout=WAIT_MS)
+    page.fill("#write-value", '{"celsius": 17.5}')
+    page.click("#write-submit")
+    page.wait_for_function(
+        "document.getElementById('write-result').textContent.startsWith('stored')", timeout=WAIT_MS
+    )
+    assert instance.call("get", "config.setpoint") == {"ok": True, "value": {"celsius": 17.5}}
+    _wait_cell(page, "config.setpoint", "value", "celsius: 17.5")
+    _shot(page, "write")
+
+
+def test_refused_write_shows_the_servers_reason(page: Any, instance: Instance) -> None:
+    _row(page, "config.setpoint").click()
+    page.wait_for_selector("#write-form:not([hidden])", timeout=WAIT_MS)
+    before = instance.call("get", "config.setpoint")
+    page.fill("#write-value", '{"celsius": "hot"}')
+    page.click("#write-submit")
+    page.wait_for_function(
+        "document.getElementById('write-result').textContent.startsWith('refused')", timeout=WAIT_MS
+    )
+    text = page.text_content("#write-result")
+    assert text.startswith("refused (invalid_value): value does not fit Setpoint"), text
+    assert instance.call("get", "config.setpoint") == before
+    # text that is not JSON is caught in the page and nothing is sent
+    page.fill("#write-value", "{celsius: 1")
+    page.click("#write-submit")
+    assert page.text_content("#write-result").startswith("not JSON, nothing sent")
+    assert instance.call("get", "config.setpoint") == before
+
+
+def test_token_prompt_then_connected(browser: Any) -> None:
+    inst = Instance(token="s3cret")
+    errors: list[str] = []
+    try:
+        p = _open(browser, inst.url, errors)
+        p.wait_for_selector("#token-form:not([hidden])", timeout=WAIT_MS)
+        assert p.locator("#records tbody tr").count() == 0
+        p.fill("#token-input", "wrong")
+        p.click("#token-form button")
+        p.wait_for_function(
+            "document.getElementById('token-error').textContent.startsWith('refused')", timeout=WAIT_MS
+        )
+        p.fill("#token-input", "s3cret")
+        p.click("#token-form button")
+        p.wait_for_selector("body[data-conn='connected']", timeout=WAIT_MS)
+        assert p.locator("#token-form").is_hidden()
+        assert p.evaluate("sessionStorage.getItem('aimdb.dashboard.token')") == "s3cret"
+        p.wait_for_selector("#records tbody tr", timeout=WAIT_MS)
+        p.close()
+    finally:
+        inst.stop()
+    assert errors == [], errors
+
+
+def test_instance_gone_banner_then_reconnects(browser: Any) -> None:
+    inst = Instance()
+    port = inst.port
+    errors: list[str] = []
+    p = _open(browser, inst.url, errors)
+    try:
+        p.wait_for_selector("body[data-conn='connected']", timeout=WAIT_MS)
+        inst.stop()
+        p.wait_for_selector("#banner:not([hidden])", timeout=WAIT_MS)
+        assert "Connection to the instance lost" in p.text_content("#banner")
+        assert "reconnecting in" in p.text_content("#banner")
+        _shot(p, "banner")
+        inst = Instance(port=port)  # back on the same address
+        p.wait_for_selector("body[data-conn='connected']", timeout=WAIT_MS + 10_000)  # backoff ≤ 10 s
+        assert p.locator("#banner").is_hidden()
+        assert inst.call("produce", "station.2.temp", {"celsius": -4.5})["ok"]
+        _wait_cell(p, "station.2.temp", "value", "celsius: -4.5")
+        p.close()
+    finally:
+        inst.stop()
+    assert errors == [], errors
+
+
+def test_page_served_by_aimdb_dashboard_relay(browser: Any) -> None:
+    """``aimdb dashboard --connect unix://...`` serves the same page for a socket-only instance."""
+    sock = os.path.join(tempfile.mkdtemp(prefix="aimdb-d-"), "i.sock")
+    inst = Instance(unix=sock)
+    relay = subprocess.Popen(
+        [*CLI, "dashboard", "--connect", f"unix://{sock}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    errors: list[str] = []
+    try:
+        assert relay.stdout is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(relay.stdout, selectors.EVENT_READ)
+            assert sel.select(30.0), "aimdb dashboard printed nothing within 30 s"
+        line = relay.stdout.readline()
+        assert line.startswith("dashboard: http://127.0.0.1:"), line
+        url = line.split()[1]
+        assert url != inst.url
+        p = _open(browser, url, errors)
+        p.wait_for_selector("body[data-conn='connected']", timeout=WAIT_MS)
+        assert p.text_content("#instance-name") == "dash-test"
+        p.wait_for_selector("#records tbody tr", timeout=WAIT_MS)
+        assert inst.call("produce", "station.2.temp", {"celsius": 61.5})["ok"]
+        _wait_cell(p, "station.2.temp", "value", "celsius: 61.5")
+        _row(p, "config.setpoint").click()
+        p.fill("#write-value", '{"celsius": 3.25}')
+        p.click("#write-submit")
+        p.wait_for_function(
+            "document.getElementById('write-result').textContent.startsWith('stored')", timeout=WAIT_MS
+        )
+        assert inst.call("get", "config.setpoint") == {"ok": True, "value": {"celsius": 3.25}}
+        p.close()
+    finally:
+        relay.terminate()
+        try:
+            relay.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            relay.kill()
+            relay.communicate()
+        inst.stop()
+    assert errors == [], errors
