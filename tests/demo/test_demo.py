@@ -22,6 +22,8 @@ import pytest
 
 from aimdb._demo._procs import micropython_runner
 
+from .._prometheus import Prometheus, needs_prometheus
+
 MPY, MPY_REASON = micropython_runner()
 STATIONS = ("alpine", "coast", "valley")
 
@@ -391,3 +393,23 @@ def test_dashboard_and_metrics_urls_are_printed_and_served(demos: Any) -> None:
     summary = off.finish()
     assert summary["dashboard"] is None and summary["metrics"] is None
     assert not [ln for ln in off.lines if ln.startswith("aimdb demo: dashboard")]
+
+
+@pytest.mark.slow
+@needs_prometheus
+def test_a_real_prometheus_scrapes_the_running_demo(demos: Any) -> None:
+    pytest.importorskip("aiohttp", reason="needs the dashboard extra (aiohttp)")
+    d = demos("--duration", "90")
+    _, line = d.wait_line(lambda s: s.startswith("aimdb demo: dashboard http://"))
+    target = line.split("dashboard http://", 1)[1].split()[0].rstrip("/")
+    with Prometheus([target]) as prom:
+        # The join's output counted by the demo's own hub, scraped and queried back.
+        query = 'aimdb_record_produced_total{key="hub.alpine.dewpoint"} > 0'
+        result = prom.wait_for(query, timeout=60)
+        assert result[0]["metric"]["job"] == "aimdb"
+        assert float(result[0]["value"][1]) > 0
+        stages = prom.wait_for('aimdb_stage_running{key="hub.alpine.dewpoint"}')
+        assert "join" in {s["metric"]["kind"] for s in stages}
+    d.proc.send_signal(signal.SIGINT)
+    summary = d.finish()
+    assert summary["stations"]["alpine"]["dewpoints"] >= 1

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import socket
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +17,8 @@ from aimdb import AimDbBuilder, BufferCfg  # noqa: E402
 from aimdb.remote._metrics import AimDbCollector, MetricsRenderer, format_value, render_text  # noqa: E402
 from aimdb.testing import MemoryConnector  # noqa: E402
 
+from .._prometheus import Prometheus, needs_prometheus  # noqa: E402
 from ._helpers import aio, served, wait_until  # noqa: E402
-
-PROMETHEUS = "/usr/bin/prometheus"
 
 
 @dataclass
@@ -121,73 +116,17 @@ async def test_metrics_can_be_turned_off() -> None:
 # ------------------------------------------------------------------ a real Prometheus server
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not os.path.exists(PROMETHEUS), reason=f"{PROMETHEUS} missing (Debian package prometheus)"
-)
+@needs_prometheus
 @aio
 async def test_a_real_prometheus_scrapes_the_instance() -> None:
     async with served(metered_builder(), http="127.0.0.1:0") as (_, server):
         url = server.http_url
         assert url is not None
         target = url[len("http://") :].rstrip("/")
-        work = tempfile.mkdtemp(prefix="aimdb-prom-")
-        port = _free_port()
-        with open(os.path.join(work, "prometheus.yml"), "w") as fh:
-            fh.write(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-                "scrape_configs:\n  - job_name: aimdb\n    scrape_interval: 1s\n"
-                f"    static_configs:\n      - targets: ['{target}']\n"
-            )
-        log = open(os.path.join(work, "prometheus.log"), "wb")
-        proc = await asyncio.create_subprocess_exec(
-            PROMETHEUS,
-            f"--config.file={work}/prometheus.yml",
-            f"--storage.tsdb.path={work}/data",
-            f"--web.listen-address=127.0.0.1:{port}",
-            stdout=log,
-            stderr=log,
-        )
-        try:
-            api = f"http://127.0.0.1:{port}/api/v1/query"
-            query = 'aimdb_record_produced_total{key="plant.b"}'
-            result: list[Any] = []
-            async with aiohttp.ClientSession() as s:
-                for _ in range(120):  # bounded: Prometheus starts, scrapes every 1 s
-                    if proc.returncode is not None:
-                        break
-                    try:
-                        async with s.get(api, params={"query": query}) as r:
-                            if r.status == 200:
-                                body = await r.json()
-                                result = body["data"]["result"]
-                                if result:
-                                    break
-                    except aiohttp.ClientConnectionError:
-                        pass
-                    await asyncio.sleep(0.5)
-                assert result, "Prometheus never returned the series"
-                assert result[0]["metric"]["job"] == "aimdb"
-                assert float(result[0]["value"][1]) == 0.0
-                async with s.get(api, params={"query": "up"}) as r:
-                    up = (await r.json())["data"]["result"]
-                assert up and up[0]["value"][1] == "1"
-        finally:
-            if proc.returncode is None:
-                proc.terminate()
-                try:
-                    await asyncio.wait_for(proc.wait(), 10)
-                except asyncio.TimeoutError:
-                    proc.kill()
-                    await proc.wait()
-            log.close()
-            with open(os.path.join(work, "prometheus.log"), "rb") as fh:
-                err = fh.read()
-            shutil.rmtree(work, ignore_errors=True)
-        assert proc.returncode in (0, -15), err.decode(errors="replace")[-2000:]
+        with Prometheus([target]) as prom:
+            result = await asyncio.to_thread(prom.wait_for, 'aimdb_record_produced_total{key="plant.b"}')
+            assert result[0]["metric"]["job"] == "aimdb"
+            assert float(result[0]["value"][1]) == 0.0
+            up = await asyncio.to_thread(prom.query, "up")
+            assert up and up[0]["value"][1] == "1"
