@@ -410,6 +410,9 @@ def test_a_real_prometheus_scrapes_the_running_demo(demos: Any) -> None:
         assert float(result[0]["value"][1]) > 0
         stages = prom.wait_for('aimdb_stage_running{key="hub.alpine.dewpoint"}')
         assert "join" in {s["metric"]["kind"] for s in stages}
-    d.proc.send_signal(signal.SIGINT)
-    summary = d.finish()
-    assert summary["stations"]["alpine"]["dewpoints"] >= 1
+    d.proc.send_signal(signal.SIGINT)  # interrupted: exit 0, the summary still the last line
+    code = d.proc.wait(30)
+    for t in d._threads:
+        t.join(5)
+    assert code == 0, "\n".join(d.lines + d.errors)
+    assert json.loads(d.lines[-1])["stations"]["alpine"]["dewpoints"] >= 1
