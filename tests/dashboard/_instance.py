@@ -11,8 +11,9 @@ listening, then obeys JSON lines on stdin, answering each with one JSON line:
 
 Records: passive, ring, writable config, a ticking source, a transform, a join, a string
 record whose key and values look like HTML, a persisted ring holding ``HISTORY`` values
-stored before the server starts, and an outbound ``aimdb://`` link to a peer
-that does not exist (so the link is never connected).
+stored before the server starts, a writable record with a long key (``LONG_KEY``, 71
+characters), and an outbound ``aimdb://`` link to a peer that does not exist (so the link is
+never connected).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from aimdb.persistence import SqliteBackend
 from aimdb.remote import AimdbConnector, RemoteConfig, start_server
 
 HTML_KEY = "html.<i>key<i>"
+LONG_KEY = "config.plant.north.hall7.line3.cell12.spindle.bearing.temperature.limit"
 
 
 @dataclass
@@ -79,6 +81,7 @@ TYPES: dict[str, type] = {
     "hidden.secret": Temp,
     "sensor.hist": Temp,
     "station.1.weather": Weather,
+    LONG_KEY: Setpoint,
 }
 HISTORY = 40  # values stored in sensor.hist before the server starts
 
@@ -117,12 +120,14 @@ def build(store: str) -> AimDbBuilder:
     b.configure(Temp, "hidden.secret", lambda r: r.buffer(BufferCfg.SingleLatest()).remote(readable=False))
     b.configure(Temp, "sensor.hist", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=64)).persist())
     b.configure(Weather, "station.1.weather", lambda r: r.buffer(BufferCfg.SingleLatest()))
+    b.configure(Setpoint, LONG_KEY, lambda r: r.buffer(BufferCfg.SingleLatest()).remote(writable=True))
     return b
 
 
 async def main(port: int, token: str | None, unix: str | None) -> None:
     async with build(os.path.join(tempfile.mkdtemp(prefix="aimdb-dash-"), "store.db")).build() as db:
         db.producer(Setpoint, "config.setpoint").produce(Setpoint(20.0))
+        db.producer(Setpoint, LONG_KEY).produce(Setpoint(80.0))
         hist = db.producer(Temp, "sensor.hist")
         for i in range(HISTORY):
             hist.produce(Temp(float(i % 7)))

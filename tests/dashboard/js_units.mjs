@@ -4,9 +4,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 
 const STATIC = new URL("../../src/aimdb/dashboard/static/js/", import.meta.url);
-const { buildGraph, layout } = await import(new URL("graph.js", STATIC));
+const { buildGraph, geometry, layout } = await import(new URL("graph.js", STATIC));
 const { backoffMs, versionAtLeast } = await import(new URL("connection.js", STATIC));
-const { formatAge, formatUptime, formatValue, numericFields, pick } = await import(new URL("format.js", STATIC));
+const formatModule = await import(new URL("format.js", STATIC));
+const { formatAge, formatUptime, formatValue, numericFields, pick } = formatModule;
 
 const rec = (key, writer = "none", extra = {}) => ({ key, type: "T", buffer: "single_latest", capacity: 1, writer, writable: false, ...extra });
 
@@ -109,4 +110,19 @@ test("history requests stay within the server's max_history", async () => {
   assert.equal(historyLimit({ limits: { max_history: 50 } }), 50);
   assert.equal(historyLimit({ limits: { max_history: 100000 } }), 2000);
   assert.equal(historyLimit({ limits: {} }), 1000); // not announced: the documented default
+});
+
+test("the writer is named as aimdb record list names it; box sizes fit the widest label", () => {
+  const { writerLabel, recordFlags } = formatModule;
+  assert.equal(writerLabel({ writer: "none", writable: true }), "remote");
+  assert.equal(writerLabel({ writer: "none", writable: false }), "none");
+  assert.equal(writerLabel({ writer: "link", writable: true }), "link");
+  assert.equal(writerLabel({ writer: "join", writable: false }), "join");
+  assert.deepEqual(recordFlags({ writable: true, persisted: true }), ["writable", "persisted"]);
+  const { nodes } = buildGraph({ nodes: [rec("a.very.long.key.that.needs.room", "none", { writable: true, persisted: true }), rec("b")], edges: [] });
+  assert.deepEqual(nodes.get("r:a.very.long.key.that.needs.room").lines.slice(2), ["writer: remote", "writable · persisted"]);
+  const geo = geometry(nodes, (line) => line.length * 10);
+  assert.equal(geo.boxW, "a.very.long.key.that.needs.room".length * 10 + 16);
+  assert.equal(geo.boxH, 9 + 4 * 15); // four lines
+  assert.equal(geometry(buildGraph({ nodes: [rec("b")], edges: [] }).nodes, () => 1).boxW, 220); // the minimum
 });

@@ -14,120 +14,22 @@ download), and aiohttp (the ``dashboard`` extra).
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
 import selectors
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aimdb.remote import METHODS
+from tests.dashboard._harness import CLI, SHOTS, WAIT_MS, Instance, missing, open_page
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-CHROMIUM = "/usr/bin/chromium"
-SHOTS = ROOT / "build" / "screenshots"
-INSTANCE = Path(__file__).with_name("_instance.py")
 HTML_KEY = "html.<i>key<i>"
-CLI = [sys.executable, "-c", "import sys; from aimdb._cli import main; sys.exit(main())"]
-WAIT_MS = 10_000  # bound of every DOM poll (a noisy shared machine; never a speed claim)
+LONG_KEY = "config.plant.north.hall7.line3.cell12.spindle.bearing.temperature.limit"
 
-
-def _missing() -> str | None:
-    if not os.path.exists(CHROMIUM):
-        return f"{CHROMIUM} is missing (Debian's chromium package; scripts/setup-test-env installs it)"
-    for module, extra in (("playwright", "dev"), ("aiohttp", "dashboard")):
-        if importlib.util.find_spec(module) is None:
-            return f"{module} is not installed (pip install 'aimdb[{extra}]')"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
-
-
-class Instance:
-    """``_instance.py`` in a subprocess: its page URL, and produce/get through its stdin."""
-
-    def __init__(self, port: int = 0, token: str | None = None, unix: str | None = None) -> None:
-        argv = [sys.executable, str(INSTANCE), str(port)]
-        argv += (["--token", token] if token else []) + (["--unix", unix] if unix else [])
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        self.url: str = self._reply(30.0)["url"]
-        self.port = int(self.url.rstrip("/").rsplit(":", 1)[1])
-
-    def _reply(self, timeout: float) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.proc.stdout, selectors.EVENT_READ)
-            if not sel.select(timeout):
-                self.stop()
-                raise AssertionError(f"instance said nothing within {timeout} s")
-        line = self.proc.stdout.readline()
-        if not line:
-            err = self.proc.stderr.read() if self.proc.stderr else ""
-            raise AssertionError(f"instance exited ({self.proc.wait()}): {err[-2000:]}")
-        reply: dict[str, Any] = json.loads(line)
-        return reply
-
-    def call(self, op: str, key: str, value: Any = None) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"op": op, "key": key, "value": value}) + "\n")
-        self.proc.stdin.flush()
-        return self._reply(10.0)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if f is not None:
-                f.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
-def instance() -> Iterator[Instance]:
-    inst = Instance()
-    yield inst
-    inst.stop()
-
-
-def _open(browser: Any, url: str, errors: list[str]) -> Any:
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("dialog", lambda d: (errors.append(f"dialog: {d.message}"), d.dismiss()))
-    page.goto(url)
-    return page
-
-
-@pytest.fixture
-def page(browser: Any, instance: Instance) -> Iterator[Any]:
-    errors: list[str] = []
-    p = _open(browser, instance.url, errors)
-    p.wait_for_selector("body[data-conn='connected']", timeout=WAIT_MS)
-    p.wait_for_selector("#records tbody tr", timeout=WAIT_MS)
-    yield p
-    problem = p.text_content("#page-error") if p.locator("#page-error-item").is_visible() else ""
-    p.close()
-    assert errors == [], errors  # no script error, and no alert() from record data
-    assert problem == ""  # no failed request shown in the header
+pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
 
 
 def _shot(page: Any, name: str) -> None:
@@ -171,6 +73,7 @@ def test_instance_and_every_readable_record_listed(page: Any) -> None:
         HTML_KEY,
         "sensor.hist",
         "station.1.weather",
+        LONG_KEY,
     ]  # declaration order; hidden.secret (remote(readable=False)) is not there
     assert page.text_content("#instance-name") == "dash-test"
     assert page.text_content("#instance-version").startswith("aimdb-python ")
@@ -179,7 +82,9 @@ def test_instance_and_every_readable_record_listed(page: Any) -> None:
     )
     assert _cell_text(page, "station.1.log", "buffer") == "ring(8)"
     assert _cell_text(page, "sensor.tick", "writer") == "source"
-    assert _cell_text(page, "config.setpoint", "writer") == "writable"
+    assert _cell_text(page, "config.setpoint", "writer") == "remote"  # as aimdb record list says
+    assert _cell_text(page, "config.setpoint", "writable") == "yes"
+    assert _cell_text(page, "sensor.tick", "writable") == ""
     # rates come from two stats polls: the ticking source (10 values/s) gets a non-zero one
     page.wait_for_function(
         "() => { const tr = [...document.querySelectorAll('#records tbody tr')]"
@@ -330,7 +235,7 @@ def test_token_prompt_then_connected(browser: Any) -> None:
     inst = Instance(token="s3cret")
     errors: list[str] = []
     try:
-        p = _open(browser, inst.url, errors)
+        p = open_page(browser, inst.url, errors)
         p.wait_for_selector("#token-form:not([hidden])", timeout=WAIT_MS)
         assert p.locator("#records tbody tr").count() == 0
         p.fill("#token-input", "wrong")
@@ -354,7 +259,7 @@ def test_instance_gone_banner_then_reconnects(browser: Any) -> None:
     inst = Instance()
     port = inst.port
     errors: list[str] = []
-    p = _open(browser, inst.url, errors)
+    p = open_page(browser, inst.url, errors)
     try:
         p.wait_for_selector("body[data-conn='connected']", timeout=WAIT_MS)
         inst.stop()
@@ -393,7 +298,7 @@ def test_page_served_by_aimdb_dashboard_relay(browser: Any) -> None:
         assert line.startswith("dashboard: http://127.0.0.1:"), line
         url = line.split()[1]
         assert url != inst.url
-        p = _open(browser, url, errors)
+        p = open_page(browser, url, errors)
         p.wait_for_selector("body[data-conn='connected']", timeout=WAIT_MS)
         assert p.text_content("#instance-name") == "dash-test"
         p.wait_for_selector("#records tbody tr", timeout=WAIT_MS)

@@ -6,7 +6,7 @@ import { ChartPanel } from "./chart.js";
 import { Connection, RemoteError, storeToken } from "./connection.js";
 import { drawGraph } from "./graph.js";
 import { LinksView } from "./links.js";
-import { formatUptime, formatValue, setText } from "./format.js";
+import { bufferLabel, formatUptime, formatValue, recordFlags, setText, writerLabel } from "./format.js";
 import { RecordTable } from "./records.js";
 
 const STATS_EVERY_MS = 5000;
@@ -210,8 +210,8 @@ function select(key) {
   table.select(key);
   const row = table.rows.get(key);
   setText($("detail-title"), key);
-  const persisted = info.persisted ? " · persisted" : "";
-  setText($("detail-meta"), `${info.type} · ${info.buffer} · writer: ${info.writer}${persisted}`);
+  const meta = [String(info.type), bufferLabel(info), `writer: ${writerLabel(info)}`, ...recordFlags(info)];
+  setText($("detail-meta"), meta.join(" · "));
   chart.select(key, row && row.hasValue ? row.value : undefined, info, conn, state.hello);
   const form = $("write-form");
   setText($("write-result"), "");

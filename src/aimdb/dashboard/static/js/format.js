@@ -109,3 +109,42 @@ export function pick(v, path) {
   }
   return typeof cur === "number" && Number.isFinite(cur) ? cur : null;
 }
+
+/**
+ * What writes a record, named as `aimdb record list` and `aimdb graph` name it: the
+ * protocol's writer kind (`source`, `transform`, `join`, `link`, `none`) from a record.list
+ * entry or graph node, except that a passive record (`none`) remote clients may write is
+ * `remote`. Whether remote clients may write is the separate `writable` flag.
+ */
+export function writerLabel(info) {
+  const writer = String(info && info.writer !== undefined ? info.writer : "none");
+  return writer === "none" && info.writable ? "remote" : writer;
+}
+
+/** A record's buffer as the records table shows it: `ring(N)`, `single_latest`, `mailbox`, `none`. */
+export function bufferLabel(info) {
+  return info.buffer === "spmc_ring" ? `ring(${info.capacity})` : String(info.buffer);
+}
+
+/** The markers after the writer: `writable` (remote clients may set it), `persisted`. */
+export function recordFlags(info) {
+  const flags = [];
+  if (info.writable) flags.push("writable");
+  if (info.persisted) flags.push("persisted");
+  return flags;
+}
+
+/**
+ * Put `key` into `node` as text with a line-break opportunity (<wbr>) after every dot, so a
+ * long key wraps at its dots instead of being cut. textContent stays the key.
+ */
+export function setKeyText(node, key) {
+  const parts = String(key).split(".");
+  const kids = [];
+  parts.forEach((part, i) => {
+    const last = i === parts.length - 1;
+    kids.push(document.createTextNode(last ? part : `${part}.`));
+    if (!last) kids.push(document.createElement("wbr"));
+  });
+  node.replaceChildren(...kids);
+}

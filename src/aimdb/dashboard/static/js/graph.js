@@ -1,7 +1,9 @@
 // The dataflow graph as SVG, from the remote `graph` reply (the data `aimdb graph` draws).
 //
-// Nodes: every record (a box: key, type · buffer, writer), every link URL (a rounded pill)
-// and one small diamond per join, which the join's inputs meet in. Layout: a layered
+// Nodes: every record (a box: key, type · buffer, writer as the records table names it, and
+// a line of markers `writable` / `persisted` when any applies), every link URL (a rounded
+// pill) and one small diamond per join, which the join's inputs meet in. Keys and URLs are
+// never cut: the boxes are as wide as the widest label. Layout: a layered
 // ("Sugiyama-style", simplified) drawing: each node's layer is its longest path from a node
 // without inputs, so sources and inbound links sit on the left and every record or
 // outbound link lies right of what it is derived from; within a layer nodes are ordered by
@@ -9,12 +11,16 @@
 // by outputs), which keeps most edges short and uncrossed. All text is set with
 // textContent.
 
+import { bufferLabel, recordFlags, writerLabel } from "./format.js";
+
 const SVG = "http://www.w3.org/2000/svg";
-const COL_W = 270;
-const ROW_H = 74;
-const BOX_W = 220;
-const BOX_H = 54;
+const MIN_BOX_W = 220; // boxes grow to the widest label
+const COL_GAP = 50;
+const ROW_GAP = 20;
+const LINE_H = 15;
+const TEXT_X = 8; // label inset in a record box
 const PAD = 16;
+const CHAR_W = 7; // label width per character when the SVG cannot be measured (not rendered)
 const WRITER_CLASS = { source: "w-source", transform: "w-derived", join: "w-derived", link: "w-link", remote: "w-remote" };
 
 function svg(tag, attrs, text) {
@@ -24,18 +30,16 @@ function svg(tag, attrs, text) {
   return e;
 }
 
-function clip(text, max) {
-  return text.length > max ? text.slice(0, max - 1) + "…" : text;
-}
-
 /** Turn a `graph` reply into drawable nodes and edges (records, link URLs, join diamonds). */
 export function buildGraph(g) {
   const nodes = new Map();
   const edges = [];
   for (const n of g.nodes || []) {
-    const writer = n.writer === "none" && n.writable ? "remote" : String(n.writer);
-    const buffer = n.buffer === "spmc_ring" ? `ring(${n.capacity})` : String(n.buffer);
-    nodes.set(`r:${n.key}`, { id: `r:${n.key}`, kind: "record", key: n.key, lines: [n.key, `${n.type} · ${buffer}`, `writer: ${writer}`], writer });
+    const writer = writerLabel(n);
+    const lines = [n.key, `${n.type} · ${bufferLabel(n)}`, `writer: ${writer}`];
+    const flags = recordFlags(n);
+    if (flags.length) lines.push(flags.join(" · "));
+    nodes.set(`r:${n.key}`, { id: `r:${n.key}`, kind: "record", key: n.key, lines, writer });
   }
   const joins = new Set();
   for (const e of g.edges || []) {
@@ -116,19 +120,54 @@ export function layout(nodes, edges) {
   return { layers, rows: Math.max(1, ...cols.map((c) => c.length)) };
 }
 
-function anchor(n, side) {
-  const x = PAD + n.layer * COL_W;
-  const y = PAD + n.row * ROW_H;
-  if (n.kind === "join") return { x: x + (side === "in" ? 0 : 28) + BOX_W / 2 - 14, y: y + BOX_H / 2 };
-  return { x: side === "in" ? x : x + BOX_W, y: y + BOX_H / 2 };
+/**
+ * Box sizes for `nodes`: as wide as the widest label (`textWidth(line, isKey)` gives a
+ * label's width in px) and as tall as the most lines of a record box.
+ */
+export function geometry(nodes, textWidth) {
+  let widest = 0;
+  let lines = 3;
+  for (const n of nodes.values()) {
+    if (n.kind === "join") continue;
+    if (n.kind === "record") lines = Math.max(lines, n.lines.length);
+    n.lines.forEach((line, i) => {
+      widest = Math.max(widest, textWidth(line, n.kind === "record" && i === 0) + 2 * TEXT_X + (n.kind === "link" ? 16 : 0));
+    });
+  }
+  const boxW = Math.max(MIN_BOX_W, Math.ceil(widest));
+  const boxH = 9 + lines * LINE_H;
+  return { boxW, boxH, colW: boxW + COL_GAP, rowH: boxH + ROW_GAP };
+}
+
+// Label widths as drawn: measured in a scratch SVG inside `box` (fonts as styled), or
+// estimated from the length when the page does not render it (e.g. a hidden section).
+function measurer(box) {
+  const scratch = svg("svg", { class: "graph", width: 0, height: 0 });
+  box.replaceChildren(scratch);
+  const key = scratch.appendChild(svg("text", { class: "label key" }));
+  const plain = scratch.appendChild(svg("text", { class: "label" }));
+  return (line, isKey) => {
+    const t = isKey ? key : plain;
+    t.textContent = line;
+    const w = t.getComputedTextLength();
+    return w > 0 ? w : line.length * CHAR_W;
+  };
+}
+
+function anchor(n, side, geo) {
+  const x = PAD + n.layer * geo.colW;
+  const y = PAD + n.row * geo.rowH;
+  if (n.kind === "join") return { x: x + (side === "in" ? 0 : 28) + geo.boxW / 2 - 14, y: y + geo.boxH / 2 };
+  return { x: side === "in" ? x : x + geo.boxW, y: y + geo.boxH / 2 };
 }
 
 /** Draw a `graph` reply into `box` as an SVG (replacing what was there). */
 export function drawGraph(box, g) {
   const { nodes, edges } = buildGraph(g);
   const { layers, rows } = layout(nodes, edges);
-  const width = PAD * 2 + Math.max(1, layers) * COL_W - (COL_W - BOX_W);
-  const height = PAD * 2 + rows * ROW_H - (ROW_H - BOX_H);
+  const geo = geometry(nodes, measurer(box));
+  const width = PAD * 2 + Math.max(1, layers) * geo.colW - COL_GAP;
+  const height = PAD * 2 + rows * geo.rowH - ROW_GAP;
   const root = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, class: "graph", role: "img" });
   root.appendChild(svg("title", {}, "dataflow graph"));
   const defs = svg("defs");
@@ -138,8 +177,8 @@ export function drawGraph(box, g) {
   root.appendChild(defs);
   const edgeLayer = svg("g", { class: "edges" });
   for (const e of edges) {
-    const a = anchor(nodes.get(e.from), "out");
-    const b = anchor(nodes.get(e.to), "in");
+    const a = anchor(nodes.get(e.from), "out", geo);
+    const b = anchor(nodes.get(e.to), "in", geo);
     const dx = Math.max(30, (b.x - a.x) / 2);
     const path = svg("path", {
       d: `M ${a.x} ${a.y} C ${a.x + dx} ${a.y}, ${b.x - dx} ${b.y}, ${b.x} ${b.y}`,
@@ -156,13 +195,14 @@ export function drawGraph(box, g) {
     }
   }
   root.appendChild(edgeLayer);
-  for (const n of nodes.values()) root.appendChild(drawNode(n));
+  for (const n of nodes.values()) root.appendChild(drawNode(n, geo));
   box.replaceChildren(root);
 }
 
-function drawNode(n) {
-  const x = PAD + n.layer * COL_W;
-  const y = PAD + n.row * ROW_H;
+function drawNode(n, geo) {
+  const { boxW: BOX_W, boxH: BOX_H } = geo;
+  const x = PAD + n.layer * geo.colW;
+  const y = PAD + n.row * geo.rowH;
   const g = svg("g", { class: `node n-${n.kind}`, transform: `translate(${x} ${y})` });
   g.dataset.key = n.key;
   g.dataset.kind = n.kind;
@@ -174,12 +214,12 @@ function drawNode(n) {
   }
   if (n.kind === "link") {
     g.appendChild(svg("rect", { width: BOX_W, height: BOX_H, rx: BOX_H / 2, class: "link-shape" }));
-    g.appendChild(svg("text", { x: BOX_W / 2, y: BOX_H / 2 + 4, "text-anchor": "middle", class: "label" }, clip(n.lines[0], 34)));
+    g.appendChild(svg("text", { x: BOX_W / 2, y: BOX_H / 2 + 4, "text-anchor": "middle", class: "label" }, n.lines[0]));
     return g;
   }
   g.appendChild(svg("rect", { width: BOX_W, height: BOX_H, rx: 6, class: `record-shape ${WRITER_CLASS[n.writer] || "w-none"}` }));
   n.lines.forEach((line, i) => {
-    g.appendChild(svg("text", { x: 8, y: 16 + i * 15, class: i === 0 ? "label key" : "label" }, clip(line, i === 0 ? 30 : 34)));
+    g.appendChild(svg("text", { x: TEXT_X, y: 16 + i * LINE_H, class: i === 0 ? "label key" : "label" }, line));
   });
   return g;
 }

@@ -1,8 +1,10 @@
 // The records table: one row per readable record, built once per record list; live values
 // arrive as events and are written at most once per animation frame, only into the rows
 // that changed. Ages tick once a second and a cell is written only when its text changes.
+// Keys are never cut (they wrap at dots when the table is narrow); the value cell is the one
+// cut to the width left, with the full value in its tooltip.
 
-import { clip, el, formatAge, formatLag, formatRate, formatValue, setText } from "./format.js";
+import { bufferLabel, clip, el, formatAge, formatLag, formatRate, formatValue, setKeyText, setText, writerLabel } from "./format.js";
 
 const VALUE_CHARS = 160;
 
@@ -34,9 +36,9 @@ export class RecordTable {
       if (!row) row = this.makeRow(info);
       row.info = info;
       setText(row.cells.type, String(info.type));
-      setText(row.cells.buffer, info.buffer === "spmc_ring" ? `ring(${info.capacity})` : String(info.buffer));
-      const writer = info.writable ? (info.writer === "none" ? "writable" : `${info.writer} · writable`) : String(info.writer);
-      setText(row.cells.writer, writer);
+      setText(row.cells.buffer, bufferLabel(info));
+      setText(row.cells.writer, writerLabel(info));
+      setText(row.cells.writable, info.writable ? "yes" : "");
       keep.set(info.key, row);
       frag.appendChild(row.tr);
     }
@@ -50,12 +52,12 @@ export class RecordTable {
     const tr = el("tr");
     tr.dataset.key = info.key;
     const cells = {};
-    for (const name of ["key", "type", "buffer", "writer", "value", "age", "rate", "lag", "lost"]) {
+    for (const name of ["key", "type", "buffer", "writer", "writable", "value", "age", "rate", "lag", "lost"]) {
       const td = el("td", `c-${name}`);
       tr.appendChild(td);
       cells[name] = td;
     }
-    cells.key.textContent = info.key;
+    setKeyText(cells.key, info.key);
     cells.key.title = info.key;
     cells.value.textContent = info.has_value ? "…" : "–";
     tr.addEventListener("click", () => this.onSelect(info.key));
@@ -89,7 +91,7 @@ export class RecordTable {
     for (const row of this.dirty) {
       const text = formatValue(row.value);
       setText(row.cells.value, clip(text, VALUE_CHARS));
-      if (text.length > VALUE_CHARS) row.cells.value.title = text;
+      if (row.cells.value.title !== text) row.cells.value.title = text; // the cell may be cut
       setText(row.cells.age, formatAge(now - row.tsMs));
       setText(row.cells.lag, formatLag(row.lagMs));
     }
