@@ -10,7 +10,8 @@ the encoder, :meth:`OutboundRoute.next_batch`) and an :class:`InboundRoute` per
 through :meth:`ConnectorRoutes.spawn`, so the database owns and supervises them.
 
 :class:`SerialLink` is the write-only ``aimdb://`` connector of the core (for a pipe or a
-UART); the broker connectors are in ``aimdb.connectors``.
+UART); the broker connectors are in ``aimdb.connectors``. :class:`ConnectorStatistics` is
+the snapshot of one connector's connection counters (``db.connector_statistics()``).
 """
 
 from ._core._connector import Connector as Connector
@@ -18,6 +19,7 @@ from ._core._connector import ConnectorRoutes as ConnectorRoutes
 from ._core._connector import InboundRoute as InboundRoute
 from ._core._connector import LinkStatistics as LinkStatistics
 from ._core._connector import OutboundRoute as OutboundRoute
+from ._core._connector_stats import ConnectorStatistics as ConnectorStatistics
 from ._core._links import InboundLinkBuilder as InboundLinkBuilder
 from ._core._links import LinkSpec as LinkSpec
 from ._core._links import LinkUrl as LinkUrl
@@ -27,6 +29,7 @@ from ._core._serial_link import SerialLink as SerialLink
 __all__ = (
     "Connector",
     "ConnectorRoutes",
+    "ConnectorStatistics",
     "InboundLinkBuilder",
     "InboundRoute",
     "LinkSpec",

@@ -55,7 +55,7 @@ async def test_hello_then_every_value_in_order_as_notifications(rt: Any) -> None
 
     stats = await _run_link(rt, link, written, src, 64, 51)
     frames = _frames(written)
-    hello = {"version": "1.2", "client": "station-x", "token": "t0k"}
+    hello = {"version": "1.3", "client": "station-x", "token": "t0k"}
     assert frames[0] == {"method": "hello", "params": hello}
     sets = frames[1:]
     assert all("id" not in f and f["method"] == "record.set" for f in sets)

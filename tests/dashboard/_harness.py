@@ -36,9 +36,12 @@ def missing() -> str | None:
 class Instance:
     """``_instance.py`` in a subprocess: its page URL, and produce/get through its stdin."""
 
-    def __init__(self, port: int = 0, token: str | None = None, unix: str | None = None) -> None:
+    def __init__(
+        self, port: int = 0, token: str | None = None, unix: str | None = None, *, connectors: bool = True
+    ) -> None:
         argv = [sys.executable, str(INSTANCE), str(port)]
         argv += (["--token", token] if token else []) + (["--unix", unix] if unix else [])
+        argv += [] if connectors else ["--no-connectors"]
         self.unix = unix
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -1,7 +1,7 @@
 """A database with remote access over HTTP, run as a subprocess by the dashboard tests.
 
-``python _instance.py PORT [--token T] [--unix PATH]`` serves the dashboard page and ``/ws`` on
-127.0.0.1:PORT (0 picks a free port), prints one JSON line ``{"url": ...}`` once
+``python _instance.py PORT [--token T] [--unix PATH] [--no-connectors]`` serves the dashboard
+page and ``/ws`` on 127.0.0.1:PORT (0 picks a free port), prints one JSON line ``{"url": ...}`` once
 listening, then obeys JSON lines on stdin, answering each with one JSON line:
 
 - ``{"op": "produce", "key": K, "value": V}``: converts V to the record's type and calls
@@ -13,7 +13,8 @@ Records: passive, ring, writable config, a ticking source, a transform, a join, 
 record whose key and values look like HTML, a persisted ring holding ``HISTORY`` values
 stored before the server starts, a writable record with a long key (``LONG_KEY``, 71
 characters), and an outbound ``aimdb://`` link to a peer that does not exist (so the link is
-never connected).
+never connected). ``--no-connectors`` answers ``stats`` as a server from before per-connector
+statistics did (without ``connectors``).
 """
 
 from __future__ import annotations
@@ -156,10 +157,27 @@ async def main(port: int, token: str | None, unix: str | None) -> None:
             print(json.dumps(reply), flush=True)
 
 
+def _without_connectors() -> None:
+    """Answer ``stats`` as an older server: the same reply without ``connectors``."""
+    from aimdb.remote import _methods
+
+    stats = _methods.HANDLERS["stats"]
+
+    def older(session: Any, params: dict[str, Any]) -> Any:
+        reply = stats(session, params)
+        reply.pop("connectors", None)
+        return reply
+
+    _methods.HANDLERS["stats"] = older
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("port", type=int)
     ap.add_argument("--token")
     ap.add_argument("--unix", help="also serve this Unix socket (for aimdb dashboard)")
+    ap.add_argument("--no-connectors", action="store_true", help="stats without 'connectors'")
     args = ap.parse_args()
+    if args.no_connectors:
+        _without_connectors()
     asyncio.run(main(args.port, args.token, args.unix))

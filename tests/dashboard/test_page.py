@@ -199,6 +199,57 @@ def test_links_and_connectors_with_state(page: Any) -> None:
     assert page.locator("#links").is_visible() and page.locator("#connectors").is_visible()
 
 
+def test_a_connector_row_shows_its_own_state_counters_and_last_error(page: Any) -> None:
+    page.wait_for_selector("#connectors tbody tr td.c-connects", timeout=WAIT_MS)  # the first stats poll
+    head = page.locator("#connectors thead th").all_text_contents()
+    assert head == [
+        "connector", "url", "state", "connects", "failed", "disconnects", "errors", "links", "last error"
+    ]
+    conn = page.locator("#connectors tbody tr").first
+    # the aimdb:// connector's own statistics (stats.connectors), not a sum over its links
+    page.wait_for_function(
+        "() => Number(document.querySelector('#connectors tbody tr td.c-failed').textContent) > 0",
+        timeout=WAIT_MS,
+    )
+    assert page.locator("#connectors tbody tr").count() == 1
+    assert conn.locator("td.c-scheme").text_content() == "aimdb"
+    assert (conn.locator("td.c-url").text_content() or "").startswith("tcp://127.0.0.1:")
+    state = conn.locator("td.c-state").text_content()
+    assert state in ("connecting", "disconnected")  # the peer does not exist
+    assert conn.get_attribute("data-state") == state
+    assert conn.locator("td.c-connects").text_content() == "0"
+    assert conn.locator("td.c-links").text_content() == "1"
+    last = conn.locator("td.c-last_error")
+    page.wait_for_function(
+        "() => document.querySelector('#connectors tbody tr td.c-last_error').textContent !== ''",
+        timeout=WAIT_MS,
+    )
+    assert "127.0.0.1" in (last.text_content() or "")
+    assert last.locator("*").count() == 0  # the error is text, not markup
+    if state == "disconnected":  # red while down; "connecting" stays plain
+        colour = conn.locator("td.c-state").evaluate("td => getComputedStyle(td).color")
+        assert colour == "rgb(185, 28, 28)", colour
+    page.locator("#links-section").screenshot(path=str(SHOTS / "dashboard-connectors.png"))
+
+
+def test_an_older_server_without_connectors_keeps_the_grouping_by_scheme(browser: Any) -> None:
+    inst = Instance(connectors=False)
+    errors: list[str] = []
+    try:
+        p = open_page(browser, inst.url, errors)
+        p.wait_for_selector("#connectors tbody tr", timeout=WAIT_MS)
+        head = p.locator("#connectors thead th").all_text_contents()
+        assert head == ["connector", "links", "state", "sent", "received", "failed"]
+        conn = p.locator("#connectors tbody tr").first
+        assert conn.locator("td.c-scheme").text_content() == "aimdb"
+        assert conn.locator("td.c-links").text_content() == "1"
+        assert conn.locator("td.c-connects").count() == 0
+        p.close()
+    finally:
+        inst.stop()
+    assert errors == [], errors
+
+
 def test_permitted_write_lands(page: Any, instance: Instance) -> None:
     _row(page, "config.setpoint").click()
     page.wait_for_selector("#write-form:not([hidden])", timeout=WAIT_MS)

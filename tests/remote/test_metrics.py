@@ -83,6 +83,11 @@ async def test_metrics_parse_and_match_statistics() -> None:
         assert got[("aimdb_link_up", link)] == (1 if state in ("connected", "running") else 0)
         assert got[("aimdb_record_produced_total", frozenset({("key", "plant.b")}))] == 0
         assert got[("aimdb_remote_connections", frozenset())] == 0
+        conn = frozenset({("scheme", "memory"), ("url", "memory://")})
+        assert got[("aimdb_connector_up", conn)] == 1
+        assert got[("aimdb_connector_state", conn | {("state", "running")})] == 1
+        for name in ("connects", "reconnects", "failed_attempts", "disconnects", "errors"):
+            assert got[(f"aimdb_connector_{name}_total", conn)] == 0, name
         assert got[("aimdb_remote_events_dropped_total", frozenset())] == 0
 
 

@@ -675,7 +675,11 @@ def stats(
     reset: bool = typer.Option(False, "--reset", help="Zero the counters (server must allow it)."),
     output: Optional[Format] = _OUTPUT,
 ) -> None:
-    """Show (or reset) buffer, stage, link and server statistics."""
+    """Show (or reset) buffer, stage, link, connector and server statistics.
+
+    Without KEY: a table of the records, then one of the connectors (state, connection
+    counters, last error); -o json shows everything the server sent.
+    """
     o = _opts(ctx, output)
 
     async def go() -> dict[str, Any]:
@@ -723,6 +727,43 @@ def stats(
         Column("STAGES", drop=1, wrap=True),
     ]
     out.table(cols, rows, fmt)
+    connectors = data.get("connectors")
+    if connectors:  # servers before the field omit it; nothing to show without connectors
+        out.write("\n")
+        out.table(CONNECTOR_COLUMNS, connector_rows(connectors), fmt, title="connectors")
+
+
+#: the columns of the connectors table of ``aimdb stats`` (counters give way first at 80 columns)
+CONNECTOR_COLUMNS = [
+    Column("SCHEME"),
+    Column("URL", wrap=True),
+    Column("STATE", drop=5),
+    Column("CONNECTS", drop=1),
+    Column("FAILED", drop=3),
+    Column("DISCONNECTS", drop=0),
+    Column("ERRORS", drop=2),
+    Column("LAST ERROR", drop=4, wrap=True),
+]
+
+
+def connector_rows(connectors: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per entry of a ``stats`` reply's ``connectors`` (see :data:`CONNECTOR_COLUMNS`)."""
+    rows = []
+    for c in connectors:
+        last = c.get("last_error")
+        rows.append(
+            [
+                str(c.get("scheme", "-")),
+                str(c.get("url", "-")),
+                str(c.get("state", "-")),
+                str(c.get("connects", "-")),
+                str(c.get("failed_attempts", "-")),
+                str(c.get("disconnects", "-")),
+                str(c.get("errors", "-")),
+                "-" if last is None else str(last),
+            ]
+        )
+    return rows
 
 
 # ------------------------------------------------------------------ micropython

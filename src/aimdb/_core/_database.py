@@ -13,6 +13,7 @@ from .._errors import (
 )
 from ._buffers import RingBuffer, RingReader, _log_lag
 from ._connector import ConnectorRoutes, InboundRoute, OutboundRoute, runtime_problems
+from ._connector_stats import ConnectorCounters, ConnectorStatistics
 from ._context import Context, TimeApi
 from ._handles import Consumer, Producer
 from ._persist import Feed, Persister
@@ -321,6 +322,17 @@ def _close_matches(key: str, keys: "list[str]") -> "list[str]":
     return difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
 
 
+def _task_connector_statistics(scheme: str, task: "SupervisedTask | None") -> ConnectorStatistics:
+    """The snapshot of a connector without connection counters: its task's state and failures."""
+    c = ConnectorCounters(scheme + "://")
+    if task is not None:
+        c.state = "running" if task.state in ("starting", "running") else task.state
+        c.errors = task.failures
+        c.last_error = task.last_error
+        c.last_error_at = task.last_error_at
+    return ConnectorStatistics(c)
+
+
 class AimDb:
     """A built database: records with buffers, their stages and links.
 
@@ -479,9 +491,33 @@ class AimDb:
         """The runtime backend the database runs on (``None`` before start)."""
         return self._rt
 
-    def connectors(self) -> "list[Any]":
-        """Return the registered connectors."""
+    def connectors(self) -> "list[Connector]":
+        """Return the registered connectors, in registration order."""
         return list(self._connectors.values())
+
+    def connector_statistics(self) -> "dict[str, ConnectorStatistics]":
+        """Return a snapshot of every registered connector, keyed by its URL scheme.
+
+        In registration order. A connector whose ``statistics()`` returns a
+        :class:`~aimdb.connectors.ConnectorStatistics` (the MQTT, Kafka, NATS and
+        ``aimdb://`` connectors; a subclass such as ``AimdbLinkStatistics`` keeps its extra
+        fields) gives that snapshot. Any other connector (one without a connection of its
+        own, e.g. ``MemoryConnector``, ``SerialLink``, ``RemoteAccess``) is shown with
+        ``url`` ``"SCHEME://"``, the connection counters at 0 and the state of the task
+        the database runs it in: ``"idle"`` before it started (or when no link uses it),
+        then ``"running"``, ``"restarting"``, ``"done"``, ``"failed"`` or ``"stopped"``;
+        ``errors``, ``last_error`` and ``last_error_at`` are that task's failures. URLs
+        never carry credentials (connectors keep the URL without user and password).
+        """
+        tasks = {t.name: t for t in self._connector_tasks}
+        out: dict[str, ConnectorStatistics] = {}
+        for scheme, conn in self._connectors.items():
+            fn = getattr(conn, "statistics", None)
+            snap = fn() if callable(fn) else None
+            if not isinstance(snap, ConnectorStatistics):
+                snap = _task_connector_statistics(scheme, tasks.get("aimdb.connector[" + scheme + "]"))
+            out[scheme] = snap
+        return out
 
     def link_statistics(self) -> "list[LinkStatistics]":
         """Return a snapshot (:class:`LinkStatistics`) of every link of every record."""

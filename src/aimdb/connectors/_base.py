@@ -25,8 +25,8 @@ from typing import Any, Generic, TypeVar
 from .._aio import wait_for as _wait_for
 from .._compat import backoff_delay
 from .._core._connector import Connector, ConnectorRoutes, LinkStatistics, OutboundRoute
+from .._core._connector_stats import ConnectorCounters, ConnectorStatistics
 from .._core._links import LinkUrl
-from .._core._stats import Statistics
 from .._core._tasks import SupervisedTask
 from .._errors import AimDbError, ConnectionFailed, ConnectorError, ConnectorTimeout, PublishError
 
@@ -197,95 +197,6 @@ class ReconnectPolicy:
             + repr(self.dead_after) + ", dead_max_delay=" + repr(self.dead_max_delay)
             + ", stable_after=" + repr(self.stable_after) + ")"
         )
-
-
-#: the fields of a connector's counters, live (ConnectorCounters) and snapshot (ConnectorStatistics)
-_CONNECTOR_FIELDS = (
-    "connected_since",
-    "connects",
-    "disconnects",
-    "errors",
-    "failed_attempts",
-    "last_error",
-    "last_error_at",
-    "reconnects",
-    "state",
-    "url",
-)
-
-
-class ConnectorStatistics(Statistics):
-    """A snapshot of one connector's connection-level counters (``connector.statistics()``).
-
-    Attributes:
-        url: the connector URL (without credentials).
-        state: one of ``idle``, ``connecting``, ``connected``, ``disconnected``,
-            ``failed``, ``closed``.
-        connects: successful connections (the first one included).
-        reconnects: successful connections after the first.
-        failed_attempts: connection attempts that failed.
-        disconnects: established connections that were lost.
-        errors: exceptions raised inside the connector's own callbacks (e.g. while
-            routing a received message); each is logged once with its traceback and
-            costs only the message it was handling.
-        last_error: text of the most recent connection error, or ``None``.
-        last_error_at: wall-clock time (``time.time()``) of ``last_error``, or ``None``.
-        connected_since: wall-clock time of the current connection, or ``None``.
-    """
-
-    __slots__ = _CONNECTOR_FIELDS
-
-    connected_since: float | None
-    connects: int
-    disconnects: int
-    errors: int
-    failed_attempts: int
-    last_error: str | None
-    last_error_at: float | None
-    reconnects: int
-    state: str
-    url: str
-
-    def __init__(self, counters: ConnectorCounters) -> None:
-        self._init(
-            {
-                "connected_since": counters.connected_since,
-                "connects": counters.connects,
-                "disconnects": counters.disconnects,
-                "errors": counters.errors,
-                "failed_attempts": counters.failed_attempts,
-                "last_error": counters.last_error,
-                "last_error_at": counters.last_error_at,
-                "reconnects": counters.reconnects,
-                "state": counters.state,
-                "url": counters.url,
-            }
-        )
-
-
-class ConnectorCounters:
-    """The live connection-level counters of one connector (``connector.stats``).
-
-    The fields mean what those of :class:`ConnectorStatistics` mean; the connector counts
-    here, users read a snapshot (``connector.statistics()``).
-    """
-
-    __slots__ = _CONNECTOR_FIELDS
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.state = "idle"
-        self.connects = 0
-        self.reconnects = 0
-        self.failed_attempts = 0
-        self.disconnects = 0
-        self.errors = 0
-        self.last_error: str | None = None
-        self.last_error_at: float | None = None
-        self.connected_since: float | None = None
-
-    def __repr__(self) -> str:
-        return "<ConnectorCounters " + self.url + " " + self.state + ">"
 
 
 _K = TypeVar("_K")

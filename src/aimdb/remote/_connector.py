@@ -21,13 +21,8 @@ import msgspec
 from .._aio import first_of, wait_for
 from .._core._builder import key_problem
 from .._core._connector import InboundRoute, OutboundRoute
-from ..connectors._base import (
-    BaseConnector,
-    ConnectorCounters,
-    ConnectorStatistics,
-    Endpoint,
-    ReconnectPolicy,
-)
+from .._core._connector_stats import ConnectorCounters, ConnectorStatistics
+from ..connectors._base import BaseConnector, Endpoint, ReconnectPolicy
 from . import _protocol as P
 from ._client import CLIENT_MAX_DEPTH, CLIENT_MAX_FRAME, AsyncClient, RemoteError, Subscription
 

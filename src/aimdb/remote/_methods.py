@@ -337,7 +337,7 @@ def graph(session: Session, params: dict[str, Any]) -> Any:
 
 
 def stats(session: Session, params: dict[str, Any]) -> Any:
-    """Statistics of one record, or of every readable record plus the server's."""
+    """Statistics of one record, or of every readable record plus the server's and the connectors'."""
     server = session.server
     records = server.records
     key = params.get("key")
@@ -348,7 +348,10 @@ def stats(session: Session, params: dict[str, Any]) -> Any:
         return {"key": key, "stats": records.db.record_statistics(key)}
     visible = {i.key for i in records.readable_infos()}
     recs = {k: v for k, v in records.db.statistics().items() if k in visible}
-    return {"records": recs, "server": server.statistics().as_dict()}
+    connectors = [
+        {"scheme": scheme, **snap.as_dict()} for scheme, snap in records.db.connector_statistics().items()
+    ]
+    return {"records": recs, "server": server.statistics().as_dict(), "connectors": connectors}
 
 
 def stats_reset(session: Session, params: dict[str, Any]) -> Any:

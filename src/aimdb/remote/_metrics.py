@@ -1,6 +1,7 @@
 """Prometheus metrics of a database and its remote-access server (``/metrics``).
 
-:func:`families` turns ``db.statistics()`` and the server's statistics into metric
+:func:`families` turns ``db.statistics()``, ``db.connector_statistics()`` and the
+server's statistics into metric
 families (one table, below, says which). Two renderers share it:
 
 * :func:`render_text` writes the Prometheus text format (0.0.4) directly; ``/metrics``
@@ -10,7 +11,8 @@ families (one table, below, says which). Two renderers share it:
   for an application that exports through its own ``prometheus_client`` registry.
 
 Every counter carries the ``_total`` suffix; record metrics are labelled ``key``, stage
-metrics ``key``/``stage``/``kind``, link metrics ``key``/``url``/``direction``.
+metrics ``key``/``stage``/``kind``, link metrics ``key``/``url``/``direction``, connector
+metrics ``scheme``/``url``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from .. import AimDb
+    from ..links import ConnectorStatistics
     from ._stats import RemoteServerStatistics
 
 Labels = tuple[tuple[str, str], ...]
@@ -76,7 +81,29 @@ _LINK = (
     ("aimdb_link_errors", "counter", "Exceptions raised by the task serving a link.", "errors"),
 )
 LINK_UP_STATES = ("connected", "running")
-"""Link states for which ``aimdb_link_up`` is 1."""
+"""Link (and connector) states for which ``aimdb_link_up`` (``aimdb_connector_up``) is 1."""
+_CONNECTOR = (
+    ("aimdb_connector_connects", "counter", "Successful connections of a connector.", "connects"),
+    (
+        "aimdb_connector_reconnects",
+        "counter",
+        "Successful connections of a connector after its first.",
+        "reconnects",
+    ),
+    (
+        "aimdb_connector_failed_attempts",
+        "counter",
+        "Connection attempts of a connector that failed.",
+        "failed_attempts",
+    ),
+    (
+        "aimdb_connector_disconnects",
+        "counter",
+        "Established connections of a connector that were lost.",
+        "disconnects",
+    ),
+    ("aimdb_connector_errors", "counter", "Exceptions raised inside a connector's callbacks.", "errors"),
+)
 _SERVER = (
     ("aimdb_remote_connections", "gauge", "Remote-access sessions open now.", "connections"),
     ("aimdb_remote_subscriptions", "gauge", "Remote subscriptions open now.", "subscriptions"),
@@ -113,13 +140,19 @@ _SERVER = (
 
 
 def families(
-    records: dict[str, dict[str, Any]], server: RemoteServerStatistics | None = None
+    records: dict[str, dict[str, Any]],
+    server: RemoteServerStatistics | None = None,
+    connectors: Mapping[str, ConnectorStatistics] | None = None,
 ) -> list[Family]:
-    """Return the metric families for ``db.statistics()`` output and a server snapshot.
+    """Return the metric families of ``db.statistics()``, a server and ``db.connector_statistics()``.
 
     Records without a buffer have no record samples; ``aimdb_link_up`` is 1 for a link
     in one of :data:`LINK_UP_STATES`, and ``aimdb_link_state`` has one sample per link
-    with value 1, labelled with its current ``state``.
+    with value 1, labelled with its current ``state``. The connector families
+    (``aimdb_connector_*``, labelled ``scheme`` and ``url``) follow the link families the
+    same way: ``aimdb_connector_up`` is 1 in one of :data:`LINK_UP_STATES`,
+    ``aimdb_connector_state`` is 1 labelled with the current state. Without
+    ``connectors`` they are left out.
     """
     rec = [Family(n, k, h, []) for n, k, h, _ in _RECORD]
     stage = [Family(n, k, h, []) for n, k, h, _ in _STAGE]
@@ -147,10 +180,27 @@ def families(
             link_up.samples.append((labels, 1.0 if state in LINK_UP_STATES else 0.0))
             link_state.samples.append(((*labels[:2], ("state", state), labels[2]), 1.0))
     out = [*rec, *stage, *link, link_up, link_state]
+    if connectors is not None:
+        out.extend(_connector_families(connectors))
     if server is not None:
         for n, k, h, field in _SERVER:
             out.append(Family(n, k, h, [((), getattr(server, field))]))
     return out
+
+
+def _connector_families(connectors: Mapping[str, ConnectorStatistics]) -> list[Family]:
+    fams = [Family(n, k, h, []) for n, k, h, _ in _CONNECTOR]
+    up = Family("aimdb_connector_up", "gauge", "1 while a connector is connected (or running), else 0.", [])
+    state_fam = Family(
+        "aimdb_connector_state", "gauge", "1, labelled with the connector's current state.", []
+    )
+    for scheme, st in connectors.items():
+        labels: Labels = (("scheme", scheme), ("url", st.url))
+        for fam, (*_, field) in zip(fams, _CONNECTOR, strict=True):
+            fam.samples.append((labels, float(getattr(st, field))))
+        up.samples.append((labels, 1.0 if st.state in LINK_UP_STATES else 0.0))
+        state_fam.samples.append(((("scheme", scheme), ("state", st.state), ("url", st.url)), 1.0))
+    return [*fams, up, state_fam]
 
 
 def _escape_label(v: str) -> str:
@@ -211,7 +261,7 @@ class MetricsRenderer:
     def families(self) -> list[Family]:
         """The current metric families."""
         stats = self._server_stats() if self._server_stats is not None else None
-        return families(self._db.statistics(), stats)
+        return families(self._db.statistics(), stats, self._db.connector_statistics())
 
     def render(self) -> bytes:
         """The ``/metrics`` body now (Prometheus text format 0.0.4)."""

@@ -172,7 +172,7 @@ async function pollStats(session) {
   const reply = await conn.call("stats");
   if (session !== state.session) return;
   table.setStats(reply.records || {}, serverNowMs());
-  links.update(reply.records || {});
+  links.update(reply.records || {}, reply.connectors); // an older server sends no `connectors`
   const srv = reply.server || {};
   setText($("instance-clients"), `${srv.connections ?? "?"} connected`);
 }
