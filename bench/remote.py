@@ -1,10 +1,11 @@
 """Remote-access benchmarks: record.get round trip, subscribe throughput, produce() cost.
 
-Run: ``python bench/remote.py [--seconds 3] [--write] [--json PATH] [--rows PATH]``
+Run: ``python bench/remote.py [--seconds 3] [--write] [--json PATH] [--rows PATH] [--only PART]``
 (``--write`` updates docs/benchmarks-remote.md and bench/results/remote.json, from which
 ``python bench/plots.py`` draws the page's plot; ``--json`` writes the tables to another
 results file; ``--rows`` writes the measurements as numbers, one row per measurement, the
-format ``bench/before_after.py`` compares: ``before_after.py --json-flag=--rows``). The server
+format ``bench/before_after.py`` compares: ``before_after.py --json-flag=--rows``; ``--only
+get|subscribe|produce``, repeatable, runs only those parts, for ``--rows``). The server
 runs in its own process, clients in another, so the numbers are not two event loops fighting
 over one GIL.
 """
@@ -224,17 +225,28 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--write", action="store_true", help="write docs/benchmarks-remote.md")
     ap.add_argument("--json", type=Path, help="also write the tables to this results file")
     ap.add_argument("--rows", type=Path, help="also write the measurements as numeric rows (before_after.py)")
+    ap.add_argument(
+        "--only",
+        choices=("get", "subscribe", "produce"),
+        action="append",
+        help="run only this part (repeatable; not with --write or --json, which need every table)",
+    )
     args = ap.parse_args(argv)
+    parts = set(args.only or ("get", "subscribe", "produce"))
+    if args.only and (args.write or args.json):
+        ap.error("--only gives part of the tables: use it with --rows")
 
-    proc, path, d = _start_server("idle")
-    try:
-        get = asyncio.run(bench_get(path, args.gets))
-    finally:
-        _stop(proc, d)
-    print(f"record.get over Unix socket: median {get['median_us']:.1f} us, p99 {get['p99_us']:.1f} us")
+    get: dict[str, float] | None = None
+    if "get" in parts:
+        proc, path, d = _start_server("idle")
+        try:
+            get = asyncio.run(bench_get(path, args.gets))
+        finally:
+            _stop(proc, d)
+        print(f"record.get over Unix socket: median {get['median_us']:.1f} us, p99 {get['p99_us']:.1f} us")
 
     subs = []
-    for clients in (1, 50):
+    for clients in (1, 50) if "subscribe" in parts else ():
         proc, path, d = _start_server("stream")
         try:
             subs.append(asyncio.run(bench_subscribe(path, clients, args.seconds)))
@@ -246,12 +258,16 @@ def main(argv: list[str]) -> int:
             f"{s['events_per_s_per_client']:,.0f} per client, lost {s['lost_pct']:.1f} %"
         )
 
-    cost = bench_produce_cost(args.values)
+    cost = bench_produce_cost(args.values) if "produce" in parts else []
     for c in cost:
         print(
             f"produce() with {c['subscribers']} remote subscriber(s): {c['tight_ns']:.0f} ns tight loop, "
             f"{c['produce_ns']:.0f} ns inside produce, {c['wall_per_value_ns']:.0f} ns wall per value"
         )
+    if args.rows:
+        args.rows.write_text(json.dumps(_rows(get, subs, cost), indent=2))
+    if get is None or not subs or not cost:
+        return 0
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _common import RESULTS, write_results
 
@@ -261,8 +277,6 @@ def main(argv: list[str]) -> int:
         source += f" --values {args.values}"
     if args.json:
         write_results(args.json, "benchmarks-remote.md", source, tables)
-    if args.rows:
-        args.rows.write_text(json.dumps(_rows(get, subs, cost), indent=2))
     if args.write:
         _write_doc(tables, args)
         write_results(RESULTS / "remote.json", "benchmarks-remote.md", source + " --write", tables)
@@ -270,12 +284,12 @@ def main(argv: list[str]) -> int:
 
 
 def _rows(
-    get: dict[str, float], subs: list[dict[str, float]], cost: list[dict[str, float]]
+    get: dict[str, float] | None, subs: list[dict[str, float]], cost: list[dict[str, float]]
 ) -> list[dict[str, Any]]:
     """The measurements as rows of ``name`` and numbers (what ``bench/before_after.py`` reads)."""
-    rows: list[dict[str, Any]] = [
-        {"name": "record.get", "median_us": get["median_us"], "p99_us": get["p99_us"]}
-    ]
+    rows: list[dict[str, Any]] = []
+    if get is not None:
+        rows.append({"name": "record.get", "median_us": get["median_us"], "p99_us": get["p99_us"]})
     for s in subs:
         n = int(s["clients"])
         rows.append({"name": f"subscribe, {n} client{'s' if n != 1 else ''}", **s})
