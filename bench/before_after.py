@@ -8,8 +8,15 @@ first on ``PYTHONPATH``; the benchmark script itself is always the working tree'
     python bench/before_after.py --ref 0d2b377 --rounds 4 -- bench/connectors.py --only mqtt
 
 The benchmark must accept ``--json PATH`` and write a list of rows (``name`` plus numeric
-fields) there, as ``bench/connectors.py`` and ``bench/nats_connector.py`` do. Prints, per
-row and field, the median and range of each side and the change of the medians.
+fields) there, as ``bench/connectors.py`` and ``bench/nats_connector.py`` do; a benchmark
+whose option for that is another one names it with ``--json-flag`` (``bench/remote.py``
+writes its rows with ``--rows``, its ``--json`` is a results file of text tables; an
+equals sign keeps the value from being read as an option: ``--json-flag=--rows``):
+
+    python bench/before_after.py --ref 440f179 --rounds 6 --json-flag=--rows \
+        --fields median_us,p99_us,events_per_s_total,tight_ns,produce_ns -- bench/remote.py
+
+Prints, per row and field, the median and range of each side and the change of the medians.
 """
 
 from __future__ import annotations
@@ -34,9 +41,9 @@ def export(ref: str, dest: Path) -> Path:
     return dest / "src"
 
 
-def run_once(src: Path, cmd: list[str], out: Path) -> list[dict[str, Any]]:
+def run_once(src: Path, cmd: list[str], out: Path, flag: str = "--json") -> list[dict[str, Any]]:
     env = dict(os.environ, PYTHONPATH=str(src))
-    subprocess.run([sys.executable, *cmd, "--json", str(out)], cwd=ROOT, env=env, check=True)
+    subprocess.run([sys.executable, *cmd, flag, str(out)], cwd=ROOT, env=env, check=True)
     rows: list[dict[str, Any]] = json.loads(out.read_text())
     return rows
 
@@ -47,6 +54,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="runs per side")
     ap.add_argument("--fields", default="per_s,p50_ms,p99_ms", help="numeric fields to compare")
     ap.add_argument("--json", type=Path, help="write every run's rows here")
+    ap.add_argument(
+        "--json-flag",
+        default="--json",
+        help="the benchmark's option that takes the rows file (default --json)",
+    )
     ap.add_argument("cmd", nargs=argparse.REMAINDER, help="-- SCRIPT [ARGS]")
     args = ap.parse_args()
     cmd = [c for c in args.cmd if c != "--"]
@@ -62,7 +74,7 @@ def main() -> None:
             order += ["before", "after"] if i % 2 == 0 else ["after", "before"]
         for n, side in enumerate(order):
             print(f"== round {n + 1}/{len(order)}: {side}", flush=True)
-            runs[side].append(run_once(sides[side], cmd, Path(tmp) / f"{n}.json"))
+            runs[side].append(run_once(sides[side], cmd, Path(tmp) / f"{n}.json", args.json_flag))
     if args.json:
         args.json.write_text(json.dumps(runs, indent=2))
     names = [r["name"] for r in runs["after"][0]]

@@ -1,8 +1,11 @@
 """Remote-access benchmarks: record.get round trip, subscribe throughput, produce() cost.
 
-Run: ``python bench/remote.py [--seconds 3] [--write] [--json PATH]`` (``--write`` updates
-docs/benchmarks-remote.md and bench/results/remote.json, from which ``python bench/plots.py``
-draws the page's plot; ``--json`` writes the tables to another results file). The server
+Run: ``python bench/remote.py [--seconds 3] [--write] [--json PATH] [--rows PATH] [--only PART]``
+(``--write`` updates docs/benchmarks-remote.md and bench/results/remote.json, from which
+``python bench/plots.py`` draws the page's plot; ``--json`` writes the tables to another
+results file; ``--rows`` writes the measurements as numbers, one row per measurement, the
+format ``bench/before_after.py`` compares: ``before_after.py --json-flag=--rows``; ``--only
+get|subscribe|produce``, repeatable, runs only those parts, for ``--rows``). The server
 runs in its own process, clients in another, so the numbers are not two event loops fighting
 over one GIL.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing as mp
 import os
 import platform
@@ -28,6 +32,8 @@ from aimdb.remote import AsyncClient, RemoteConfig, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks-remote.md"
+KEEP = "<!-- side-by-side comparisons below: kept when bench/remote.py --write rewrites the page -->"
+"""The page's text from this line on is not generated: ``--write`` keeps it."""
 
 
 @dataclass
@@ -215,19 +221,32 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description="aimdb remote-access benchmarks")
     ap.add_argument("--seconds", type=float, default=3.0, help="duration of each throughput run")
     ap.add_argument("--gets", type=int, default=5000, help="record.get round trips")
+    ap.add_argument("--values", type=int, default=200_000, help="values produced per produce() cost run")
     ap.add_argument("--write", action="store_true", help="write docs/benchmarks-remote.md")
     ap.add_argument("--json", type=Path, help="also write the tables to this results file")
+    ap.add_argument("--rows", type=Path, help="also write the measurements as numeric rows (before_after.py)")
+    ap.add_argument(
+        "--only",
+        choices=("get", "subscribe", "produce"),
+        action="append",
+        help="run only this part (repeatable; not with --write or --json, which need every table)",
+    )
     args = ap.parse_args(argv)
+    parts = set(args.only or ("get", "subscribe", "produce"))
+    if args.only and (args.write or args.json):
+        ap.error("--only gives part of the tables: use it with --rows")
 
-    proc, path, d = _start_server("idle")
-    try:
-        get = asyncio.run(bench_get(path, args.gets))
-    finally:
-        _stop(proc, d)
-    print(f"record.get over Unix socket: median {get['median_us']:.1f} us, p99 {get['p99_us']:.1f} us")
+    get: dict[str, float] | None = None
+    if "get" in parts:
+        proc, path, d = _start_server("idle")
+        try:
+            get = asyncio.run(bench_get(path, args.gets))
+        finally:
+            _stop(proc, d)
+        print(f"record.get over Unix socket: median {get['median_us']:.1f} us, p99 {get['p99_us']:.1f} us")
 
     subs = []
-    for clients in (1, 50):
+    for clients in (1, 50) if "subscribe" in parts else ():
         proc, path, d = _start_server("stream")
         try:
             subs.append(asyncio.run(bench_subscribe(path, clients, args.seconds)))
@@ -239,23 +258,45 @@ def main(argv: list[str]) -> int:
             f"{s['events_per_s_per_client']:,.0f} per client, lost {s['lost_pct']:.1f} %"
         )
 
-    cost = bench_produce_cost(200_000)
+    cost = bench_produce_cost(args.values) if "produce" in parts else []
     for c in cost:
         print(
             f"produce() with {c['subscribers']} remote subscriber(s): {c['tight_ns']:.0f} ns tight loop, "
             f"{c['produce_ns']:.0f} ns inside produce, {c['wall_per_value_ns']:.0f} ns wall per value"
         )
+    if args.rows:
+        args.rows.write_text(json.dumps(_rows(get, subs, cost), indent=2))
+    if get is None or not subs or not cost:
+        return 0
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _common import RESULTS, write_results
 
     tables = _tables(get, subs, cost)
     source = f"python bench/remote.py --seconds {args.seconds:g} --gets {args.gets}"
+    if args.values != 200_000:
+        source += f" --values {args.values}"
     if args.json:
         write_results(args.json, "benchmarks-remote.md", source, tables)
     if args.write:
         _write_doc(tables, args)
         write_results(RESULTS / "remote.json", "benchmarks-remote.md", source + " --write", tables)
     return 0
+
+
+def _rows(
+    get: dict[str, float] | None, subs: list[dict[str, float]], cost: list[dict[str, float]]
+) -> list[dict[str, Any]]:
+    """The measurements as rows of ``name`` and numbers (what ``bench/before_after.py`` reads)."""
+    rows: list[dict[str, Any]] = []
+    if get is not None:
+        rows.append({"name": "record.get", "median_us": get["median_us"], "p99_us": get["p99_us"]})
+    for s in subs:
+        n = int(s["clients"])
+        rows.append({"name": f"subscribe, {n} client{'s' if n != 1 else ''}", **s})
+    for c in cost:
+        n = int(c["subscribers"])
+        rows.append({"name": f"produce, {n} remote subscriber{'s' if n != 1 else ''}", **c})
+    return rows
 
 
 def _tables(
@@ -308,7 +349,9 @@ def _write_doc(tables: dict[str, dict[str, list[Any]]], args: Any) -> None:
         "Measured with:",
         "",
         "```",
-        f"python bench/remote.py --seconds {args.seconds:g} --gets {args.gets} --write",
+        f"python bench/remote.py --seconds {args.seconds:g} --gets {args.gets}"
+        + (f" --values {args.values}" if args.values != 200_000 else "")
+        + " --write",
         "```",
         "",
         f"Python {platform.python_version()} ({platform.python_implementation()}), {platform.system()} "
@@ -337,10 +380,10 @@ def _write_doc(tables: dict[str, dict[str, list[Any]]], args: Any) -> None:
         "",
         "## Cost a remote subscriber adds to produce() (must stay O(1))",
         "",
-        "200,000 values produced in batches of 100 with a loop turn between batches (so the server's",
-        "feed and writers run); `inside produce` is the time spent in `produce()` itself, `wall` the",
-        "total time per value including the server's fan-out work on the same loop. Subscribers are",
-        "clients in another process.",
+        f"{args.values:,} values produced in batches of 100 with a loop turn between batches (so the",
+        "server's feed and writers run); `inside produce` is the time spent in `produce()` itself,",
+        "`wall` the total time per value including the server's fan-out work on the same loop.",
+        "Subscribers are clients in another process.",
         "",
         "`tight loop` is 100,000 produces with no loop turn at all: the producer's own code path.",
         "",
@@ -359,7 +402,9 @@ def _write_doc(tables: dict[str, dict[str, list[Any]]], args: Any) -> None:
         "50-subscriber rows. Throughput numbers on a shared machine vary by 2-3x between runs.",
         "",
     ]
-    DOC.write_text("\n".join(lines))
+    old = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
+    kept = old[old.index(KEEP) :] if KEEP in old else ""
+    DOC.write_text("\n".join(lines) + ("\n" + kept if kept else ""), encoding="utf-8")
     print(f"wrote {DOC.relative_to(ROOT)}")
 
 
