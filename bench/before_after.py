@@ -7,9 +7,17 @@ first on ``PYTHONPATH``; the benchmark script itself is always the working tree'
 
     python bench/before_after.py --ref 0d2b377 --rounds 4 -- bench/connectors.py --only mqtt
 
-The benchmark must accept ``--json PATH`` and write a list of rows (``name`` plus numeric
-fields) there, as ``bench/connectors.py`` and ``bench/nats_connector.py`` do. Prints, per
-row and field, the median and range of each side and the change of the medians.
+The benchmark must accept ``--json PATH`` and write there either a list of rows (``name``
+plus numeric fields), as ``bench/connectors.py`` and ``bench/nats_connector.py`` do, or a
+results file (the tables of a docs page, as ``bench/demo.py --quick --json PATH`` writes).
+A results file's rows are named ``table: first cell`` (``table: first / second cell`` when
+the first is not unique) and their numeric cells become fields named after the column,
+lower case with runs of other characters as ``_`` (``p99 ms`` -> ``p99_ms``, ``CPU %`` ->
+``cpu``). Prints, per row and field, the median and range of each side and the change of
+the medians.
+
+    python bench/before_after.py --ref 69ca258 --rounds 3 --fields p50_ms,p99_ms,cpu \
+        -- bench/demo.py --quick --private-broker
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -34,11 +43,44 @@ def export(ref: str, dest: Path) -> Path:
     return dest / "src"
 
 
+def _number(cell: Any) -> float | None:
+    """``cell`` as a number (``"1,234"``, ``"0.52"``, ``12``), or ``None`` when it is not one."""
+    if isinstance(cell, (int, float)) and not isinstance(cell, bool):
+        return float(cell)
+    try:
+        return float(str(cell).replace(",", "").strip())
+    except ValueError:
+        return None
+
+
+def _field(header: str) -> str:
+    """A column header as a field name: ``"p99 ms"`` -> ``p99_ms``, ``"CPU %"`` -> ``cpu``."""
+    return re.sub(r"[^a-z0-9]+", "_", header.lower()).strip("_")
+
+
+def rows_of(data: Any) -> list[dict[str, Any]]:
+    """The rows of one run: a list of rows as it is, or the rows of a results file's tables."""
+    if isinstance(data, list):
+        return data
+    rows: list[dict[str, Any]] = []
+    for tname, t in data["tables"].items():
+        firsts = [str(r[0]) for r in t["rows"]]
+        unique = len(set(firsts)) == len(firsts)
+        for r in t["rows"]:
+            name = f"{tname}: {r[0]}" if unique or len(r) < 2 else f"{tname}: {r[0]} / {r[1]}"
+            row: dict[str, Any] = {"name": name}
+            for h, c in zip(t["headers"][1:], r[1:]):
+                v = _number(c)
+                if v is not None:
+                    row[_field(h)] = v
+            rows.append(row)
+    return rows
+
+
 def run_once(src: Path, cmd: list[str], out: Path) -> list[dict[str, Any]]:
     env = dict(os.environ, PYTHONPATH=str(src))
     subprocess.run([sys.executable, *cmd, "--json", str(out)], cwd=ROOT, env=env, check=True)
-    rows: list[dict[str, Any]] = json.loads(out.read_text())
-    return rows
+    return rows_of(json.loads(out.read_text()))
 
 
 def main() -> None:
