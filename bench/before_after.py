@@ -16,8 +16,13 @@ lower case with runs of other characters as ``_`` (``p99 ms`` -> ``p99_ms``, ``C
 ``cpu``). Prints, per row and field, the median and range of each side and the change of
 the medians.
 
-    python bench/before_after.py --ref 69ca258 --rounds 3 --fields p50_ms,p99_ms,cpu \
+    python bench/before_after.py --ref 69ca258 --rounds 3 --fields p50_ms,p99_ms,cpu \\
+        --before-env AIMDB_MICROPYTHON_RUNNER=/path/to/old/run.mjs \\
         -- bench/demo.py --quick --private-broker
+
+``--before-env KEY=VALUE`` sets a variable for the earlier commit's runs only: what that
+commit kept outside ``src/`` (the demo's MicroPython runner lived in ``tools/micropython/``
+before it moved into the package) is not exported with it.
 """
 
 from __future__ import annotations
@@ -77,8 +82,10 @@ def rows_of(data: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def run_once(src: Path, cmd: list[str], out: Path) -> list[dict[str, Any]]:
-    env = dict(os.environ, PYTHONPATH=str(src))
+def run_once(
+    src: Path, cmd: list[str], out: Path, extra_env: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    env = dict(os.environ, PYTHONPATH=str(src), **(extra_env or {}))
     subprocess.run([sys.executable, *cmd, "--json", str(out)], cwd=ROOT, env=env, check=True)
     return rows_of(json.loads(out.read_text()))
 
@@ -89,12 +96,20 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="runs per side")
     ap.add_argument("--fields", default="per_s,p50_ms,p99_ms", help="numeric fields to compare")
     ap.add_argument("--json", type=Path, help="write every run's rows here")
+    ap.add_argument("--before-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="an environment variable for the earlier commit's runs only (repeatable)")
     ap.add_argument("cmd", nargs=argparse.REMAINDER, help="-- SCRIPT [ARGS]")
     args = ap.parse_args()
     cmd = [c for c in args.cmd if c != "--"]
     if not cmd:
         ap.error("give the benchmark after --")
     fields = args.fields.split(",")
+    before_env: dict[str, str] = {}
+    for item in args.before_env:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            ap.error(f"--before-env wants KEY=VALUE, got {item!r}")
+        before_env[key] = value
     runs: dict[str, list[list[dict[str, Any]]]] = {"before": [], "after": []}
     with tempfile.TemporaryDirectory() as tmp:
         before_src = export(args.ref, Path(tmp))
@@ -104,7 +119,8 @@ def main() -> None:
             order += ["before", "after"] if i % 2 == 0 else ["after", "before"]
         for n, side in enumerate(order):
             print(f"== round {n + 1}/{len(order)}: {side}", flush=True)
-            runs[side].append(run_once(sides[side], cmd, Path(tmp) / f"{n}.json"))
+            extra = before_env if side == "before" else None
+            runs[side].append(run_once(sides[side], cmd, Path(tmp) / f"{n}.json", extra))
     if args.json:
         args.json.write_text(json.dumps(runs, indent=2))
     names = [r["name"] for r in runs["after"][0]]
