@@ -7,16 +7,30 @@ first on ``PYTHONPATH``; the benchmark script itself is always the working tree'
 
     python bench/before_after.py --ref 0d2b377 --rounds 4 -- bench/connectors.py --only mqtt
 
-The benchmark must accept ``--json PATH`` and write a list of rows (``name`` plus numeric
-fields) there, as ``bench/connectors.py`` and ``bench/nats_connector.py`` do; a benchmark
-whose option for that is another one names it with ``--json-flag`` (``bench/remote.py``
-writes its rows with ``--rows``, its ``--json`` is a results file of text tables; an
-equals sign keeps the value from being read as an option: ``--json-flag=--rows``):
+The benchmark must accept ``--json PATH`` and write there either a list of rows (``name``
+plus numeric fields), as ``bench/connectors.py`` and ``bench/nats_connector.py`` do, or a
+results file (the tables of a docs page, as ``bench/demo.py --quick --json PATH`` writes).
+A results file's rows are named ``table: first cell`` (``table: first / second cell`` when
+the first is not unique) and their numeric cells become fields named after the column,
+lower case with runs of other characters as ``_`` (``p99 ms`` -> ``p99_ms``, ``CPU %`` ->
+``cpu``). Prints, per row and field, the median and range of each side and the change of
+the medians.
 
-    python bench/before_after.py --ref 440f179 --rounds 6 --json-flag=--rows \
+    python bench/before_after.py --ref 69ca258 --rounds 3 --fields p50_ms,p99_ms,cpu \\
+        --before-env AIMDB_MICROPYTHON_RUNNER=/path/to/old/run.mjs \\
+        -- bench/demo.py --quick --private-broker
+
+``--before-env KEY=VALUE`` sets a variable for the earlier commit's runs only: what that
+commit kept outside ``src/`` (the demo's MicroPython runner lived in ``tools/micropython/``
+before it moved into the package) is not exported with it.
+
+A benchmark whose option for the rows file is another one names it with ``--json-flag``
+(``bench/remote.py`` writes its rows with ``--rows``, its ``--json`` is a results file of
+text tables; an equals sign keeps the value from being read as an option:
+``--json-flag=--rows``):
+
+    python bench/before_after.py --ref 440f179 --rounds 6 --json-flag=--rows \\
         --fields median_us,p99_us,events_per_s_total,tight_ns,produce_ns -- bench/remote.py
-
-Prints, per row and field, the median and range of each side and the change of the medians.
 """
 
 from __future__ import annotations
@@ -24,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -41,11 +56,50 @@ def export(ref: str, dest: Path) -> Path:
     return dest / "src"
 
 
-def run_once(src: Path, cmd: list[str], out: Path, flag: str = "--json") -> list[dict[str, Any]]:
-    env = dict(os.environ, PYTHONPATH=str(src))
-    subprocess.run([sys.executable, *cmd, flag, str(out)], cwd=ROOT, env=env, check=True)
-    rows: list[dict[str, Any]] = json.loads(out.read_text())
+def _number(cell: Any) -> float | None:
+    """``cell`` as a number (``"1,234"``, ``"0.52"``, ``12``), or ``None`` when it is not one."""
+    if isinstance(cell, (int, float)) and not isinstance(cell, bool):
+        return float(cell)
+    try:
+        return float(str(cell).replace(",", "").strip())
+    except ValueError:
+        return None
+
+
+def _field(header: str) -> str:
+    """A column header as a field name: ``"p99 ms"`` -> ``p99_ms``, ``"CPU %"`` -> ``cpu``."""
+    return re.sub(r"[^a-z0-9]+", "_", header.lower()).strip("_")
+
+
+def rows_of(data: Any) -> list[dict[str, Any]]:
+    """The rows of one run: a list of rows as it is, or the rows of a results file's tables."""
+    if isinstance(data, list):
+        return data
+    rows: list[dict[str, Any]] = []
+    for tname, t in data["tables"].items():
+        firsts = [str(r[0]) for r in t["rows"]]
+        unique = len(set(firsts)) == len(firsts)
+        for r in t["rows"]:
+            name = f"{tname}: {r[0]}" if unique or len(r) < 2 else f"{tname}: {r[0]} / {r[1]}"
+            row: dict[str, Any] = {"name": name}
+            for h, c in zip(t["headers"][1:], r[1:]):
+                v = _number(c)
+                if v is not None:
+                    row[_field(h)] = v
+            rows.append(row)
     return rows
+
+
+def run_once(
+    src: Path,
+    cmd: list[str],
+    out: Path,
+    extra_env: dict[str, str] | None = None,
+    flag: str = "--json",
+) -> list[dict[str, Any]]:
+    env = dict(os.environ, PYTHONPATH=str(src), **(extra_env or {}))
+    subprocess.run([sys.executable, *cmd, flag, str(out)], cwd=ROOT, env=env, check=True)
+    return rows_of(json.loads(out.read_text()))
 
 
 def main() -> None:
@@ -59,12 +113,20 @@ def main() -> None:
         default="--json",
         help="the benchmark's option that takes the rows file (default --json)",
     )
+    ap.add_argument("--before-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="an environment variable for the earlier commit's runs only (repeatable)")
     ap.add_argument("cmd", nargs=argparse.REMAINDER, help="-- SCRIPT [ARGS]")
     args = ap.parse_args()
     cmd = [c for c in args.cmd if c != "--"]
     if not cmd:
         ap.error("give the benchmark after --")
     fields = args.fields.split(",")
+    before_env: dict[str, str] = {}
+    for item in args.before_env:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            ap.error(f"--before-env wants KEY=VALUE, got {item!r}")
+        before_env[key] = value
     runs: dict[str, list[list[dict[str, Any]]]] = {"before": [], "after": []}
     with tempfile.TemporaryDirectory() as tmp:
         before_src = export(args.ref, Path(tmp))
@@ -74,7 +136,8 @@ def main() -> None:
             order += ["before", "after"] if i % 2 == 0 else ["after", "before"]
         for n, side in enumerate(order):
             print(f"== round {n + 1}/{len(order)}: {side}", flush=True)
-            runs[side].append(run_once(sides[side], cmd, Path(tmp) / f"{n}.json", args.json_flag))
+            extra = before_env if side == "before" else None
+            runs[side].append(run_once(sides[side], cmd, Path(tmp) / f"{n}.json", extra, args.json_flag))
     if args.json:
         args.json.write_text(json.dumps(runs, indent=2))
     names = [r["name"] for r in runs["after"][0]]

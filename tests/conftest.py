@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-pytest_plugins = (
+pytest_plugins = ["tests._timeout"] + (
     ["tests.brokers.fixtures"]
     if os.path.exists(os.path.join(ROOT, "tests", "brokers", "fixtures.py"))
     else []

@@ -101,5 +101,5 @@ def test_before_after_passes_the_rows_file_under_the_named_option(tmp_path: Path
         "json.dump([{'name': 'x', 'per_s': 5}], open(out, 'w'))\n",
         encoding="utf-8",
     )
-    rows = before_after.run_once(ROOT / "src", [str(script)], tmp_path / "out.json", "--rows")
+    rows = before_after.run_once(ROOT / "src", [str(script)], tmp_path / "out.json", flag="--rows")
     assert rows == [{"name": "x", "per_s": 5}]

@@ -3,8 +3,9 @@
 The wheel is built from the sdist. The venv gets the wheel with ``--no-index --no-deps``
 (no network); its dependencies come from the test interpreter's site-packages, added as a
 plain path (so this checkout's own editable install is not picked up: ``.pth`` files there
-are not processed). Every command runs in a temporary directory without ``PYTHONPATH``,
-so only the installed package is used.
+are not processed). Every command (the build and the venv's set-up included) runs without
+the test run's ``PYTHON*`` variables (``PYTHONPATH``, ``PYTHONWARNINGS`` ...), and the
+checks run in a temporary directory, so only the installed package is used.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import subprocess
 import sys
 import sysconfig
 import tarfile
-import venv
 import zipfile
 from pathlib import Path
 
@@ -52,6 +52,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True,
         capture_output=True,
         timeout=600,
+        env=_env(),
     )
     wheels = list(dist.glob("aimdb-*.whl"))
     assert len(wheels) == 1
@@ -67,12 +68,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in DASHBOARD_FILES:
         assert f"aimdb/dashboard/static/{name}" in in_wheel, sorted(in_wheel)
     env = tmp / "venv"
-    venv.create(env, with_pip=True)
+    subprocess.run([sys.executable, "-m", "venv", str(env)], check=True, timeout=300, env=_env())
     py = env / "bin" / "python"
     subprocess.run(
         [str(py), "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", str(wheels[0])],
         check=True,
         timeout=300,
+        env=_env(),
     )
     site = subprocess.run(
         [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -80,15 +82,27 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
         text=True,
         timeout=60,
+        env=_env(),
     ).stdout.strip()
     (Path(site) / "deps-from-test-env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return env
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "AIMDB_CONNECT")}
+    """The environment for a subprocess: this one without ``PYTHON*``, ``VIRTUAL_ENV``, ``AIMDB_CONNECT``."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PYTHON") and k not in ("VIRTUAL_ENV", "AIMDB_CONNECT")}
     env.update(extra)
     return env
+
+
+def test_subprocesses_get_no_python_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``PYTHONPATH`` would put a checkout before the wheel; ``PYTHONWARNINGS=error`` broke pip."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT / "src"))
+    monkeypatch.setenv("PYTHONWARNINGS", "error")
+    monkeypatch.setenv("PYTHONSAFEPATH", "1")
+    assert not [k for k in _env() if k.startswith("PYTHON")]
+    assert _env(PYTHONX="1")["PYTHONX"] == "1"  # what a test asks for explicitly stays
 
 
 def test_wheel_installs_and_runs_quickstart(installed: Path, tmp_path: Path) -> None:

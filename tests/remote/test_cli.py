@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from aimdb._cli._app import app, run
 
-from ._helpers import ServerThread, Temp, builder
+from ._helpers import ServerThread, Temp, aio, builder
 
 
 @pytest.fixture(scope="module")
@@ -182,3 +182,135 @@ def test_demo_subcommand_is_wired() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+class SlowDoor:
+    """A Unix socket that forwards each connection to ``target`` only ``delay`` seconds after accepting it.
+
+    Stands for an instance too busy to answer at once (a loaded machine): the delay runs
+    from the accept, so it does not depend on how fast the client started.
+    """
+
+    def __init__(self, path: str, target: str, delay: float) -> None:
+        import socket
+        import threading
+
+        self.target, self.delay = target, delay
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(8)
+        self.threads: list[threading.Thread] = []
+        self._spawn(self._accept)
+
+    def _spawn(self, fn: object, *args: object) -> None:
+        import threading
+
+        t = threading.Thread(target=fn, args=args, daemon=True)  # type: ignore[arg-type]
+        self.threads.append(t)
+        t.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return  # closed
+            self._spawn(self._serve, conn)
+
+    def _serve(self, conn: object) -> None:
+        import socket
+        import threading
+        import time
+
+        assert isinstance(conn, socket.socket)
+        up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            time.sleep(self.delay)
+            up.connect(self.target)
+            back = threading.Thread(target=self._copy, args=(up, conn), daemon=True)
+            back.start()
+            self._copy(conn, up)
+            back.join(10)
+        except OSError:
+            pass
+        finally:
+            up.close()
+            conn.close()
+
+    @staticmethod
+    def _copy(src: object, dst: object) -> None:
+        import socket
+
+        assert isinstance(src, socket.socket) and isinstance(dst, socket.socket)
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        import socket
+
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept (Linux)
+        except OSError:
+            pass
+        self.sock.close()
+        for t in self.threads:
+            t.join(15)
+
+
+def test_discovery_waits_for_an_instance_slow_to_answer(
+    server: ServerThread, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The probe gives a busy instance the user's --timeout, not a fixed fraction of a second.
+
+    Before, discovery probed with min(--timeout, 1 s) (0.5 s from the library) and called an
+    instance that answered later "not running": on a loaded machine the demo's
+    ``aimdb record list`` said "no running aimdb instance found".
+    """
+    from ._helpers import short_tmpdir
+
+    assert server.server is not None and server.server.unix_path is not None
+    with short_tmpdir() as d:
+        monkeypatch.setenv("AIMDB_RUNTIME_DIR", d)
+        monkeypatch.delenv("AIMDB_CONNECT", raising=False)
+        door = SlowDoor(os.path.join(d, "busy.sock"), server.server.unix_path, delay=2.0)
+        try:
+            code, out, err = cli(capsys, "--timeout", "30", "record", "list")
+            assert code == 0 and "station.1.temp" in out, err
+            code, out, err = cli(capsys, "--timeout", "30", "-f", "json", "instance", "list")
+            assert code == 0, err
+            assert [(i["alive"], i.get("code")) for i in json.loads(out)] == [(True, None)], out
+        finally:
+            door.close()
+
+
+@aio
+async def test_a_socket_that_accepts_and_never_answers_is_alive_not_stale() -> None:
+    """A process listens (it accepted the connection) but is stopped or stuck: alive, code ``timeout``."""
+    import socket
+
+    from aimdb.remote import probe
+
+    from ._helpers import short_tmpdir
+
+    with short_tmpdir() as d:
+        mute = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            mute.bind(os.path.join(d, "mute.sock"))
+            mute.listen(1)
+            stale.bind(os.path.join(d, "stale.sock"))  # bound, never listening: refused
+            got = await probe(os.path.join(d, "mute.sock"), timeout=0.2)
+            assert (got["alive"], got["code"]) == (True, "timeout"), got
+            got = await probe(os.path.join(d, "stale.sock"), timeout=0.2)
+            assert (got["alive"], got["code"]) == (False, "connection_failed"), got
+        finally:
+            mute.close()
+            stale.close()

@@ -112,7 +112,7 @@ async def resolve_connect(text: str | None, token: str | None, timeout: float) -
         return text
     from ..remote import list_instances
 
-    found = [i for i in await list_instances(timeout=min(timeout, 1.0), token=token) if i.get("alive")]
+    found = [i for i in await list_instances(timeout=timeout, token=token) if i.get("alive")]
     named = [i for i in found if i.get("name") == text]
     if len(named) == 1:
         return str(named[0]["endpoint"])
@@ -219,7 +219,7 @@ def instance_list(ctx: typer.Context, output: Optional[Format] = _OUTPUT) -> Non
     async def go() -> list[dict[str, Any]]:
         from ..remote import list_instances
 
-        return await list_instances(timeout=min(o.timeout, 1.0), token=o.token)
+        return await list_instances(timeout=o.timeout, token=o.token)
 
     found = _execute(go)
     fmt = _fmt(o)

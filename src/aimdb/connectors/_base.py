@@ -357,8 +357,8 @@ class BaseConnector(Connector):
       connection is lost, with the reason;
     * ``async _send(route, values) -> list``: the send step of the outbound pump: send
       ``values`` (one batch of the route's record) and return the values that could not
-      be sent because the connection went away (they are offered again after the
-      reconnect, see :meth:`~aimdb.links.OutboundRoute.next_batch`); advance
+      be sent because the connection went away (the pump waits for the next connection,
+      then offers them again, see :meth:`~aimdb.links.OutboundRoute.next_batch`); advance
       ``route.settled`` as values get a known fate, so that an unexpected exception
       counts exactly the values it lost;
     * ``async _close() -> None``: drop the connection (idempotent, must not raise);
@@ -406,6 +406,9 @@ class BaseConnector(Connector):
         self._change_ev: asyncio.Event | None = None
         self._last_exc: BaseException | None = None
         self._closing = False
+        #: connections established so far (bumped when the state becomes "connected")
+        self._generation = 0
+        self._state_waiters: list[asyncio.Future[None]] = []
 
     # ------------------------------------------------------------ public
 
@@ -576,12 +579,19 @@ class BaseConnector(Connector):
                 carry = []
                 route.settled = 0
                 sending = values
+                generation = self._generation
                 try:
                     carry = await self._send(route, values)
                 except Exception as exc:
                     route.send_raised(values, exc)
                     carry = []
                 sending = []
+                if carry:
+                    # The connection went away under the send, maybe before the connect
+                    # loop noticed (the state still says "connected"): offering the carry
+                    # again now would return at once, a loop that never yields and keeps
+                    # the connect loop from ever noticing. Wait for the next connection.
+                    await self._wait_newer_connection(generation)
         except BaseException as exc:
             # the pump ends: at the database's stop (cancelled) or to be restarted (raised)
             stopping = not isinstance(exc, Exception)
@@ -616,9 +626,15 @@ class BaseConnector(Connector):
         return self._connected_ev, self._change_ev
 
     def _set_state(self, state: str) -> None:
+        if state == "connected" and self.stats.state != "connected":
+            self._generation += 1
         self.stats.state = state
         if self._routes is not None:
             self._routes.set_state(state)
+        waiters, self._state_waiters = self._state_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
         if self._loop is None:
             return
         connected, change = self._events()
@@ -627,6 +643,21 @@ class BaseConnector(Connector):
         else:
             connected.clear()
         change.set()
+
+    async def _wait_newer_connection(self, generation: int) -> None:
+        """Return once a connection newer than the ``generation``-th one is established.
+
+        Always suspends at least once (it waits on a fresh future per state change), so
+        a caller looping on it cannot starve the event loop.
+        """
+        while self._generation == generation or self.stats.state != "connected":
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._state_waiters.append(fut)
+            try:
+                await fut
+            finally:
+                if fut in self._state_waiters:
+                    self._state_waiters.remove(fut)
 
     def _record_error(self, err: BaseException) -> None:
         self._last_exc = err

@@ -343,7 +343,7 @@ class AsyncClient:
                 connection or the handshake (``too_many_connections``, ``auth_failed``,
                 ``version_mismatch``), or ``timeout``.
         """
-        ep = await resolve_endpoint(endpoint)
+        ep = await resolve_endpoint(endpoint, timeout=timeout)
         try:
             if ep.kind == "unix":
                 opened = asyncio.open_unix_connection(ep.path, limit=_READ_LIMIT)
@@ -733,16 +733,22 @@ async def connect(
 # ------------------------------------------------------------------ discovery
 
 
-async def probe(path: str, *, timeout: float = 0.5, token: str | None = None) -> dict[str, Any]:
+async def probe(path: str, *, timeout: float = 5.0, token: str | None = None) -> dict[str, Any]:
     """Probe the Unix socket ``path``; returns ``{"endpoint", "alive", ...hello fields}``.
 
-    A socket nobody listens on is reported with ``alive: False`` and an ``error``.
+    ``alive`` says whether a process listens on the socket. A socket nobody listens on
+    (a stale file) is refused at once: ``alive: False``, with ``error`` and ``code``. A
+    server that answers ``hello`` within ``timeout`` seconds is described by its ``hello``
+    fields (``name``, ``pid``, ``protocol`` ...). A server that accepts the connection but
+    does not answer in time (busy, or stopped) is ``alive: True`` with ``code``
+    ``"timeout"``; one that refuses the handshake (say ``auth_failed``) is ``alive: True``
+    with that code.
     """
     ep = "unix://" + path
     try:
         client = await AsyncClient.connect(ep, token=token, timeout=timeout, client_name="aimdb-probe")
     except RemoteError as exc:
-        alive = exc.code not in ("connection_failed", "timeout")
+        alive = exc.code != "connection_failed"
         return {"endpoint": ep, "alive": alive, "error": str(exc), "code": exc.code}
     try:
         return {"endpoint": ep, "alive": True, **client.server_info}
@@ -750,14 +756,22 @@ async def probe(path: str, *, timeout: float = 0.5, token: str | None = None) ->
         await client.aclose()
 
 
-async def list_instances(*, timeout: float = 0.5, token: str | None = None) -> list[dict[str, Any]]:
-    """Probe every socket in the runtime directory (concurrently) and describe each."""
+async def list_instances(*, timeout: float = 5.0, token: str | None = None) -> list[dict[str, Any]]:
+    """Probe every socket in the runtime directory (concurrently) and describe each (see :func:`probe`).
+
+    Stale socket files answer at once; ``timeout`` bounds the wait for a live server
+    that is slow to answer.
+    """
     files = socket_files()
     return list(await asyncio.gather(*(probe(str(p), timeout=timeout, token=token) for p in files)))
 
 
-async def resolve_endpoint(endpoint: str | None) -> P.Endpoint:
+async def resolve_endpoint(endpoint: str | None, *, timeout: float = 5.0) -> P.Endpoint:
     """Turn ``endpoint`` / ``$AIMDB_CONNECT`` / local discovery into an :class:`Endpoint`.
+
+    Discovery probes every socket in the runtime directory (:func:`list_instances`, with
+    ``timeout``) and picks the only one a process listens on, also when that process is
+    too busy to answer the probe in time (the connection then gets its own timeout).
 
     Raises:
         RemoteError: ``invalid_endpoint``, or ``no_instance`` / ``ambiguous`` when
@@ -769,7 +783,7 @@ async def resolve_endpoint(endpoint: str | None) -> P.Endpoint:
             return P.parse_endpoint(text)
         except ValueError as exc:
             raise RemoteError("invalid_endpoint", str(exc)) from None
-    alive = [i for i in await list_instances() if i.get("alive")]
+    alive = [i for i in await list_instances(timeout=timeout) if i.get("alive")]
     if not alive:
         raise RemoteError(
             "no_instance", "no running aimdb instance found locally; use --connect or AIMDB_CONNECT"
