@@ -12,7 +12,8 @@ listening, then obeys JSON lines on stdin, answering each with one JSON line:
 Records: passive, ring, writable config, a ticking source, a transform, a join, a string
 record whose key and values look like HTML, a persisted ring holding ``HISTORY`` values
 stored before the server starts, a writable record with a long key (``LONG_KEY``, 71
-characters), and an outbound ``aimdb://`` link to a peer that does not exist (so the link is
+characters), a writable record ``config.stamp`` holding the integer ``BIG_INT`` (2^60 + 1)
+in ``ts_ns``, and an outbound ``aimdb://`` link to a peer that does not exist (so the link is
 never connected). ``--no-connectors`` answers ``stats`` as a server from before per-connector
 statistics did (without ``connectors``).
 """
@@ -56,6 +57,15 @@ class Weather:
     ts_ns: int
 
 
+@dataclass
+class Stamp:
+    ts_ns: int
+    label: str
+
+
+BIG_INT = 2**60 + 1  # beyond 2^53: a double would round it
+
+
 async def _tick(ctx: Any, producer: Any) -> None:
     n = 0
     while True:
@@ -83,6 +93,7 @@ TYPES: dict[str, type] = {
     "sensor.hist": Temp,
     "station.1.weather": Weather,
     LONG_KEY: Setpoint,
+    "config.stamp": Stamp,
 }
 HISTORY = 40  # values stored in sensor.hist before the server starts
 
@@ -122,6 +133,7 @@ def build(store: str) -> AimDbBuilder:
     b.configure(Temp, "sensor.hist", lambda r: r.buffer(BufferCfg.SpmcRing(capacity=64)).persist())
     b.configure(Weather, "station.1.weather", lambda r: r.buffer(BufferCfg.SingleLatest()))
     b.configure(Setpoint, LONG_KEY, lambda r: r.buffer(BufferCfg.SingleLatest()).remote(writable=True))
+    b.configure(Stamp, "config.stamp", lambda r: r.buffer(BufferCfg.SingleLatest()).remote(writable=True))
     return b
 
 
@@ -129,6 +141,7 @@ async def main(port: int, token: str | None, unix: str | None) -> None:
     async with build(os.path.join(tempfile.mkdtemp(prefix="aimdb-dash-"), "store.db")).build() as db:
         db.producer(Setpoint, "config.setpoint").produce(Setpoint(20.0))
         db.producer(Setpoint, LONG_KEY).produce(Setpoint(80.0))
+        db.producer(Stamp, "config.stamp").produce(Stamp(BIG_INT, "start"))
         hist = db.producer(Temp, "sensor.hist")
         for i in range(HISTORY):
             hist.produce(Temp(float(i % 7)))

@@ -1,5 +1,5 @@
 // Unit tests of the page's pure functions, run by test_js_units.py with Node's test runner:
-// node --experimental-default-type=module --test tests/dashboard/js_units.mjs
+// node --experimental-default-type=module --harmony-json-parse-with-source --test tests/dashboard/js_units.mjs
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
@@ -125,4 +125,44 @@ test("the writer is named as aimdb record list names it; box sizes fit the wides
   assert.equal(geo.boxW, "a.very.long.key.that.needs.room".length * 10 + 16);
   assert.equal(geo.boxH, 9 + 4 * 15); // four lines
   assert.equal(geometry(buildGraph({ nodes: [rec("b")], edges: [] }).nodes, () => 1).boxW, 220); // the minimum
+});
+
+test("integers beyond 2^53 survive parse and stringify exactly; others parse as JSON.parse does", async () => {
+  const { Approx, EXACT_SUPPORTED, asNumber, parseFrame, parseJSON, stringifyJSON } = await import(new URL("json.js", STATIC));
+  assert.ok(EXACT_SUPPORTED, "run with --harmony-json-parse-with-source on Node 20");
+  const text = '{"event":"update","ts":1796456131475486700,"value":{"ts_ns":1152921504606846977,"n":-9007199254740993,"t":21.5,"e":1e+300,"s":"12345678901234567"}}';
+  const frame = parseFrame(text);
+  assert.equal(frame.value.ts_ns, 1152921504606846977n);
+  assert.equal(frame.value.n, -9007199254740993n);
+  assert.equal(frame.value.t, 21.5);
+  assert.equal(frame.value.e, 1e300); // not an integer literal: stays a double
+  assert.equal(frame.value.s, "12345678901234567");
+  assert.equal(asNumber(frame.ts), 1796456131475486700); // protocol timestamps, converted knowingly
+  assert.equal(stringifyJSON(frame), text);
+  assert.equal(formatValue(frame.value), 'ts_ns: 1152921504606846977, n: -9007199254740993, t: 21.5, e: 1e+300, s: "12345678901234567"');
+  // big ints reach the chart only as doubles, converted knowingly, and marked as not charted first
+  assert.deepEqual(numericFields(frame.value), [["ts_ns", 1152921504606846977], ["n", -9007199254740993], ["t", 21.5], ["e", 1e300]]);
+  assert.ok(formatModule.bigField(numericFields(frame.value)[0][1]) && !formatModule.bigField(21.5));
+  assert.equal(pick(frame.value, "ts_ns"), 1152921504606846977);
+  // the write form: pre-filled with stringify, parsed back on Write, sent with stringify
+  const form = stringifyJSON(frame.value, 1);
+  assert.match(form, /"ts_ns": 1152921504606846977/);
+  assert.equal(stringifyJSON({ id: 1, method: "record.set", params: { key: "k", value: parseJSON(form) } }),
+    '{"id":1,"method":"record.set","params":{"key":"k","value":' + text.slice(text.indexOf('{"ts_ns"'), -1) + "}}");
+  assert.deepEqual(parseJSON('{"a":1,"b":[2,3.5]}'), { a: 1, b: [2, 3.5] }); // no long digits: plain parse
+  // a frame whose only long integers are protocol timestamps is plain JSON.parse (the fast path)
+  const plain = parseFrame('{"result":{"rows":[{"ts":1796456131475486700,"value":{"t":1}}]},"ts":1796456131475486700}');
+  assert.equal(plain.ts, 1796456131475486700);
+  assert.equal(plain.result.rows[0].ts, 1796456131475486700);
+  // a big integer in a history row's value: exact, and the row's ts reads as a number
+  const hist = parseFrame('{"result":{"rows":[{"ts":1796456131475486700,"value":[1,1152921504606846977]}]}}');
+  assert.equal(hist.result.rows[0].value[1], 1152921504606846977n);
+  assert.equal(asNumber(hist.result.rows[0].ts), 1796456131475486700);
+  assert.equal(parseJSON("1152921504606846977"), 1152921504606846977n); // the write form: a bare number too
+  // a browser without source access: the rounded double, marked as approximate
+  const approx = parseJSON('{"ts_ns":1152921504606846977,"t":1}', false);
+  assert.ok(approx.ts_ns instanceof Approx);
+  assert.equal(formatValue(approx), "ts_ns: ≈1152921504606846976, t: 1");
+  assert.deepEqual(numericFields(approx), [["ts_ns", 1152921504606846976], ["t", 1]]);
+  assert.equal(stringifyJSON(approx), '{"ts_ns":1152921504606847000,"t":1}');
 });

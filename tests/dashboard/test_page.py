@@ -74,6 +74,7 @@ def test_instance_and_every_readable_record_listed(page: Any) -> None:
         "sensor.hist",
         "station.1.weather",
         LONG_KEY,
+        "config.stamp",
     ]  # declaration order; hidden.secret (remote(readable=False)) is not there
     assert page.text_content("#instance-name") == "dash-test"
     assert page.text_content("#instance-version").startswith("aimdb-python ")
@@ -261,6 +262,24 @@ def test_permitted_write_lands(page: Any, instance: Instance) -> None:
     assert instance.call("get", "config.setpoint") == {"ok": True, "value": {"celsius": 17.5}}
     _wait_cell(page, "config.setpoint", "value", "celsius: 17.5")
     _shot(page, "write")
+
+
+def test_an_integer_beyond_2_53_is_shown_and_written_back_exactly(page: Any, instance: Instance) -> None:
+    big = 2**60 + 1  # _instance.BIG_INT; a double would make it 1152921504606846976
+    _wait_cell(page, "config.stamp", "value", f"ts_ns: {big},")
+    _row(page, "config.stamp").click()
+    page.wait_for_selector("#write-form:not([hidden])", timeout=WAIT_MS)
+    prefilled = page.input_value("#write-value")
+    assert str(big) in prefilled, prefilled
+    # Write the pre-filled value with only the label changed: ts_ns goes back as it came.
+    page.fill("#write-value", prefilled.replace('"start"', '"written"'))
+    page.click("#write-submit")
+    page.wait_for_function(
+        "document.getElementById('write-result').textContent.startsWith('stored')", timeout=WAIT_MS
+    )
+    assert f"ts_ns: {big}," in page.text_content("#write-result")
+    assert instance.call("get", "config.stamp") == {"ok": True, "value": {"ts_ns": big, "label": "written"}}
+    _wait_cell(page, "config.stamp", "value", f'ts_ns: {big}, label: "written"')
 
 
 def test_refused_write_shows_the_servers_reason(page: Any, instance: Instance) -> None:

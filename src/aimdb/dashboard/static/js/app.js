@@ -7,6 +7,7 @@ import { Connection, RemoteError, storeToken } from "./connection.js";
 import { drawGraph } from "./graph.js";
 import { LinksView } from "./links.js";
 import { bufferLabel, formatUptime, formatValue, recordFlags, setText, writerLabel } from "./format.js";
+import { asNumber, parseJSON, stringifyJSON } from "./json.js";
 import { RecordTable } from "./records.js";
 
 const STATS_EVERY_MS = 5000;
@@ -139,16 +140,16 @@ async function syncClock() {
   const t0 = Date.now();
   const pong = await conn.call("ping");
   const t1 = Date.now();
-  if (pong && typeof pong.ts === "number") state.clockOffsetMs = pong.ts / 1e6 - (t0 + t1) / 2;
+  if (pong && typeof asNumber(pong.ts) === "number") state.clockOffsetMs = asNumber(pong.ts) / 1e6 - (t0 + t1) / 2;
 }
 
 function tickUptime() {
   const h = state.hello;
-  if (!h || typeof h.started_at !== "number") {
+  if (!h || typeof asNumber(h.started_at) !== "number") {
     setText($("instance-uptime"), h ? "unknown" : "–");
     return;
   }
-  setText($("instance-uptime"), formatUptime(serverNowMs() - h.started_at / 1e6));
+  setText($("instance-uptime"), formatUptime(serverNowMs() - asNumber(h.started_at) / 1e6));
 }
 setInterval(tickUptime, 1000);
 
@@ -185,8 +186,9 @@ function onEvent(frame) {
   if (frame.seq > state.lastSeq + 1) state.lostEvents += frame.seq - state.lastSeq - 1;
   state.lastSeq = Math.max(state.lastSeq, frame.seq);
   const arrived = serverNowMs();
-  const row = table.update(frame.key, frame.value, frame.ts, arrived);
-  if (row) chart.push(frame.key, frame.value, frame.ts);
+  const tsNs = asNumber(frame.ts);
+  const row = table.update(frame.key, frame.value, tsNs, arrived);
+  if (row) chart.push(frame.key, frame.value, tsNs);
   queueHeader();
 }
 
@@ -218,7 +220,7 @@ function select(key) {
   $("write-result").className = "";
   if (info.writable) {
     form.hidden = false;
-    $("write-value").value = row && row.hasValue ? JSON.stringify(row.value, null, 1) : "";
+    $("write-value").value = row && row.hasValue ? stringifyJSON(row.value, 1) : "";
     setText($("write-policy"), "The server allows remote writes to this record.");
   } else {
     form.hidden = true;
@@ -238,7 +240,7 @@ $("write-form").addEventListener("submit", async (ev) => {
   const out = $("write-result");
   let value;
   try {
-    value = JSON.parse($("write-value").value);
+    value = parseJSON($("write-value").value);
   } catch (err) {
     out.className = "error";
     setText(out, `not JSON, nothing sent: ${err.message}`);

@@ -5,13 +5,15 @@
 // animation frame. The number of points held is bounded (MAX_POINTS).
 
 import { versionAtLeast, RemoteError } from "./connection.js";
-import { numericFields, pick } from "./format.js";
+import { bigField, numericFields, pick } from "./format.js";
+import { asNumber } from "./json.js";
 
 const MAX_POINTS = 3000;
 const HISTORY_SPAN_NS = 15 * 60 * 1e9; // the last 15 minutes
 const HISTORY_LIMIT = 2000; // capped at the server's limits.max_history (1000 by default)
 // Fields that look like timestamps, sequence numbers or ids are not charted (unless there is
-// nothing else); the note under the charts names them.
+// nothing else), and neither are integers beyond 2^53 (bigField); the note under the charts
+// names them.
 const MAX_CHARTS = 6;
 const AUX_FIELD = /(^|[._])(ts|t|seq|n|id|count|time|timestamp)$|_(ns|us|ms)$/i;
 const COLOURS = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563"];
@@ -107,7 +109,7 @@ export class ChartPanel {
     const hx = [];
     const hy = this.fields.map(() => []);
     for (const r of rows) {
-      const x = r.ts / 1e9;
+      const x = asNumber(r.ts) / 1e9;
       if (!(x < firstLive)) continue;
       hx.push(x);
       this.fields.forEach((f, i) => hy[i].push(pick(r.value, f)));
@@ -121,9 +123,10 @@ export class ChartPanel {
 
   ensureFields(value) {
     if (this.fields !== null) return;
-    this.fields = numericFields(value).map(([path]) => path);
+    const pairs = numericFields(value);
+    this.fields = pairs.map(([path]) => path);
     this.ys = this.fields.map(() => []);
-    const main = this.fields.map((f, i) => i).filter((i) => !AUX_FIELD.test(this.fields[i]));
+    const main = this.fields.map((f, i) => i).filter((i) => !AUX_FIELD.test(this.fields[i]) && !bigField(pairs[i][1]));
     this.charted = (main.length ? main : this.fields.map((f, i) => i)).slice(0, MAX_CHARTS);
   }
 

@@ -4,7 +4,10 @@
 // matches replies to requests by id, hands subscription events to a callback and, when the
 // socket closes, fails every pending request and reconnects with exponential backoff and
 // jitter. It never reconnects by itself after auth_failed (the page asks for a token) or
-// version_mismatch (nothing a retry can fix).
+// version_mismatch (nothing a retry can fix). Frames are parsed and written with json.js, so
+// integers beyond 2^53 in values stay exact (BigInt) both ways.
+
+import { parseFrame, stringifyJSON } from "./json.js";
 
 export const CLIENT_VERSION = "1.3";
 const TOKEN_KEY = "aimdb.dashboard.token";
@@ -146,7 +149,7 @@ export class Connection {
     if (typeof data !== "string") return;
     let frame;
     try {
-      frame = JSON.parse(data);
+      frame = parseFrame(data);
     } catch {
       this.h.onError("the server sent a frame that is not JSON; skipped");
       return;
@@ -185,7 +188,16 @@ export class Connection {
         if (this.pending.delete(id)) reject(new Error(`${method}: no reply within ${CALL_TIMEOUT_MS / 1000} s`));
       }, CALL_TIMEOUT_MS);
       this.pending.set(id, { resolve, reject, timer });
-      ws.send(JSON.stringify(frame));
+      let text;
+      try {
+        text = stringifyJSON(frame);
+      } catch (err) {
+        this.pending.delete(id);
+        clearTimeout(timer);
+        reject(err);
+        return;
+      }
+      ws.send(text);
     });
   }
 

@@ -1,5 +1,7 @@
 // Small helpers: safe element creation (text only, never HTML) and value formatting.
 
+import { Approx, asNumber } from "./json.js";
+
 /** An element with optional class and text (set with textContent: record data stays text). */
 export function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -21,10 +23,15 @@ function num(v) {
   return String(Math.round(v * 1e4) / 1e4);
 }
 
-/** A record value as one short line: objects as `a: 1, b: x`, strings as they are. */
+/**
+ * A record value as one short line: objects as `a: 1, b: x`, strings as they are, integers
+ * beyond 2^53 (BigInt from json.js) with every digit, approximate ones as `≈digits`.
+ */
 export function formatValue(v, depth = 0) {
   if (v === null || v === undefined) return "null";
   if (typeof v === "number") return num(v);
+  if (typeof v === "bigint") return v.toString(); // an integer beyond 2^53, exact
+  if (v instanceof Approx) return v.toString(); // "≈digits": rounded by a browser without exact parsing
   if (typeof v === "string") return depth === 0 ? v : JSON.stringify(v);
   if (typeof v === "boolean") return String(v);
   if (Array.isArray(v)) {
@@ -88,25 +95,35 @@ export function formatRate(r) {
 
 /**
  * The numeric fields of a value as [path, number] pairs (nested objects give dotted
- * paths; a bare number is the field "value"). Booleans and strings are not charted.
+ * paths; a bare number is the field "value"). Booleans and strings are not charted. Integers
+ * beyond 2^53 (BigInt, or Approx on a browser without exact parsing) are given as doubles,
+ * converted knowingly: the chart treats them like timestamps and counters (see bigField).
  */
 export function numericFields(v, prefix = "", out = [], depth = 0) {
   if (typeof v === "number" && Number.isFinite(v)) {
     out.push([prefix || "value", v]);
+  } else if (typeof v === "bigint" || v instanceof Approx) {
+    out.push([prefix || "value", asNumber(v)]);
   } else if (v && typeof v === "object" && !Array.isArray(v) && depth < 4) {
     for (const k of Object.keys(v)) numericFields(v[k], prefix ? `${prefix}.${k}` : k, out, depth + 1);
   }
   return out;
 }
 
-/** The number at dotted `path` of `v` ("value" for a bare number), or null. */
+/** True when `n` (from numericFields) is an integer beyond 2^53: a timestamp or counter, not charted first. */
+export function bigField(n) {
+  return Number.isInteger(n) && !Number.isSafeInteger(n);
+}
+
+/** The number at dotted `path` of `v` ("value" for a bare number), or null; big integers as doubles. */
 export function pick(v, path) {
-  if (path === "value" && typeof v === "number") return v;
+  if (path === "value" && (typeof v === "number" || typeof v === "bigint" || v instanceof Approx)) return asNumber(v);
   let cur = v;
   for (const part of path.split(".")) {
-    if (cur === null || typeof cur !== "object") return null;
+    if (cur === null || typeof cur !== "object" || cur instanceof Approx) return null;
     cur = cur[part];
   }
+  cur = asNumber(cur);
   return typeof cur === "number" && Number.isFinite(cur) ? cur : null;
 }
 
