@@ -597,7 +597,6 @@ async def run_hub(args: argparse.Namespace, outcome: list[dict[str, Any]]) -> in
                 ]
                 gw += ["--hz", f"{args.hz:g}", "--stations", ",".join(f"{s.name}:{s.runtime}" for s in piped)]
                 supervisors.append(Supervised("gateway", gw, on_line("gateway")))
-        tasks = [asyncio.ensure_future(s.run()) for s in supervisors]
         mode: dict[str, Any] = {
             "mode": "mqtt" if args.mqtt else "default",
             "hz": args.hz,
@@ -614,6 +613,7 @@ async def run_hub(args: argparse.Namespace, outcome: list[dict[str, Any]]) -> in
             except ImportError:
                 headless = True
         header = f"from another terminal: {cli} watch 'station.#'  ·  Ctrl-C stops"
+        tasks = [asyncio.ensure_future(s.run()) for s in supervisors]  # ended by stop_all below
         try:
             tick = 0
             while args.duration is None or time.monotonic() - start < args.duration:
@@ -728,10 +728,10 @@ async def run_gateway(args: argparse.Namespace) -> int:
 
             cmd = station_command(s, args.hz, "stdout")
             sups.append(Supervised(s.name, cmd, line, pipe_server(server, s.name), event))
-        tasks = [asyncio.ensure_future(s.run()) for s in sups]
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
+        tasks = [asyncio.ensure_future(s.run()) for s in sups]  # ended by stop_all below
         try:
             await stop.wait()
         finally:

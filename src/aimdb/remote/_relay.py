@@ -114,7 +114,9 @@ class DashboardRelay:
     async def aclose(self) -> None:
         """Close every relayed WebSocket (code 1001), then stop listening (bounded). Idempotent."""
         closing = [wait_for(ws.close(code=1001), _CLOSE_TIMEOUT) for ws in list(self._sockets)]
-        await asyncio.gather(*closing, return_exceptions=True)
+        for r in await asyncio.gather(*closing, return_exceptions=True):
+            if isinstance(r, Exception):  # that page's connection is dropped by the listener's close
+                _log.warning("dashboard relay: closing a WebSocket failed: %r", r)
         await self._http.aclose()
 
     async def serve_forever(self) -> None:
@@ -179,13 +181,17 @@ class DashboardRelay:
             _log.warning("dashboard relay: %s is reachable again", self.endpoint)
         up = asyncio.ensure_future(self._browser_to_instance(ws, writer))
         down = asyncio.ensure_future(self._instance_to_browser(reader, ws))
+        done: set[asyncio.Future[int | None]] = set()
         try:
             done, _ = await asyncio.wait((up, down), return_when=asyncio.FIRST_COMPLETED)
         finally:
             for t in (up, down):
                 t.cancel()
-            await asyncio.gather(up, down, return_exceptions=True)
+            ended = await asyncio.gather(up, down, return_exceptions=True)
             writer.close()
+            for t, r in zip((up, down), ended, strict=True):  # a direction that failed while being stopped
+                if t not in done and isinstance(r, Exception):
+                    _log.error("dashboard relay for %s failed while closing", peer, exc_info=r)
         for t in (down, up):  # the instance's end decides first
             if t in done and not t.cancelled():
                 failure = t.exception()
