@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,27 +63,44 @@ async def _server(path: str, conn: Any) -> None:
             await asyncio.sleep(0)
 
 
-async def unix_client(path: str, seconds: float) -> tuple[float, float]:
-    async with await AsyncClient.connect("unix://" + path) as c:
-        sub = await c.subscribe("bench.stream", snapshot=False)
-        got = lost = 0
+@dataclass
+class Count:
+    """Events a client received and events the server dropped for it (sequence gaps)."""
 
-        async def drain() -> None:
-            nonlocal got, lost
-            while True:
-                ev = await sub.next()
-                got += 1
-                lost += ev.gap
+    got: int = 0
+    lost: int = 0
 
-        task = asyncio.ensure_future(drain())
+
+async def measure(drain: Coroutine[Any, Any, None], count: Count, seconds: float) -> tuple[float, float]:
+    """Run ``drain`` (which updates ``count``); after 0.5 s of warm-up, measure ``seconds``.
+
+    Returns events/s and the percentage of events lost in the measured window.
+    """
+    task = asyncio.ensure_future(drain)
+    try:
         await asyncio.sleep(0.5)  # warm up
-        g0, l0, t0 = got, lost, time.perf_counter()
+        g0, l0, t0 = count.got, count.lost, time.perf_counter()
         await asyncio.sleep(seconds)
-        g1, l1, dt = got, lost, time.perf_counter() - t0
+        g1, l1, dt = count.got, count.lost, time.perf_counter() - t0
+    finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     n, m = g1 - g0, l1 - l0
     return n / dt, 100.0 * m / max(1, n + m)
+
+
+async def unix_client(path: str, seconds: float) -> tuple[float, float]:
+    async with await AsyncClient.connect("unix://" + path) as c:
+        sub = await c.subscribe("bench.stream", snapshot=False)
+        count = Count()
+
+        async def drain() -> None:
+            while True:
+                ev = await sub.next()
+                count.got += 1
+                count.lost += ev.gap
+
+        return await measure(drain(), count, seconds)
 
 
 async def ws_client(url: str, seconds: float) -> tuple[float, float]:
@@ -93,30 +111,20 @@ async def ws_client(url: str, seconds: float) -> tuple[float, float]:
         await ws.send_str(
             '{"id":2,"method":"record.subscribe","params":{"pattern":"bench.stream","snapshot":false}}'
         )
-        got = lost = 0
-        last = None
+        count = Count()
 
         async def drain() -> None:
-            nonlocal got, lost, last
+            last = None
             async for msg in ws:
-                ev = decode(msg.data)
-                seq = ev.get("seq")
+                seq = decode(msg.data).get("seq")
                 if seq is None:
                     continue
-                got += 1
+                count.got += 1
                 if last is not None and seq > last + 1:
-                    lost += seq - last - 1
+                    count.lost += seq - last - 1
                 last = seq
 
-        task = asyncio.ensure_future(drain())
-        await asyncio.sleep(0.5)
-        g0, l0, t0 = got, lost, time.perf_counter()
-        await asyncio.sleep(seconds)
-        g1, l1, dt = got, lost, time.perf_counter() - t0
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-    n, m = g1 - g0, l1 - l0
-    return n / dt, 100.0 * m / max(1, n + m)
+        return await measure(drain(), count, seconds)
 
 
 def main(argv: list[str]) -> int:
