@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from .._aio import wait_for
 from . import _protocol as P
 from ._http import HttpListener, ProtocolWebSocket
-from ._transport import WS_MESSAGE_TOO_BIG
+from ._transport import BINARY_MESSAGE, WS_MESSAGE_TOO_BIG
 
 try:
     from aiohttp import WSMsgType, web
@@ -42,7 +42,7 @@ LINE_LIMIT = 64 * 1024 * 1024
 _CONNECT_TIMEOUT = 5.0
 _CLOSE_TIMEOUT = 1.0
 _FINAL_ERRORS = frozenset({P.AUTH_FAILED, P.VERSION_MISMATCH, P.HANDSHAKE_REQUIRED, P.IDLE_TIMEOUT})
-_BINARY = P.error_frame(None, P.PARSE_ERROR, "binary message: frames are JSON text messages")
+_BINARY = P.error_frame(None, P.PARSE_ERROR, BINARY_MESSAGE)
 
 
 class RelayCounters:

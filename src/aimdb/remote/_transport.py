@@ -159,6 +159,9 @@ class StreamTransport:
 WS_MESSAGE_TOO_BIG = 1009
 """WebSocket close code for a message longer than ``max_frame``."""
 
+BINARY_MESSAGE = "binary message: frames are JSON text messages"
+"""The ``parse_error`` message a binary WebSocket message is answered with."""
+
 
 class WebSocketTransport:
     """Remote-protocol frames as WebSocket text messages: :class:`Transport` over aiohttp.
@@ -204,7 +207,7 @@ class WebSocketTransport:
                 data = data[:-2] if data.endswith(b"\r\n") else data[:-1]
             return Incoming([data] if data else [], True)
         if kind is self._msg.BINARY:
-            err = P.FrameError(P.PARSE_ERROR, "binary message: frames are JSON text messages")
+            err = P.FrameError(P.PARSE_ERROR, BINARY_MESSAGE)
             return Incoming([err], True)
         if kind is self._msg.ERROR and getattr(msg.data, "code", None) == WS_MESSAGE_TOO_BIG:
             self.close_code = WS_MESSAGE_TOO_BIG
